@@ -1,0 +1,380 @@
+"""``python -m scratchnet.train``: train a model of the zoo on real data, evaluate it on the test set, save it.
+
+With no arguments it trains the default convolutional model on MNIST (see ``DEFAULT_MODEL``) and saves it
+where ``python -m scratchnet.predict`` looks for it. ``--model NAME`` trains one of the seven models of
+MODELS.md with its source's recipe (``scratchnet.zoo.defaults``); every part of the recipe can be overridden
+by a flag. Exit codes: 0 success, 1 bad data or a diverging run (one line on stderr), 2 usage errors.
+"""
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from scratchnet import paths, zoo
+
+# The default run: the Kaggle CNN's architecture on the full MNIST training set. It reaches >= 98.5% test
+# accuracy in a few epochs (see docs/reproduction.md for measured figures).
+DEFAULT_MODEL = "kaggle_cnn"
+DEFAULT_RECIPE = dict(dataset="mnist", epochs=4, validation="split")
+
+DATASETS = ("mnist", "fashion-mnist", "notmnist", "kaggle") + tuple(
+    f"emnist-{split}" for split in ("byclass", "bymerge", "balanced", "letters", "digits", "mnist"))
+
+
+class TrainingError(Exception):
+    """A run that cannot go on (bad data, divergence); the CLI prints its message and exits 1."""
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m scratchnet.train",
+        description="Train a handwriting model of the scratchnet zoo on real data, evaluate and save it. "
+                    "With no arguments: the default CNN on MNIST, saved for `python -m scratchnet.predict`.")
+    parser.add_argument("--model", choices=zoo.NAMES, help=f"model to train (default: {DEFAULT_MODEL} on MNIST)")
+    parser.add_argument("--dataset", choices=DATASETS, help="dataset (default: the model's own)")
+    parser.add_argument("--data-dir", type=Path,
+                        help="directory holding the dataset's files (default: $SCRATCHNET_DATA, the cache, "
+                             "a download, or the packaged copy)")
+    parser.add_argument("--epochs", type=_positive_int, help="epochs (epoch-scheduled models)")
+    parser.add_argument("--steps", type=_positive_int, help="training steps (caps epochs for epoch models)")
+    parser.add_argument("--batch-size", type=_positive_int, help="mini-batch size")
+    parser.add_argument("--learning-rate", type=_positive_float, help="optimizer learning rate")
+    parser.add_argument("--seed", type=int, default=0, help="seed for initialisation, shuffling, dropout")
+    parser.add_argument("--dtype", choices=("float32", "float64"), help="floating-point type")
+    parser.add_argument("--backend", choices=("numba", "numpy"),
+                        help="conv/pool implementation: numba kernels (default) or the readable NumPy ops")
+    parser.add_argument("--save", type=Path, metavar="PATH", help="where to save the model (.npz)")
+    parser.add_argument("--no-save", action="store_true", help="do not save the trained model")
+    parser.add_argument("--plots", type=Path, metavar="DIR", help="write curves, confusion matrix, samples")
+    parser.add_argument("--tsne", action="store_true", help="with --plots, also the (slow) t-SNE picture")
+    parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def main(argv=None):
+    """Run the CLI; returns the exit code (0 success, 1 bad data or divergence, 2 usage)."""
+    args = build_parser().parse_args(argv)
+    from scratchnet.data.errors import DataError
+    from scratchnet.models import DivergenceError
+
+    try:
+        summary = run(args)
+    except (DataError, DivergenceError, TrainingError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"error: {error.strerror or error}: {error.filename}" if error.filename else f"error: {error}",
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
+def run(args):
+    """Train as ``args`` say; returns the summary dictionary the ``--json`` line prints."""
+    from scratchnet import engine
+
+    if args.backend:
+        engine.set_backend(args.backend)
+    default_run = args.model is None
+    name = DEFAULT_MODEL if default_run else args.model
+    recipe = zoo.defaults(name)
+    if default_run:
+        recipe = recipe.replace(**DEFAULT_RECIPE)
+    recipe = recipe.replace(dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
+                            learning_rate=args.learning_rate, dtype=args.dtype)
+    if args.steps is not None:
+        recipe = recipe.replace(steps=args.steps)
+    say = _printer(args)
+
+    data = load_data(recipe, args.data_dir, seed=args.seed)
+    num_classes = data["num_classes"]
+    model = zoo.build(name, seed=args.seed, dtype=recipe.dtype, num_classes=num_classes,
+                      learning_rate=recipe.learning_rate)
+    x_train, y_train = prepare(data["x_train"], data["y_train"], name, recipe)
+    x_val, y_val = (prepare(data["x_val"], data["y_val"], name, recipe)
+                    if data.get("x_val") is not None else (None, None))
+    x_test, y_test = (prepare(data["x_test"], data["y_test"], name, recipe)
+                      if data.get("y_test") is not None else (None, None))
+    say(f"model {name} ({model.count_params():,} parameters) on {data['name']}: "
+        f"{len(x_train):,} training, {0 if x_val is None else len(x_val):,} validation, "
+        f"{0 if x_test is None else len(x_test):,} test images; {_describe(recipe)}")
+
+    start = time.perf_counter()
+    if recipe.schedule == "full_batch":
+        history, steps, images = _train_full_batch(model, x_train, y_train, recipe, args)
+    elif recipe.schedule == "steps":
+        history, steps, images = _train_steps(model, x_train, y_train, x_val, y_val, recipe, args, say)
+    else:
+        history, steps, images = _train_epochs(model, x_train, y_train, x_val, y_val, recipe, args, say)
+    train_seconds = time.perf_counter() - start
+
+    summary = {"model": name, "dataset": data["name"], "epochs": history.get("epochs"), "steps": steps,
+               "batch_size": recipe.batch_size, "learning_rate": recipe.learning_rate, "seed": args.seed,
+               "train_seconds": round(train_seconds, 3),
+               "images_per_second": round(images / train_seconds, 1) if train_seconds > 0 else None}
+    if x_val is not None:
+        val_loss, val_accuracy = model.evaluate(x_val, y_val, batch_size=1000)
+        summary.update(val_loss=float(val_loss), val_accuracy=float(val_accuracy))
+        say(f"validation: loss {val_loss:.4f}, accuracy {val_accuracy:.2%}")
+    if x_test is not None:
+        test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=1000)
+        summary.update(test_loss=float(test_loss), test_accuracy=float(test_accuracy))
+        say(f"test: loss {test_loss:.4f}, accuracy {test_accuracy:.2%} "
+            f"(trained {train_seconds:.1f} s, {summary['images_per_second']:,.0f} images/s)")
+    else:
+        summary.update(test_loss=None, test_accuracy=None)
+    if name == "logreg":
+        _print_logreg_predictions(model, x_test, y_test, say)
+
+    summary["saved_to"] = None
+    if not args.no_save:
+        path = args.save or (paths.default_model_path() if default_run else paths.home() / "models" / f"{name}.npz")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model.save(path)
+        summary["saved_to"] = str(path)
+        say(f"saved the model to {path}" + ("  (python -m scratchnet.predict uses it by default)"
+                                             if path == paths.default_model_path() else ""))
+    if args.plots:
+        from scratchnet import plots
+
+        x_plot, y_plot = (x_val, y_val) if x_val is not None else (x_test, y_test)
+        written = plots.save_all(args.plots, model, history, x_plot, y_plot,
+                                 class_names=data.get("classes"), tsne=args.tsne)
+        say(f"wrote {len(written)} pictures to {args.plots}")
+    return summary
+
+
+def _printer(args):
+    """Human-readable lines go to stdout, except with --json, where stdout holds only the JSON line."""
+    stream = sys.stderr if args.json else sys.stdout
+
+    def say(line):
+        print(line, file=stream, flush=True)
+    return say
+
+
+def _describe(recipe):
+    if recipe.schedule == "full_batch":
+        return f"{recipe.steps} full-batch {recipe.optimizer} steps at learning rate {recipe.learning_rate:g}"
+    size = f"batch {recipe.batch_size}, {recipe.optimizer} at learning rate {recipe.learning_rate:g}"
+    if recipe.schedule == "steps":
+        return f"{recipe.steps:,} steps of {size}"
+    cap = f" (at most {recipe.steps:,} steps)" if recipe.steps else ""
+    return f"{recipe.epochs} epochs of {size}{cap}"
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+def load_data(recipe, data_dir=None, seed=0):
+    """Load the recipe's dataset as a dict: x/y for train, val (when the dataset or recipe has one), test.
+
+    Images stay as the loader gives them (uint8 for the IDX datasets); ``prepare`` scales them.
+    """
+    from scratchnet import datasets
+
+    name = recipe.dataset
+    if name == "kaggle":
+        return _load_kaggle(data_dir)
+    if name == "mnist":
+        from scratchnet.data.mnist import load_mnist
+
+        (x_train, y_train), (x_test, y_test) = load_mnist(data_dir)
+        data = dict(name="mnist", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+                    num_classes=10, classes=[str(d) for d in range(10)])
+    else:
+        loaded = datasets.load(name, data_dir=data_dir)
+        data = dict(name=loaded.name, x_train=loaded.x_train, y_train=loaded.y_train, x_test=loaded.x_test,
+                    y_test=loaded.y_test, num_classes=loaded.num_classes, classes=list(loaded.classes))
+        if getattr(loaded, "x_val", None) is not None:
+            data.update(x_val=loaded.x_val, y_val=loaded.y_val)
+    if recipe.validation == "test":
+        data.update(x_val=data["x_test"], y_val=data["y_test"])
+    elif recipe.validation in ("split", "dataset") and data.get("x_val") is None:
+        n_val = int(round(len(data["x_train"]) * recipe.validation_split))
+        if n_val:
+            # Keras's validation_split: the LAST fraction of the training set, taken before any shuffling.
+            data.update(x_val=data["x_train"][-n_val:], y_val=data["y_train"][-n_val:],
+                        x_train=data["x_train"][:-n_val], y_train=data["y_train"][:-n_val])
+    return data
+
+
+KAGGLE_ROWS = 42_000
+KAGGLE_SPLIT_SEED = 1212
+
+
+def _load_kaggle(data_dir):
+    """The Kaggle digit-recognizer split: a user's ``train.csv`` if ``data_dir`` holds one, else the first
+    42,000 MNIST training images (Kaggle's train.csv is MNIST). Split 80/20 with seed 1212; the MNIST test
+    set stays the test set (Kaggle's own test.csv has no labels)."""
+    from scratchnet.data.mnist import load_mnist
+
+    if data_dir is not None and (Path(data_dir) / "train.csv").exists():
+        from scratchnet.data import kaggle
+
+        images, labels = kaggle.read_train_csv(Path(data_dir) / "train.csv")
+        name, x_test, y_test = "kaggle train.csv", None, None
+    else:
+        (images, labels), (x_test, y_test) = load_mnist(data_dir)
+        images, labels = images[:KAGGLE_ROWS], labels[:KAGGLE_ROWS]
+        name = "kaggle (first 42,000 MNIST training images)"
+    order = np.random.default_rng(KAGGLE_SPLIT_SEED).permutation(len(images))
+    n_val = len(images) // 5
+    val, train = order[:n_val], order[n_val:]
+    return dict(name=name, x_train=images[train], y_train=labels[train], x_val=images[val], y_val=labels[val],
+                x_test=x_test, y_test=y_test, num_classes=10, classes=[str(d) for d in range(10)])
+
+
+def prepare(images, labels, name, recipe):
+    """Turn loader output into model inputs: scale pixels as the source did, shape for the model.
+
+    uint8 pixels are scaled by the recipe's ``preprocess``; float images (notMNIST, already normalised to
+    (v - 127.5) / 255 by its pipeline) are used as they are. ``logreg`` gets raw pixels with a ones column in
+    front and binary labels "is it a 4?" of shape (n, 1).
+    """
+    if images is None:
+        return None, None
+    dtype = np.dtype(recipe.dtype)
+    n = len(images)
+    if images.dtype == np.uint8:
+        x = images.astype(dtype)
+        if recipe.preprocess == "unit":
+            x /= dtype.type(255)
+        elif recipe.preprocess == "centered":
+            x = (x - dtype.type(127.5)) / dtype.type(255)
+    else:
+        x = images.astype(dtype, copy=False)
+    if recipe.preprocess == "raw_bias":
+        x = np.concatenate([np.ones((n, 1), dtype), x.reshape(n, -1)], axis=1)
+        return x, (labels == 4).astype(dtype).reshape(n, 1)
+    x = x.reshape(n, -1) if recipe.flat else x.reshape(n, 28, 28, 1)
+    return x, labels.astype(np.int64)
+
+
+# ------------------------------------------------------------------------------------------- schedules
+
+def _train_epochs(model, x, y, x_val, y_val, recipe, args, say):
+    """Keras-style ``fit``: shuffled epochs, validation after each, a progress bar per epoch."""
+    fit = model.fit(x, y, batch_size=recipe.batch_size, epochs=recipe.epochs, steps=recipe.steps,
+                    validation_data=None if x_val is None else (x_val, y_val), shuffle=True,
+                    verbose=0 if args.quiet or args.json else 1, seed=args.seed)
+    history = dict(fit.history)
+    epochs = len(history.get("loss", []))
+    for epoch in range(epochs):
+        line = f"epoch {epoch + 1}/{recipe.epochs}: loss {history['loss'][epoch]:.4f}, " \
+               f"accuracy {history['accuracy'][epoch]:.2%}"
+        if "val_loss" in history:
+            line += f", val_loss {history['val_loss'][epoch]:.4f}, val_accuracy {history['val_accuracy'][epoch]:.2%}"
+        say(line)
+    steps = math.ceil(len(x) / recipe.batch_size) * epochs if not recipe.steps else min(
+        recipe.steps, math.ceil(len(x) / recipe.batch_size) * epochs)
+    history["epochs"] = epochs
+    return history, steps, min(steps * recipe.batch_size, len(x) * epochs)
+
+
+def _batches(n, batch_size, order, rng):
+    """Yield index arrays forever: reshuffled passes, or notMNIST's sequential ``offset = step*b % (n-b)``."""
+    if order == "sequential":
+        step = 0
+        while True:
+            offset = (step * batch_size) % (n - batch_size)
+            yield slice(offset, offset + batch_size)
+            step += 1
+    while True:
+        permutation = rng.permutation(n)
+        for start in range(0, n - batch_size + 1, batch_size):
+            yield permutation[start:start + batch_size]
+
+
+def _train_steps(model, x, y, x_val, y_val, recipe, args, say):
+    """The TF1 style: a fixed number of mini-batch steps, a report line every ``report_every`` steps."""
+    from tqdm import tqdm
+
+    from scratchnet.models import DivergenceError
+
+    if recipe.batch_size > len(x) - (recipe.batch_order == "sequential"):
+        raise TrainingError(f"--batch-size {recipe.batch_size} is larger than the {len(x)} training images")
+    rng = np.random.default_rng(args.seed)
+    batches = _batches(len(x), recipe.batch_size, recipe.batch_order, rng)
+    history = {"step": [], "loss": [], "accuracy": [], "val_accuracy": []}
+    report_validation = recipe.batch_order == "sequential" and x_val is not None
+    bar = tqdm(range(recipe.steps), desc="training", unit="step", disable=args.quiet or args.json,
+               file=sys.stderr, leave=False)
+    for step in bar:
+        index = next(batches)
+        loss = model.train_step(x[index], y[index])
+        if not math.isfinite(loss):
+            raise DivergenceError(f"training diverged at step {step}: the loss is {loss}; "
+                                  f"try a smaller --learning-rate (now {recipe.learning_rate:g})")
+        if step % recipe.report_every == 0 or step == recipe.steps - 1:
+            _, batch_accuracy = model.evaluate(x[index], y[index], batch_size=len(y[index]))
+            line = f"step {step:5d}: minibatch loss {loss:.4f}, minibatch accuracy {batch_accuracy:.1%}"
+            history["step"].append(step)
+            history["loss"].append(float(loss))
+            history["accuracy"].append(float(batch_accuracy))
+            if report_validation:
+                _, val_accuracy = model.evaluate(x_val, y_val, batch_size=1000)
+                history["val_accuracy"].append(float(val_accuracy))
+                line += f", validation accuracy {val_accuracy:.1%}"
+            (bar.write if not bar.disable else say)(line) if not args.json else say(line)
+    bar.close()
+    if not history["val_accuracy"]:
+        del history["val_accuracy"]
+    history["epochs"] = None
+    return history, recipe.steps, recipe.steps * recipe.batch_size
+
+
+def _train_full_batch(model, x, y, recipe, args):
+    """logreg's loop, as its source printed it: the loss of the current weights, then one update."""
+    from scratchnet.models import DivergenceError
+
+    stream = sys.stderr if args.json else sys.stdout
+    history = {"loss": []}
+    for iteration in range(recipe.steps):
+        loss = model.train_step(x, y)
+        if not math.isfinite(loss):
+            raise DivergenceError(f"training diverged at iteration {iteration}: the loss is {loss}")
+        print("Iteration %4d => Loss: %.20f" % (iteration, loss), file=stream)
+        history["loss"].append(float(loss))
+    history["epochs"] = None
+    return history, recipe.steps, recipe.steps * len(x)
+
+
+def _print_logreg_predictions(model, x_test, y_test, say):
+    predictions = np.round(model.predict(x_test[:10])).astype(int).ravel()
+    say("first ten test predictions: " + " ".join(map(str, predictions)))
+    say("first ten test labels:      " + " ".join(map(str, y_test[:10].astype(int).ravel())))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
