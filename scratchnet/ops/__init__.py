@@ -1,0 +1,72 @@
+"""The readable engine: stateless NumPy forward/backward pairs, one module per op family (read this first).
+
+Every op is a pair of free functions (the cs231n contract):
+
+* ``<op>_forward(inputs..., hyperparameters...) -> (y, cache)``
+* ``<op>_backward(dy, cache) -> gradients``: one array, or a tuple in the order of the forward's
+  array arguments (``dense_backward -> (dx, dkernel, dbias)``).
+
+A backward never modifies ``dy`` or its cache and returns new arrays; the dtype of the forward's
+first input is the dtype of every output (float32 stays float32). ``scratchnet.gradcheck`` checks
+every backward against central differences.
+"""
+
+from .activations import (
+    relu_backward,
+    relu_forward,
+    sigmoid_backward,
+    sigmoid_forward,
+    softmax_backward,
+    softmax_forward,
+)
+from .conv import (
+    bias_add_backward,
+    bias_add_forward,
+    conv2d_backward,
+    conv2d_forward,
+    padding_amounts,
+)
+from .dense import dense_backward, dense_forward
+from .dropout import dropout_backward, dropout_forward
+from .losses import (
+    binary_cross_entropy_backward,
+    binary_cross_entropy_forward,
+    categorical_cross_entropy_backward,
+    categorical_cross_entropy_forward,
+    sigmoid_binary_cross_entropy_backward,
+    sigmoid_binary_cross_entropy_forward,
+    softmax_cross_entropy_backward,
+    softmax_cross_entropy_forward,
+)
+from .pooling import max_pool2d_backward, max_pool2d_forward
+from .reshape import flatten_backward, flatten_forward
+
+__all__ = [
+    "dense_forward",
+    "dense_backward",
+    "padding_amounts",
+    "conv2d_forward",
+    "conv2d_backward",
+    "bias_add_forward",
+    "bias_add_backward",
+    "max_pool2d_forward",
+    "max_pool2d_backward",
+    "relu_forward",
+    "relu_backward",
+    "sigmoid_forward",
+    "sigmoid_backward",
+    "softmax_forward",
+    "softmax_backward",
+    "dropout_forward",
+    "dropout_backward",
+    "flatten_forward",
+    "flatten_backward",
+    "softmax_cross_entropy_forward",
+    "softmax_cross_entropy_backward",
+    "sigmoid_binary_cross_entropy_forward",
+    "sigmoid_binary_cross_entropy_backward",
+    "categorical_cross_entropy_forward",
+    "categorical_cross_entropy_backward",
+    "binary_cross_entropy_forward",
+    "binary_cross_entropy_backward",
+]
