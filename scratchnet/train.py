@@ -79,7 +79,10 @@ def _positive_float(text):
 
 def main(argv=None):
     """Run the CLI; returns the exit code (0 success, 1 bad data or divergence, 2 usage)."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit:  # argparse has printed the usage line (or --help)
+        return exit.code
     from scratchnet.data.errors import DataError
     from scratchnet.models import DivergenceError
 
@@ -220,6 +223,10 @@ def load_data(recipe, data_dir=None, seed=0):
             data.update(x_val=loaded.x_val, y_val=loaded.y_val)
     if recipe.validation == "test":
         data.update(x_val=data["x_test"], y_val=data["y_test"])
+    elif recipe.validation == "head" and data.get("x_val") is None:
+        # TensorFlow 1's read_data_sets: validation is the FIRST 5,000 training images.
+        data.update(x_val=data["x_train"][:TF1_VALIDATION_SIZE], y_val=data["y_train"][:TF1_VALIDATION_SIZE],
+                    x_train=data["x_train"][TF1_VALIDATION_SIZE:], y_train=data["y_train"][TF1_VALIDATION_SIZE:])
     elif recipe.validation in ("split", "dataset") and data.get("x_val") is None:
         n_val = int(round(len(data["x_train"]) * recipe.validation_split))
         if n_val:
@@ -229,6 +236,7 @@ def load_data(recipe, data_dir=None, seed=0):
     return data
 
 
+TF1_VALIDATION_SIZE = 5_000
 KAGGLE_ROWS = 42_000
 KAGGLE_SPLIT_SEED = 1212
 
