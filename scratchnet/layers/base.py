@@ -1,0 +1,166 @@
+"""The Layer base class, the fused activations, and turning layers into config dicts and back.
+
+A layer is a thin stateful wrapper around stateless ops: it holds ``params`` (a dict in Keras order,
+``kernel`` then ``bias``) and ``grads`` (same keys, filled by ``backward``), is built lazily by
+``build(input_shape, rng, dtype)`` from the shape of ONE example, and runs ``forward(x, training)`` and
+``backward(dy)``. Every op is reached through ``scratchnet.engine`` at call time, so the backend switch
+(numba or NumPy) applies at once.
+"""
+
+import re
+
+import numpy as np
+
+from scratchnet import engine
+
+ACTIVATIONS = ("linear", "relu", "sigmoid", "softmax")
+"""Activation names a layer accepts (None means "linear")."""
+
+_REGISTRY = {}
+
+
+def register(cls):
+    """Class decorator: make a layer class known to ``deserialize`` by its class name."""
+    _REGISTRY[cls.__name__] = cls
+    return cls
+
+
+def check_activation(activation):
+    """Return the activation's name ("linear" for None), else raise a ValueError naming the argument."""
+    if activation is None:
+        return "linear"
+    if isinstance(activation, str) and activation.lower() in ACTIVATIONS:
+        return activation.lower()
+    raise ValueError(f"`activation` must be one of {ACTIVATIONS} or None. Received: activation={activation!r}")
+
+
+def positive_int(value, name):
+    """Return ``value`` as an int when it is a positive integer, else raise a ValueError naming it."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+    return int(value)
+
+
+def shape_tuple(shape, name):
+    """Return ``shape`` as a tuple of positive ints, else raise a ValueError naming the argument."""
+    try:
+        return tuple(positive_int(d, name) for d in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be a tuple of positive integers. Received: {name}={shape!r}") from None
+
+
+def snake_case(class_name):
+    """Keras's default layer name from a class name: Conv2D -> conv2d, MaxPooling2D -> max_pooling2d."""
+    intermediate = re.sub(r"(.)([A-Z][a-z0-9]+)", r"\1_\2", class_name)  # Keras's to_snake_case
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", intermediate).lower()
+
+
+class Layer:
+    """Base class of every layer.
+
+    Subclasses set ``params`` in ``build`` and implement ``forward``, ``backward`` and ``output_shape``.
+    ``input_shape`` (one example, no batch axis) may be given to the first layer of a model, as in Keras.
+    """
+
+    def __init__(self, *, name=None, input_shape=None):
+        self.name = name
+        self.input_shape = None if input_shape is None else shape_tuple(input_shape, "input_shape")
+        self._declared_input_shape = self.input_shape  # what the user gave, kept in the config
+        self.params = {}
+        self.grads = {}
+        self.built = False
+        self.dtype = None
+
+    def build(self, input_shape, rng=None, dtype="float32"):
+        """Create the parameters for examples of ``input_shape`` (no batch axis) in ``dtype``."""
+        self.input_shape = tuple(input_shape)
+        self.dtype = np.dtype(dtype)
+        self.built = True
+
+    def forward(self, x, training=False):
+        raise NotImplementedError
+
+    def backward(self, dy):
+        raise NotImplementedError
+
+    def output_shape(self, input_shape):
+        """Shape of one output example for one input example of ``input_shape``; default: unchanged."""
+        return tuple(input_shape)
+
+    def count_params(self):
+        """Number of scalar parameters (the layer must be built)."""
+        if not self.built:
+            raise ValueError(f"Layer {self.name!r} is not built yet: call build() (or the model) first.")
+        return sum(int(p.size) for p in self.params.values())
+
+    def get_weights(self):
+        """The parameter arrays in Keras order (kernel, then bias)."""
+        return list(self.params.values())
+
+    def get_config(self):
+        config = {"name": self.name}
+        if self._declared_input_shape is not None:
+            config["input_shape"] = list(self._declared_input_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __call__(self, x, training=False):
+        """Forward pass, building the layer from ``x`` first if needed (default rng seed 0)."""
+        x = np.asarray(x)
+        if not self.built:
+            dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.float32
+            self.build(x.shape[1:], np.random.default_rng(0), dtype)
+        return self.forward(x.astype(self.dtype, copy=False), training=training)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
+
+
+class ActivatedLayer(Layer):
+    """A layer whose output goes through a fused activation (relu, sigmoid, softmax or linear).
+
+    ``forward`` keeps the pre-activation ``logits`` so that a loss can use them directly, and
+    ``backward(dy, from_logits=True)`` takes the gradient with respect to those logits, skipping the
+    activation's backward: this is how a softmax output and a cross-entropy loss are fused.
+    """
+
+    def __init__(self, activation=None, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = check_activation(activation)
+        self.logits = None
+        self._activation_cache = None
+
+    def _activate(self, z):
+        """Apply the activation to the pre-activation ``z``, keeping ``z`` as ``self.logits``."""
+        self.logits = z
+        if self.activation == "linear":
+            return z
+        y, self._activation_cache = getattr(engine, self.activation + "_forward")(z)
+        return y
+
+    def _activation_backward(self, dy, from_logits):
+        """Gradient with respect to the logits (``dy`` itself when linear or when ``from_logits``)."""
+        if from_logits or self.activation == "linear":
+            return dy
+        return getattr(engine, self.activation + "_backward")(dy, self._activation_cache)
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.activation}
+
+
+def serialize(layer):
+    """Return ``{"class_name": ..., "config": {...}}`` for a layer, JSON-ready."""
+    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+
+
+def deserialize(config):
+    """Rebuild an (unbuilt) layer from what ``serialize`` returned."""
+    try:
+        cls = _REGISTRY[config["class_name"]]
+        arguments = dict(config["config"])
+    except (KeyError, TypeError):
+        raise ValueError(f"Unknown layer config (known classes: {sorted(_REGISTRY)}): {config!r}") from None
+    return cls.from_config(arguments)

@@ -1,0 +1,124 @@
+"""Tests of scratchnet.optimizers: Keras's exact update formulas, written out by hand, step by step."""
+
+import math
+
+import numpy as np
+import pytest
+
+from scratchnet import optimizers
+
+GRADS = [np.array([0.5, -1.0, 2.0]), np.array([0.1, 0.3, -0.7]), np.array([-2.0, 0.0, 1.5])]
+START = np.array([1.0, -2.0, 0.5])
+
+
+def run(optimizer, dtype="float64", steps=3):
+    weight = START.astype(dtype)
+    history = []
+    for grad in GRADS[:steps]:
+        optimizer.apply([weight], [grad.astype(dtype)])
+        history.append(weight.copy())
+    return history
+
+
+def test_sgd_without_momentum_is_plain_gradient_descent():
+    history = run(optimizers.SGD(learning_rate=0.1))
+    expected = START.copy()
+    for grad, got in zip(GRADS, history):
+        expected = expected - 0.1 * grad
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_with_momentum_matches_keras_velocity_update(nesterov):
+    history = run(optimizers.SGD(learning_rate=0.1, momentum=0.9, nesterov=nesterov))
+    momentum = float(np.float32(0.9))  # Keras casts the momentum through a float32 tensor
+    weight, velocity = START.copy(), np.zeros(3)
+    for grad, got in zip(GRADS, history):
+        velocity = velocity * momentum - grad * 0.1
+        weight = weight + (velocity * momentum - grad * 0.1 if nesterov else velocity)
+        np.testing.assert_allclose(got, weight, rtol=0, atol=1e-15)
+
+
+def test_adam_matches_keras_form_for_three_steps():
+    lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-7
+    history = run(optimizers.Adam(learning_rate=lr))
+    # Keras takes the powers of the betas cast through float32 tensors (checked against Keras 3.15).
+    b1_power_base, b2_power_base = float(np.float32(b1)), float(np.float32(b2))
+    weight, m, v = START.copy(), np.zeros(3), np.zeros(3)
+    for t, (grad, got) in enumerate(zip(GRADS, history), start=1):
+        alpha = lr * math.sqrt(1 - b2_power_base**t) / (1 - b1_power_base**t)
+        m = m + (grad - m) * (1 - b1)
+        v = v + (grad * grad - v) * (1 - b2)
+        weight = weight - m * alpha / (np.sqrt(v) + eps)
+        np.testing.assert_allclose(got, weight, rtol=1e-14, atol=1e-15)
+
+
+def test_adam_first_step_moves_each_weight_by_about_the_learning_rate():
+    (after,) = run(optimizers.Adam(learning_rate=0.001), steps=1)
+    np.testing.assert_allclose(np.abs(after - START), 0.001, rtol=1e-3)
+
+
+def test_adam_epsilon_is_added_after_the_bias_correction_not_to_v_hat():
+    # With a tiny gradient the difference between Keras's and the paper's forms is visible.
+    weight = np.array([0.0])
+    optimizers.Adam(learning_rate=1.0, epsilon=1e-3).apply([weight], [np.array([1e-3])])
+    alpha = math.sqrt(1 - float(np.float32(0.999))) / (1 - float(np.float32(0.9)))
+    keras = -(0.1 * 1e-3) * alpha / (math.sqrt(0.001 * 1e-6) + 1e-3)
+    assert weight[0] == pytest.approx(keras, rel=1e-12)
+
+
+@pytest.mark.parametrize("make", [lambda: optimizers.Adam(), lambda: optimizers.SGD(0.1, momentum=0.5),
+                                  lambda: optimizers.SGD(0.1)])
+def test_float32_parameters_and_state_stay_float32(make):
+    optimizer = make()
+    history = run(optimizer, dtype="float32")
+    assert all(w.dtype == np.float32 for w in history)
+    assert all(s.dtype == np.float32 for s in optimizer.get_state())
+    reference = run(make(), dtype="float64")
+    np.testing.assert_allclose(history[-1], reference[-1], rtol=1e-5)
+
+
+def test_updates_are_in_place_and_count_iterations():
+    weight = START.copy()
+    optimizer = optimizers.Adam()
+    same = weight
+    optimizer.apply([weight], [GRADS[0]])
+    optimizer.apply([weight], [GRADS[1]])
+    assert same is weight and not np.array_equal(weight, START)
+    assert optimizer.iterations == 2
+
+
+def test_state_can_be_restored_and_continues_identically():
+    first = optimizers.Adam(learning_rate=0.1)
+    weight = START.copy()
+    first.apply([weight], [GRADS[0]])
+    second = optimizers.Adam(learning_rate=0.1)
+    copy = weight.copy()
+    second.set_state(first.get_state(), [copy], first.iterations)
+    first.apply([weight], [GRADS[1]])
+    second.apply([copy], [GRADS[1]])
+    np.testing.assert_array_equal(weight, copy)
+
+
+@pytest.mark.parametrize("optimizer", [optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+                                       optimizers.Adam(1e-4, beta_1=0.8, epsilon=1e-8)])
+def test_config_round_trip(optimizer):
+    clone = optimizers.deserialize(optimizers.serialize(optimizer))
+    assert type(clone) is type(optimizer) and clone.get_config() == optimizer.get_config()
+
+
+def test_get_accepts_keras_names_with_keras_defaults():
+    adam, sgd = optimizers.get("adam"), optimizers.get("SGD")
+    assert adam.get_config() == {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}
+    assert sgd.get_config() == {"learning_rate": 0.01, "momentum": 0.0, "nesterov": False}
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: optimizers.SGD(learning_rate=0), "learning_rate"),
+    (lambda: optimizers.SGD(momentum=1.5), "momentum"),
+    (lambda: optimizers.Adam(beta_1=1.0), "beta_1"),
+    (lambda: optimizers.get("rmsprop"), "rmsprop"),
+])
+def test_bad_arguments_raise_value_errors_naming_them(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
