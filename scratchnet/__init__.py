@@ -19,6 +19,7 @@ _ATTRIBUTES = {
     "Sequential": "scratchnet.models",
     "load_model": "scratchnet.models",
     "History": "scratchnet.models",
+    "DivergenceError": "scratchnet.models",
 }
 
 __all__ = sorted(_SUBMODULES | set(_ATTRIBUTES) | {"__version__"})
