@@ -1,0 +1,157 @@
+"""The thread policy: numba's kernels and OpenBLAS share the cores instead of fighting over them.
+
+Policy: ONE set of `num_threads` threads (default: every core this process may use) does the work at
+any moment.
+
+* Outside the kernels (dense layers, losses, optimizers) NumPy's BLAS runs with `num_threads` threads.
+* A convolution splits its batch into chunks that run on `num_threads` worker threads (`parallel_map`):
+  each chunk copies its windows with a numba kernel (which releases the GIL) and multiplies them with a
+  one-thread BLAS call, so the copying is parallel too and no BLAS thread spins while numba works.
+* numba's own thread pool is never started (no kernel uses ``parallel=True``): two pools that each spin
+  on both cores cost 3-7x on small shapes.
+
+`configure()` is applied once, lazily, by `scratchnet.engine` the first time an op is looked up, so
+importing scratchnet starts no threads. Override with ``threads.configure(num_threads=1)`` or the
+environment variable SCRATCHNET_NUM_THREADS (1 is the safer choice when other busy processes share the
+cores: OpenBLAS's threads wait for each other by spinning).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+__all__ = ["available_cores", "configure", "ensure_configured", "info", "num_threads", "parallel_map"]
+
+_configured: dict[str, Any] | None = None
+_executor = None  # the worker threads of parallel_map, created on first use
+_blas = None  # threadpoolctl's handle on the BLAS libraries, created on first use
+
+
+def available_cores() -> int:
+    """The number of CPU cores this process may run on (its affinity mask, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - platforms without sched_getaffinity
+        return os.cpu_count() or 1
+
+
+def _requested_threads(num_threads: int | None) -> int:
+    if num_threads is None:
+        from_env = os.environ.get("SCRATCHNET_NUM_THREADS")
+        if from_env:
+            try:
+                num_threads = int(from_env)
+            except ValueError:
+                raise ValueError(
+                    f"SCRATCHNET_NUM_THREADS must be a positive integer; received: {from_env!r}"
+                ) from None
+        else:
+            num_threads = available_cores()
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+        raise ValueError(f"`num_threads` must be a positive integer or None; received: {num_threads!r}")
+    return num_threads
+
+
+def configure(num_threads: int | None = None) -> dict[str, Any]:
+    """Apply the thread policy: BLAS gets `num_threads` threads, the numba kernels run serially.
+
+    num_threads: threads for BLAS; None means SCRATCHNET_NUM_THREADS if set, else every available core.
+    Returns `info()`. Calling it again re-applies the policy with the new count.
+
+    Notes: numba's own pool is capped at the same count only if something already started it (no
+    scratchnet kernel does); starting it just to cap it would create the threads this policy avoids.
+    """
+    global _configured
+    from threadpoolctl import threadpool_limits
+
+    global _executor
+    count = _requested_threads(num_threads)
+    threadpool_limits(limits=count, user_api="blas")  # a plain call sets the limit for the process
+    _limit_numba_threads(count)
+    if _executor is not None and _executor._max_workers != count:
+        _executor.shutdown(wait=True)
+        _executor = None
+    _configured = {"num_threads": count}
+    return info()
+
+
+def num_threads() -> int:
+    """The number of threads the policy gives the work (applying the default policy if needed)."""
+    ensure_configured()
+    return _configured["num_threads"]
+
+
+def parallel_map(function: Callable[[T], R], items: Sequence[T], *, parallel: bool = True) -> list[R]:
+    """[function(item) for item in items] with BLAS held at one thread; results in order.
+
+    With `parallel` (and more than one thread and item) the items are spread over `num_threads()`
+    worker threads, each one core's worth of work; otherwise they run on the calling thread. `function`
+    must release the GIL for most of its time (numba ``nogil=True`` kernels, NumPy matrix products) to
+    run in parallel, and different items must not write to the same memory.
+
+    Notes: holding BLAS at one thread costs ~10 us per call and is what keeps OpenBLAS from spinning
+    its second thread against the numba kernels (or against another process's work).
+    """
+    global _executor
+    count = num_threads()
+    if count == 1:
+        return [function(item) for item in items]
+    with _blas_controller().limit(limits=1):
+        if not parallel or len(items) < 2:
+            return [function(item) for item in items]
+        if _executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _executor = ThreadPoolExecutor(max_workers=count, thread_name_prefix="scratchnet")
+        return list(_executor.map(function, items))
+
+
+def _blas_controller():
+    global _blas
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController
+
+        _blas = ThreadpoolController().select(user_api="blas")
+    return _blas
+
+
+def ensure_configured() -> None:
+    """Apply `configure()` with its defaults unless the policy was already applied in this process."""
+    if _configured is None:
+        configure()
+
+
+def _limit_numba_threads(count: int) -> None:
+    """Cap numba's parallel thread pool at `count` if something started it; never start it ourselves."""
+    import numba
+    from numba.np.ufunc import parallel
+
+    if parallel._is_initialized:
+        numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
+
+
+def info() -> dict[str, Any]:
+    """Report the policy in force: cores, BLAS libraries and their threads, numba's thread pool."""
+    import numba
+    from numba.np.ufunc import parallel
+    from threadpoolctl import threadpool_info
+
+    blas = [
+        {key: entry.get(key) for key in ("internal_api", "version", "num_threads", "filepath")}
+        for entry in threadpool_info()
+        if entry.get("user_api") == "blas"
+    ]
+    return {
+        "policy": "one thread per core: BLAS threads outside the kernels, worker threads inside",
+        "configured": _configured is not None,
+        "available_cores": available_cores(),
+        "num_threads": None if _configured is None else _configured["num_threads"],
+        "blas": blas,
+        "numba_pool_started": bool(parallel._is_initialized),
+        "numba_num_threads": numba.get_num_threads() if parallel._is_initialized
+        else numba.config.NUMBA_NUM_THREADS,
+    }

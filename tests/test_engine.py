@@ -1,0 +1,159 @@
+"""The dispatch point (scratchnet.engine) switches backends correctly, and the thread policy applies."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from scratchnet import engine, kernels, ops, threads
+
+
+@pytest.fixture(autouse=True)
+def restore_backend():
+    previous = engine.get_backend()
+    yield
+    engine.set_backend(previous)
+
+
+def _run_python(code, **env):
+    environment = {**os.environ, **env}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=120
+    )
+    return result
+
+
+def test_numba_backend_serves_accelerated_ops_from_kernels_and_the_rest_from_ops():
+    engine.set_backend("numba")
+    for name in engine.ACCELERATED:
+        assert getattr(engine, name) is getattr(kernels, name)
+    assert engine.sigmoid_forward is ops.sigmoid_forward
+    assert engine.dense_backward is ops.dense_backward
+    assert set(engine.ACCELERATED) == set(kernels.__all__)
+
+
+def test_numpy_backend_serves_every_op_from_ops():
+    engine.set_backend("numpy")
+    for name in engine.op_names():
+        assert getattr(engine, name) is getattr(ops, name), name
+
+
+def test_engine_exposes_every_op_of_ops():
+    assert set(ops.__all__) <= set(engine.op_names())
+    assert set(engine.ACCELERATED) <= set(engine.op_names())
+    assert set(engine.op_names()) <= set(dir(engine))
+
+
+def test_switching_takes_effect_for_calls_made_after_it():
+    x = np.random.default_rng(0).standard_normal((1, 5, 5, 1))
+    kernel = np.ones((3, 3, 1, 1))
+    engine.set_backend("numba")
+    y_fast, cache_fast = engine.conv2d_forward(x, kernel, 1, "same")
+    assert engine.conv2d_forward is kernels.conv2d_forward
+    engine.set_backend("numpy")
+    y_slow, cache_slow = engine.conv2d_forward(x, kernel, 1, "same")
+    assert engine.conv2d_forward is ops.conv2d_forward
+    np.testing.assert_allclose(y_fast, y_slow, rtol=1e-12)
+
+
+def test_backend_context_manager_restores_the_previous_backend_even_on_error():
+    engine.set_backend("numba")
+    with engine.backend("NumPy") as name:
+        assert name == "numpy" and engine.get_backend() == "numpy"
+        assert engine.max_pool2d_forward is ops.max_pool2d_forward
+    assert engine.get_backend() == "numba"
+    with pytest.raises(RuntimeError):
+        with engine.backend("numpy"):
+            raise RuntimeError("boom")
+    assert engine.get_backend() == "numba"
+    assert engine.max_pool2d_forward is kernels.max_pool2d_forward
+
+
+def test_set_backend_returns_the_previous_one_and_rejects_unknown_names():
+    engine.set_backend("numba")
+    assert engine.set_backend("numpy") == "numba"
+    with pytest.raises(ValueError, match="'torch'"):
+        engine.set_backend("torch")
+    assert engine.get_backend() == "numpy"
+
+
+def test_unknown_op_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no_such_op"):
+        engine.no_such_op_forward  # noqa: B018
+    assert not hasattr(engine, "no_such_op_forward")
+
+
+def test_environment_variable_chooses_the_backend_and_is_validated():
+    code = "import scratchnet.engine as e; print(e.get_backend(), e.conv2d_forward.__module__)"
+    result = _run_python(code, SCRATCHNET_BACKEND="numpy")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["numpy", "scratchnet.ops.conv"]
+    result = _run_python(code, SCRATCHNET_BACKEND="cuda")
+    assert result.returncode != 0
+    assert "SCRATCHNET_BACKEND" in result.stderr and "'cuda'" in result.stderr
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="nothing is compiled without the JIT")
+def test_importing_the_engine_compiles_nothing():
+    code = (
+        "import sys, scratchnet.engine as e\n"
+        "assert 'numba' not in sys.modules, 'engine import pulled in numba'\n"
+        "e.conv2d_forward; e.max_pool2d_backward\n"
+        "from scratchnet.kernels import conv, pooling\n"
+        "kernels = [conv._im2col, conv._col2im_add, pooling._max_pool_forward, pooling._max_pool_backward]\n"
+        "assert all(not k.signatures for k in kernels), 'compiled before the first call'\n"
+        "print('ok')\n"
+    )
+    result = _run_python(code, SCRATCHNET_BACKEND="numba")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_threads_configure_sets_blas_threads_and_reports_them(monkeypatch):
+    monkeypatch.delenv("SCRATCHNET_NUM_THREADS", raising=False)
+    try:
+        report = threads.configure(num_threads=1)
+        assert report["configured"] and report["num_threads"] == 1
+        assert all(entry["num_threads"] == 1 for entry in report["blas"])
+        assert report["numba_pool_started"] is False  # serial kernels: numba's pool never starts
+    finally:
+        threads.configure()  # back to the default policy
+    report = threads.info()
+    assert report["num_threads"] == threads.available_cores()
+
+
+def test_threads_configure_reads_and_validates_its_inputs(monkeypatch):
+    try:
+        monkeypatch.setenv("SCRATCHNET_NUM_THREADS", "1")
+        assert threads.configure()["num_threads"] == 1
+        monkeypatch.setenv("SCRATCHNET_NUM_THREADS", "many")
+        with pytest.raises(ValueError, match="SCRATCHNET_NUM_THREADS"):
+            threads.configure()
+        with pytest.raises(ValueError, match="num_threads"):
+            threads.configure(num_threads=0)
+    finally:
+        monkeypatch.delenv("SCRATCHNET_NUM_THREADS")
+        threads.configure()
+
+
+def test_parallel_map_keeps_order_and_holds_blas_at_one_thread():
+    from threadpoolctl import threadpool_info
+
+    def numpy_blas(entry):  # numba may load scipy's OpenBLAS too; only NumPy's runs our matmuls
+        return entry["user_api"] == "blas" and "numpy" in entry["filepath"]
+
+    def blas_threads(item):
+        return item, [e["num_threads"] for e in threadpool_info() if numpy_blas(e)]
+
+    previous = threads.num_threads()
+    try:
+        threads.configure(num_threads=2)
+        results = threads.parallel_map(blas_threads, list(range(5)))
+        assert [item for item, _ in results] == list(range(5))
+        assert all(counts == [1] * len(counts) for _, counts in results), results
+        assert threads.parallel_map(blas_threads, [7], parallel=False)[0][1] == [1] * len(results[0][1])
+        assert all(e["num_threads"] == 2 for e in threadpool_info() if numpy_blas(e))
+        assert results[0][1], "NumPy's BLAS not found"
+    finally:
+        threads.configure(num_threads=previous)

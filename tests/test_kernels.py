@@ -1,0 +1,343 @@
+"""The numba kernels equal their readable NumPy references (scratchnet.ops) and keep the op contract."""
+import inspect
+import itertools
+
+import numba
+import numpy as np
+import pytest
+
+from scratchnet import kernels, ops, threads
+from scratchnet.kernels import activations as kact
+from scratchnet.kernels import conv as kconv
+from scratchnet.kernels import pooling as kpool
+
+DTYPES = [np.float32, np.float64]
+
+
+def assert_matches_reference(actual, expected):
+    """Same shape and dtype; values equal to rtol 1e-5 (float32) / 1e-12 (float64) of the array's scale."""
+    assert actual.shape == expected.shape
+    assert actual.dtype == expected.dtype
+    rtol = 1e-5 if expected.dtype == np.float32 else 1e-12
+    scale = max(1.0, float(np.max(np.abs(expected), initial=0.0)))
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
+
+
+# (N, H, W, CI, CO, KH, KW): odd/even sizes and kernels, 1..several channels, batch 1..3.
+CONV_SHAPES = [
+    (1, 5, 5, 1, 1, 3, 3),
+    (2, 7, 6, 3, 4, 3, 2),
+    (3, 8, 8, 2, 5, 5, 5),
+    (2, 9, 7, 4, 3, 2, 2),
+    (1, 6, 9, 5, 2, 4, 3),
+    (2, 4, 4, 3, 2, 4, 4),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("padding", ["same", "valid", "SAME"])
+@pytest.mark.parametrize("strides", [1, 2, (1, 2)])
+@pytest.mark.parametrize("shape", CONV_SHAPES)
+def test_conv2d_kernel_matches_reference(shape, strides, padding, dtype):
+    n, h, w, ci, co, kh, kw = shape
+    rng = np.random.default_rng(sum(shape))
+    x = rng.standard_normal((n, h, w, ci)).astype(dtype)
+    kernel = rng.standard_normal((kh, kw, ci, co)).astype(dtype)
+
+    y, cache = kernels.conv2d_forward(x, kernel, strides, padding)
+    y_ref, cache_ref = ops.conv2d_forward(x, kernel, strides, padding)
+    assert_matches_reference(y, y_ref)
+
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx, dkernel = kernels.conv2d_backward(dy, cache)
+    dx_ref, dkernel_ref = ops.conv2d_backward(dy, cache_ref)
+    assert_matches_reference(dx, dx_ref)
+    assert_matches_reference(dkernel, dkernel_ref)
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 10**9])
+def test_conv2d_kernel_chunking_does_not_change_results(monkeypatch, chunk_bytes):
+    """One image per chunk and the whole batch in one chunk give the reference's results."""
+    monkeypatch.setattr(kconv, "CHUNK_BYTES", chunk_bytes)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((5, 9, 9, 3))
+    kernel = rng.standard_normal((3, 3, 3, 4))
+    y, cache = kernels.conv2d_forward(x, kernel, 2, "same")
+    y_ref, cache_ref = ops.conv2d_forward(x, kernel, 2, "same")
+    dy = rng.standard_normal(y.shape)
+    assert_matches_reference(y, y_ref)
+    for got, want in zip(kernels.conv2d_backward(dy, cache), ops.conv2d_backward(dy, cache_ref)):
+        assert_matches_reference(got, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv2d_kernel_split_over_worker_threads_matches_reference(monkeypatch, dtype):
+    """The parallel path (chunks on two worker threads, BLAS at one thread each) gives the same results."""
+    monkeypatch.setattr(kconv, "PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(kconv, "CHUNK_BYTES", 1)  # one image per chunk: 5 chunks over 2 workers
+    previous = threads.num_threads()
+    threads.configure(num_threads=2)
+    try:
+        rng = np.random.default_rng(11)
+        x = rng.standard_normal((5, 8, 7, 3)).astype(dtype)
+        kernel = rng.standard_normal((3, 3, 3, 4)).astype(dtype)
+        y, cache = kernels.conv2d_forward(x, kernel, 1, "same")
+        y_ref, cache_ref = ops.conv2d_forward(x, kernel, 1, "same")
+        assert_matches_reference(y, y_ref)
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        for got, want in zip(kernels.conv2d_backward(dy, cache), ops.conv2d_backward(dy, cache_ref)):
+            assert_matches_reference(got, want)
+    finally:
+        threads.configure(num_threads=previous)
+
+
+def test_conv2d_kernel_outputs_survive_later_calls():
+    """Work buffers are reused, but nothing handed out (outputs, caches) is overwritten by a later call."""
+    rng = np.random.default_rng(3)
+    x1, x2 = rng.standard_normal((2, 2, 8, 8, 3))
+    kernel = rng.standard_normal((3, 3, 3, 4))
+    y1, cache1 = kernels.conv2d_forward(x1, kernel, 1, "same")
+    dy = rng.standard_normal(y1.shape)
+    dx1, dkernel1 = kernels.conv2d_backward(dy, cache1)
+    saved = [a.copy() for a in (y1, dx1, dkernel1)]
+
+    y2, cache2 = kernels.conv2d_forward(x2, kernel, 1, "same")  # same shapes: same work buffers
+    kernels.conv2d_backward(dy, cache2)
+    for kept, now in zip(saved, (y1, dx1, dkernel1)):
+        np.testing.assert_array_equal(kept, now)
+    # and the first cache still gives the first gradients
+    for got, want in zip(kernels.conv2d_backward(dy, cache1), (dx1, dkernel1)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_conv2d_kernel_casts_kernel_to_x_dtype_and_accepts_non_contiguous_input():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 6, 6, 3)).astype(np.float32)
+    x_view = np.asfortranarray(x)[:, ::-1]  # neither C-contiguous nor in order
+    kernel = rng.standard_normal((3, 3, 3, 2))  # float64
+    y, cache = kernels.conv2d_forward(x_view, kernel, 1, "valid")
+    y_ref, _ = ops.conv2d_forward(x_view, kernel, 1, "valid")
+    assert y.dtype == np.float32
+    assert_matches_reference(y, y_ref)
+    dx, dkernel = kernels.conv2d_backward(np.ones(y.shape, np.float64), cache)
+    assert dx.dtype == dkernel.dtype == np.float32
+
+
+def test_conv2d_kernel_backward_does_not_modify_dy_or_cache():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 6, 5, 2))
+    kernel = rng.standard_normal((3, 3, 2, 3))
+    y, cache = kernels.conv2d_forward(x, kernel, 1, "same")
+    dy = rng.standard_normal(y.shape)
+    before = (dy.copy(), x.copy(), kernel.copy())
+    kernels.conv2d_backward(dy, cache)
+    for kept, now in zip(before, (dy, cache[0], cache[1])):
+        np.testing.assert_array_equal(kept, now)
+
+
+def test_conv2d_kernel_rejects_bad_arguments_like_the_reference():
+    x = np.zeros((1, 5, 5, 2))
+    with pytest.raises(ValueError, match="input channels"):
+        kernels.conv2d_forward(x, np.zeros((3, 3, 3, 1)))
+    with pytest.raises(ValueError, match="padding"):
+        kernels.conv2d_forward(x, np.zeros((3, 3, 2, 1)), padding="full")
+    with pytest.raises(ValueError, match="strides"):
+        kernels.conv2d_forward(x, np.zeros((3, 3, 2, 1)), strides=0)
+    with pytest.raises(ValueError, match="floating"):
+        kernels.conv2d_forward(x.astype(int), np.zeros((3, 3, 2, 1)))
+    y, cache = kernels.conv2d_forward(x, np.zeros((3, 3, 2, 1)))
+    with pytest.raises(ValueError, match="shape"):
+        kernels.conv2d_backward(np.zeros((1, 2, 2, 1)), cache)
+
+
+def test_conv2d_kernel_hands_unsupported_float_dtypes_to_the_reference():
+    x = np.ones((1, 4, 4, 1), np.float16)
+    y, cache = kernels.conv2d_forward(x, np.ones((2, 2, 1, 1)), 1, "valid")
+    assert y.dtype == np.float16
+    dx, dkernel = kernels.conv2d_backward(np.ones_like(y), cache)
+    assert dx.dtype == dkernel.dtype == np.float16
+
+
+# (N, H, W, C), pool_size, strides
+POOL_CASES = [
+    ((2, 6, 6, 3), 2, None),
+    ((1, 7, 5, 2), 2, None),
+    ((3, 7, 7, 1), 3, 2),
+    ((2, 8, 9, 4), 3, 2),
+    ((1, 5, 6, 2), (2, 3), (1, 2)),
+    ((2, 4, 4, 1), 2, 1),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize("shape, pool_size, strides", POOL_CASES)
+def test_max_pool2d_kernel_matches_reference(shape, pool_size, strides, padding, dtype):
+    rng = np.random.default_rng(sum(shape))
+    x = rng.standard_normal(shape).astype(dtype)
+    y, cache = kernels.max_pool2d_forward(x, pool_size, strides, padding)
+    y_ref, cache_ref = ops.max_pool2d_forward(x, pool_size, strides, padding)
+    np.testing.assert_array_equal(y, y_ref)
+    assert y.dtype == dtype
+
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    assert_matches_reference(kernels.max_pool2d_backward(dy, cache), ops.max_pool2d_backward(dy, cache_ref))
+
+
+def test_max_pool2d_ties_send_the_gradient_to_the_first_maximum_in_row_major_order():
+    # Every 2x2 window holds its maximum twice: the gradient goes to the first in row-major order.
+    image = np.array(
+        [
+            [1.0, 5.0, 7.0, 7.0],
+            [5.0, 2.0, 0.0, 3.0],
+            [4.0, 0.0, 9.0, 1.0],
+            [1.0, 4.0, 2.0, 9.0],
+        ]
+    )
+    expected_dx = np.array(
+        [
+            [0.0, 1.0, 2.0, 0.0],
+            [0.0, 0.0, 0.0, 0.0],
+            [3.0, 0.0, 4.0, 0.0],
+            [0.0, 0.0, 0.0, 0.0],
+        ]
+    )
+    x = image.reshape(1, 4, 4, 1)
+    dy = np.array([1.0, 2.0, 3.0, 4.0]).reshape(1, 2, 2, 1)
+    for forward, backward in [
+        (kernels.max_pool2d_forward, kernels.max_pool2d_backward),
+        (ops.max_pool2d_forward, ops.max_pool2d_backward),
+    ]:
+        y, cache = forward(x, 2)
+        np.testing.assert_array_equal(y[0, :, :, 0], [[5.0, 7.0], [4.0, 9.0]])
+        np.testing.assert_array_equal(backward(dy, cache)[0, :, :, 0], expected_dx)
+
+
+def test_max_pool2d_overlapping_windows_with_a_shared_tied_maximum_accumulate():
+    # 3x3 windows, stride 2, SAME on 5x5 (pads 1 before): ties everywhere (all ones), so each window
+    # picks its first in-image cell; windows that start at the same cell add their gradients.
+    x = np.ones((1, 5, 5, 1))
+    dy = np.arange(1.0, 10.0).reshape(1, 3, 3, 1)
+    y, cache = kernels.max_pool2d_forward(x, 3, 2, "same")
+    np.testing.assert_array_equal(y, np.ones((1, 3, 3, 1)))
+    dx = kernels.max_pool2d_backward(dy, cache)[0, :, :, 0]
+    # window (oh, ow) covers rows 2*oh-1 .. 2*oh+1 clipped to 0..4: its first cell is (max(2*oh-1, 0), ...)
+    expected = np.zeros((5, 5))
+    for oh, ow in itertools.product(range(3), range(3)):
+        expected[max(2 * oh - 1, 0), max(2 * ow - 1, 0)] += dy[0, oh, ow, 0]
+    np.testing.assert_array_equal(dx, expected)
+    y_ref, cache_ref = ops.max_pool2d_forward(x, 3, 2, "same")
+    np.testing.assert_array_equal(ops.max_pool2d_backward(dy, cache_ref)[0, :, :, 0], expected)
+
+
+def test_max_pool2d_same_padding_is_never_the_maximum():
+    x = -np.arange(1.0, 10.0).reshape(1, 3, 3, 1)  # all negative: a zero pad would win
+    y, cache = kernels.max_pool2d_forward(x, 2, 2, "same")
+    np.testing.assert_array_equal(y[0, :, :, 0], [[-1.0, -3.0], [-7.0, -9.0]])
+
+
+def test_max_pool2d_kernel_backward_does_not_modify_dy_or_cache():
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 6, 6, 2)).astype(np.float32)
+    y, cache = kernels.max_pool2d_forward(x, 3, 2, "same")
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dy_before, argmax_before = dy.copy(), cache[2].copy()
+    dx = kernels.max_pool2d_backward(dy, cache)
+    assert dx.dtype == np.float32
+    np.testing.assert_array_equal(dy, dy_before)
+    np.testing.assert_array_equal(cache[2], argmax_before)
+
+
+def test_max_pool2d_kernel_rejects_bad_arguments():
+    x = np.zeros((1, 4, 4, 1))
+    with pytest.raises(ValueError, match="pool_size"):
+        kernels.max_pool2d_forward(x, 0)
+    with pytest.raises(ValueError, match="padding"):
+        kernels.max_pool2d_forward(x, 2, padding="full")
+    with pytest.raises(ValueError, match="dimensions"):
+        kernels.max_pool2d_forward(np.zeros((4, 4)), 2)
+    y, cache = kernels.max_pool2d_forward(x, 2)
+    with pytest.raises(ValueError, match="shape"):
+        kernels.max_pool2d_backward(np.zeros((1, 1, 1, 1)), cache)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(7,), (3, 5), (2, 4, 3, 6)])
+def test_relu_kernels_equal_reference_with_zeros_and_nan(shape, dtype):
+    rng = np.random.default_rng(len(shape))
+    x = rng.standard_normal(shape).astype(dtype)
+    flat = x.reshape(-1)
+    flat[0], flat[1], flat[-1] = 0.0, -0.0, np.nan  # the kink, a signed zero, a NaN
+    y, cache = kernels.relu_forward(x)
+    y_ref, cache_ref = ops.relu_forward(x)
+    np.testing.assert_array_equal(y, y_ref)
+    assert y.dtype == dtype
+    dy = rng.standard_normal(shape).astype(dtype)
+    dy_before = dy.copy()
+    dx = kernels.relu_backward(dy, cache)
+    np.testing.assert_array_equal(dx, ops.relu_backward(dy, cache_ref))
+    assert dx.dtype == dtype and dx.reshape(-1)[0] == 0.0  # gradient 0 at exactly x == 0
+    np.testing.assert_array_equal(dy, dy_before)
+    # caches are the reference's: forward and backward from different engines fit together
+    np.testing.assert_array_equal(kernels.relu_backward(dy, cache_ref), ops.relu_backward(dy, cache))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(5, 3), (2, 6, 5, 4), (1, 1)])
+def test_bias_add_kernels_equal_reference(shape, dtype):
+    rng = np.random.default_rng(len(shape))
+    x = rng.standard_normal(shape).astype(dtype)
+    bias = rng.standard_normal(shape[-1])
+    y, cache = kernels.bias_add_forward(x, bias)
+    y_ref, cache_ref = ops.bias_add_forward(x, bias)
+    np.testing.assert_array_equal(y, y_ref)
+    dy = rng.standard_normal(shape).astype(dtype)
+    dy_before = dy.copy()
+    dx, dbias = kernels.bias_add_backward(dy, cache)
+    dx_ref, dbias_ref = ops.bias_add_backward(dy, cache_ref)
+    np.testing.assert_array_equal(dx, dx_ref)
+    assert_matches_reference(dbias, dbias_ref)
+    assert dx.dtype == dbias.dtype == dtype
+    assert not np.shares_memory(dx, dy)
+    np.testing.assert_array_equal(dy, dy_before)
+
+
+def test_activation_kernels_reject_a_wrong_dy_shape():
+    y, cache = kernels.relu_forward(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="shape"):
+        kernels.relu_backward(np.ones((3, 2)), cache)
+    y, cache = kernels.bias_add_forward(np.ones((2, 3)), np.ones(3))
+    with pytest.raises(ValueError, match="shape"):
+        kernels.bias_add_backward(np.ones((2, 4)), cache)
+
+
+def _jitted_functions():
+    for module in (kconv, kpool, kact):
+        for name, value in vars(module).items():
+            if isinstance(value, numba.core.registry.CPUDispatcher):
+                yield f"{module.__name__}.{name}", value
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="NUMBA_DISABLE_JIT=1 leaves plain functions")
+def test_every_kernel_module_has_jitted_functions():
+    names = {name.rsplit(".", 1)[1] for name, _ in _jitted_functions()}
+    assert {"_im2col", "_col2im_add", "_max_pool_forward", "_max_pool_backward", "_relu_forward",
+            "_relu_backward", "_copy_and_sum_rows"} <= names
+
+
+@pytest.mark.parametrize("name, function", list(_jitted_functions()))
+def test_jitted_functions_are_private_nopython_and_cached_on_disk(name, function):
+    assert function.__name__.startswith("_"), f"{name}: a jitted kernel is private; wrap it"
+    assert function.targetoptions.get("nopython") is True, name
+    assert type(function._cache).__name__ == "FunctionCache", f"{name} is not @njit(cache=True)"
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="NUMBA_DISABLE_JIT=1 leaves plain functions")
+def test_conv_kernels_release_the_gil_for_the_worker_threads():
+    for function in (kconv._im2col, kconv._col2im_add):
+        assert function.targetoptions.get("nogil") is True
+
+
+def test_kernels_have_the_reference_signatures():
+    for name in kernels.__all__:
+        assert inspect.signature(getattr(kernels, name)) == inspect.signature(getattr(ops, name)), name
