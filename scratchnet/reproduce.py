@@ -67,7 +67,7 @@ def _dataset_for(name, data_dir):
 
     try:
         datasets.load(own, data_dir=data_dir, download=False)
-    except (DataError, OSError, TypeError, ValueError):
+    except (DataError, OSError):
         return STAND_IN
     return own
 

@@ -11,7 +11,7 @@ notmnist, notmnist-synthetic, kaggle. Every loader takes ``data_dir``, ``cache_d
 Images are uint8 (n, 28, 28) in MNIST orientation, except notmnist and notmnist-synthetic, whose source
 normalises them: float32 (n, 28, 28) as (v - 127.5) / 255, in [-0.5, 0.5]. Labels are uint8 class indices
 0..num_classes-1 and ``classes[label]`` is that class's character (Fashion-MNIST: its article name).
-kaggle's x_test / y_test are the labelled 20% held out of train.csv (seed 33); test.csv, which has no labels,
+kaggle's x_test / y_test are the labelled 20% held out of train.csv (seed 1212); test.csv, which has no labels,
 is ``x_unlabelled`` (for ``scratchnet.data.kaggle.write_submission``). notmnist has a validation set
 (``x_val``, ``y_val``).
 """
@@ -91,7 +91,7 @@ def _notmnist(data_dir=None, *, synthetic=False, sizes=None, seed=133, dedup=Fal
                    LETTERS, d.source, x_val=d.x_valid, y_val=d.y_valid)
 
 
-def _kaggle(data_dir=None, *, validation_split=0.2, seed=33, cache_dir=None, download=True, progress=True,
+def _kaggle(data_dir=None, *, validation_split=0.2, seed=1212, cache_dir=None, download=True, progress=True,
             verbose=False):
     from ..data.kaggle import load_kaggle
 

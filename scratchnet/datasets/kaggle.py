@@ -5,7 +5,7 @@ from ..data.kaggle import load_kaggle, mnist_to_kaggle_csv, write_submission
 __all__ = ["load_data", "mnist_to_kaggle_csv", "write_submission"]
 
 
-def load_data(data_dir=None, *, validation_split=0.2, seed=33, cache_dir=None, download=True, progress=True,
+def load_data(data_dir=None, *, validation_split=0.2, seed=1212, cache_dir=None, download=True, progress=True,
               verbose=False):
     """((x_train, y_train), (x_val, y_val), x_unlabelled): train.csv split 80/20 with ``seed``, and test.csv.
 
