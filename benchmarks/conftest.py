@@ -1,0 +1,118 @@
+"""pytest set-up for the benchmark suites: collects ``bench_*.py``, TensorFlow as users run it, the timing rule.
+
+Run all suites with ``python -m benchmarks`` (which also writes the report), or directly:
+
+    python -m pytest benchmarks --benchmark-json=out.json [--bench-models mlp,deep_mnist] [--bench-quick]
+
+Timing rule (the ``measure`` fixture): after ``--bench-settle`` idle seconds (OpenBLAS worker threads
+busy-wait for a while after a call, and would steal a core from the next engine's benchmark), the first
+call of a body (numba compilation or disk-cache load, TensorFlow tracing) is timed on its own and stored as
+``extra_info["first_call_s"]``; a second untimed call estimates the cost of one call; then pytest-benchmark's
+``pedantic`` runs one warm-up round and as many timed rounds as fit in ``--bench-time`` seconds (between
+``--bench-min-rounds`` and ``--bench-max-rounds``).
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+
+import pytest
+
+# TensorFlow as users run it: oneDNN on. Must be decided before TensorFlow is first imported.
+if "tensorflow" not in sys.modules:
+    os.environ["TF_ENABLE_ONEDNN_OPTS"] = os.environ.get("SCRATCHNET_BENCH_TF_ONEDNN", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+ENGINES = ("scratchnet", "tensorflow")
+OP_ENGINES = ("scratchnet", "numpy", "tensorflow")  # "numpy": scratchnet's readable reference ops
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("scratchnet benchmarks")
+    group.addoption("--bench-models", default="", help="comma-separated zoo models (default: all)")
+    group.addoption("--bench-engines", default="", help="comma-separated engines: scratchnet,tensorflow,numpy")
+    group.addoption("--bench-time", type=float, default=1.0, help="target seconds of timed rounds per benchmark")
+    group.addoption("--bench-min-rounds", type=int, default=5)
+    group.addoption("--bench-max-rounds", type=int, default=200)
+    group.addoption("--bench-settle", type=float, default=0.25,
+                    help="seconds to idle before each benchmark, so the previous engine's spinning BLAS/Eigen "
+                         "threads go to sleep first")
+    group.addoption("--bench-quick", action="store_true",
+                    help="smoke run: 2 rounds each, 0.05 s target (numbers meaningless)")
+
+
+def pytest_collect_file(file_path, parent):
+    """Collect ``bench_*.py`` (pytest's default pattern is ``test_*.py``; files named on the command line
+    are collected by pytest itself)."""
+    named = parent.session.isinitpath(file_path)
+    if file_path.suffix == ".py" and file_path.name.startswith("bench_") and not named:
+        return pytest.Module.from_parent(parent, path=file_path)
+    return None
+
+
+def _selected(config, option, default):
+    raw = config.getoption(option)
+    if not raw:
+        return tuple(default)
+    chosen = tuple(item.strip() for item in raw.split(",") if item.strip())
+    return tuple(item for item in default if item in chosen)
+
+
+def selected_models(config):
+    from benchmarks.workloads import MODELS
+
+    unknown = set(filter(None, config.getoption("--bench-models").split(","))) - set(MODELS)
+    if unknown:
+        raise pytest.UsageError(f"--bench-models: unknown model(s) {sorted(unknown)}; expected {MODELS}")
+    return _selected(config, "--bench-models", MODELS)
+
+
+def pytest_generate_tests(metafunc):
+    """Parametrise ``model_name``, ``engine_name``, ``op_case``, ``direction``, ``op_engine`` from the command line."""
+    config = metafunc.config
+    if "model_name" in metafunc.fixturenames:
+        metafunc.parametrize("model_name", selected_models(config))
+    if "engine_name" in metafunc.fixturenames:
+        metafunc.parametrize("engine_name", _selected(config, "--bench-engines", ENGINES))
+    # ops: case, then direction, then engine, so the engines' runs of one op follow each other
+    if "op_case" in metafunc.fixturenames:
+        from benchmarks.workloads import op_cases
+
+        cases = op_cases(selected_models(config))
+        metafunc.parametrize("op_case", cases, ids=[case.id for case in cases])
+    if "direction" in metafunc.fixturenames:
+        metafunc.parametrize("direction", ("forward", "backward"))
+    if "op_engine" in metafunc.fixturenames:
+        metafunc.parametrize("op_engine", _selected(config, "--bench-engines", OP_ENGINES))
+
+
+@pytest.fixture
+def measure(benchmark, request):
+    """``measure(body, group=..., flops=..., **info)``: first call timed apart, then the timed rounds."""
+    config = request.config
+    quick = config.getoption("--bench-quick")
+    target = 0.05 if quick else config.getoption("--bench-time")
+    min_rounds = 2 if quick else config.getoption("--bench-min-rounds")
+    max_rounds = 3 if quick else config.getoption("--bench-max-rounds")
+    settle = min(0.05, config.getoption("--bench-settle")) if quick else config.getoption("--bench-settle")
+
+    def run(body, *, group, flops=None, **info):
+        time.sleep(settle)
+        start = time.perf_counter()
+        body()
+        first_call = time.perf_counter() - start
+        start = time.perf_counter()
+        body()
+        estimate = max(time.perf_counter() - start, 1e-6)
+        rounds = max(min_rounds, min(max_rounds, math.ceil(target / estimate)))
+        benchmark.group = group
+        benchmark.extra_info.update(info)
+        benchmark.extra_info["first_call_s"] = first_call
+        benchmark.extra_info["flops"] = flops
+        benchmark.extra_info["rounds_planned"] = rounds
+        return benchmark.pedantic(body, rounds=rounds, iterations=1, warmup_rounds=1)
+
+    return run

@@ -1,0 +1,145 @@
+"""The benchmark harness imports and its bodies run, for scratchnet and TensorFlow. No timing is ever asserted.
+
+The benchmarks themselves run only through ``python -m benchmarks`` (pytest's testpaths is ``tests/``);
+these tests run each piece once on tiny inputs so a broken harness is caught by CI, not by the lead on
+benchmark day.
+"""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # the benchmarks package lives at the repository root, next to scratchnet
+    sys.path.insert(0, ROOT)
+
+from benchmarks import report, sn_side, workloads  # noqa: E402
+from benchmarks.__main__ import parse_args  # noqa: E402
+
+
+def test_importing_the_harness_does_not_import_tensorflow():
+    code = ("import sys; import benchmarks, benchmarks.workloads, benchmarks.sn_side, benchmarks.tf_side, "
+            "benchmarks.report, benchmarks.memprobe, benchmarks.stepprofile, benchmarks.__main__; "
+            "assert 'tensorflow' not in sys.modules")
+    completed = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+
+
+def test_workloads_describe_every_zoo_model_with_its_parameter_count():
+    from scratchnet import zoo
+
+    assert workloads.MODELS == tuple(zoo.NAMES)
+    for name in workloads.MODELS:
+        assert workloads.num_params(name) == zoo.build(name).count_params()
+        assert workloads.train_flops(name) == 3 * workloads.forward_flops(name, workloads.batch_size(name)) > 0
+    assert workloads.batch_size("logreg") == 60000
+    assert workloads.batch_size("deep_mnist") == 50
+
+
+def test_op_cases_cover_every_conv_and_pool_of_the_zoo_once():
+    cases = workloads.op_cases()
+    assert len({case.id for case in cases}) == len(cases)
+    layers = sum(len(case.models) for case in cases)
+    expected = sum(1 for name in workloads.MODELS for layer in workloads.plan(name)
+                   if layer.kind in ("Conv2D", "MaxPooling2D"))
+    assert layers == expected
+    # deep_mnist's second conv: 50 x 14 x 14 x 64 outputs, 5 x 5 x 32 multiply-adds each
+    conv = next(c for c in cases if c.models == ("deep_mnist/conv2d_1",))
+    assert conv.forward_flops() == 2 * 50 * 14 * 14 * 64 * 5 * 5 * 32
+
+
+def test_synthetic_data_has_each_models_dtype_and_label_format():
+    x, y = workloads.make_data("logreg", 5)
+    assert x.dtype == np.float64 and x.shape == (5, 785) and np.all(x[:, 0] == 1) and y.shape == (5, 1)
+    x, y = workloads.make_data("deep_mnist", 3)
+    assert x.dtype == np.float32 and x.shape == (3, 28, 28, 1) and y.dtype == np.int64
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_scratchnet_bodies_run(backend):
+    from scratchnet import engine
+
+    previous = engine.get_backend()
+    try:
+        loss = sn_side.make_train_step("kaggle_cnn", n=4, backend=backend)()
+        assert math.isfinite(loss)
+        assert sn_side.make_inference("softmax", n=6, batch=4, backend=backend)().shape == (6, 10)
+        sn_side.make_optimizer_update("mlp")()
+        case = next(c for c in workloads.op_cases(["kaggle_cnn"]) if c.op == "conv2d")
+        y, _ = sn_side.make_op(case, "forward", backend=backend)()
+        assert y.shape == case.y_shape
+        dx, dkernel = sn_side.make_op(case, "backward", backend=backend)()
+        assert dx.shape == case.x_shape and dkernel.shape == case.kernel_shape
+    finally:
+        engine.set_backend(previous)
+
+
+@pytest.mark.tf
+def test_tensorflow_bodies_run():
+    pytest.importorskip("tf_reference")  # import first: keeps the parity tests' TensorFlow set-up intact
+    pytest.importorskip("tensorflow")
+    from benchmarks import tf_side
+
+    for name in ("softmax", "notmnist_cnn"):
+        assert tf_side.build_twin(name).count_params() == workloads.num_params(name)
+    assert math.isfinite(float(tf_side.make_train_step("notmnist_cnn", n=4)()))
+    assert tf_side.make_inference("logreg", n=6, batch=4)().shape == (6, 1)
+    assert tf_side.make_optimizer_update("mlp")() >= 1
+    case = next(c for c in workloads.op_cases(["kaggle_cnn"]) if c.op == "max_pool2d")
+    assert tf_side.make_op(case, "backward")().shape == case.x_shape
+
+
+def test_suites_collect_and_run_once_through_pytest():
+    """One benchmark of the real suite, run once by pytest-benchmark with timing disabled."""
+    command = [sys.executable, "-m", "pytest", "benchmarks/bench_train.py", "-p", "no:cacheprovider", "-q",
+               "--bench-models=softmax", "--bench-engines=scratchnet", "--bench-quick", "--bench-settle=0",
+               "--benchmark-disable"]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
+    assert "1 passed" in completed.stdout
+
+
+def test_memory_probe_reports_the_childs_peak_rss():
+    from benchmarks.memprobe import probe
+
+    result = probe("scratchnet", "softmax", steps=2, timeout=240)
+    assert "error" not in result, result
+    assert result["maxrss_mb"] > 10 and result["first_step_s"] > 0 and result["model"] == "softmax"
+
+
+def test_report_renders_the_tables_from_pytest_benchmark_json():
+    def bench(suite, engine, median, **info):
+        return {"extra_info": {"suite": suite, "engine": engine, "first_call_s": 0.5, **info},
+                "stats": {"median": median, "iqr": 0.0, "rounds": 5, "min": median}}
+
+    flops = workloads.train_flops("mlp")
+    data = {"benchmarks": [
+        bench("train", "scratchnet", 0.001, model="mlp", flops=flops, batch=100),
+        bench("train", "tensorflow", 0.002, model="mlp", flops=flops, batch=100),
+        bench("peak", "numpy", 1.0, flops=100e9),
+    ]}
+    probes = {"mlp": {"scratchnet_1": {"maxrss_mb": 100.0, "first_step_s": 0.4, "import_s": 0.2},
+                      "scratchnet_2": {"maxrss_mb": 100.0, "first_step_s": 0.3, "import_s": 0.2},
+                      "tensorflow": {"maxrss_mb": 700.0, "first_step_s": 0.5, "import_s": 5.0}}}
+    info = report.machine()
+    text = report.render(report.index(data), probes, [], info, quick=False, command="python -m benchmarks",
+                         probe_steps=10)
+    row = next(line for line in text.splitlines() if line.startswith("| mlp | 100 |"))
+    assert "| 0.50 |" in row  # the ratio scratchnet / TF
+    assert "100.0 GFLOP/s" in text  # the measured peak
+    assert "| mlp | 100 | 700 | 0.14 |" in text  # the memory table
+    assert info["cpu"]
+    json.dumps(info)
+
+
+def test_command_line_defaults_write_docs_benchmarks_md():
+    args = parse_args([])
+    assert args.output == os.path.join("docs", "benchmarks.md")
+    assert set(args.suites) == {"train", "infer", "ops", "optimizer", "peak"}
+    assert parse_args(["--quick"]).output.startswith(".benchmarks")
+    with pytest.raises(SystemExit):
+        parse_args(["--models", "nope"])
