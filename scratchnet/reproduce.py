@@ -30,6 +30,8 @@ def build_parser():
     parser.add_argument("--data-dir", type=Path, help="directory with the datasets' files")
     parser.add_argument("--out", type=Path, default=Path("docs/reproduction.md"), help="markdown file to write")
     parser.add_argument("--results", type=Path, help="JSON lines file to append each run's summary to")
+    parser.add_argument("--from-results", type=Path, metavar="FILE",
+                        help="write the table from a --results file of earlier runs, without training")
     return parser
 
 
@@ -38,6 +40,8 @@ def main(argv=None):
         args = build_parser().parse_args(argv)
     except SystemExit as exit:
         return exit.code
+    if args.from_results:
+        return _table_from_results(args)
     rows = []
     for name in args.models:
         dataset = _dataset_for(name, args.data_dir)
@@ -53,6 +57,23 @@ def main(argv=None):
                     results.write(json.dumps(summary) + "\n")
         rows.append((name, dataset, runs))
         _write_table(args.out, rows, args.seeds)  # after every model, so a long run leaves a usable file
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _table_from_results(args):
+    """Tabulate the runs recorded in a --results file (e.g. several reproduce processes run side by side)."""
+    try:
+        runs = [json.loads(line) for line in args.from_results.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError) as error:
+        print(f"error: {args.from_results}: cannot read the results ({error})", file=sys.stderr)
+        return 1
+    rows = []
+    for name in args.models:
+        mine = [run for run in runs if run["model"] == name and run["seed"] in args.seeds]
+        if mine:
+            rows.append((name, mine[0]["dataset"], mine))
+    _write_table(args.out, rows, args.seeds)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
@@ -109,7 +130,7 @@ def _write_table(path, rows, seeds):
     ]
     for name, dataset, runs in rows:
         recipe = zoo.defaults(name)
-        shown = dataset if dataset == recipe.dataset else f"{dataset} (stand-in for {recipe.dataset})"
+        shown = dataset if dataset.startswith(recipe.dataset) else f"{dataset} (stand-in for {recipe.dataset})"
         if not runs:
             lines.append(f"| {name} | {shown} | {recipe.reported} | failed | | | |")
             continue
