@@ -3,7 +3,9 @@
 Layers call ops through this module at call time, e.g. ``engine.conv2d_forward(x, kernel, 1, "same")``,
 so switching the backend takes effect at once:
 
-* ``"numba"`` (the default): the ops named in `ACCELERATED` (conv2d, max-pool, relu, bias_add) come
+* ``"numba"`` (the default): the ops named in `ACCELERATED` (conv2d, max-pool, relu, bias_add, the fused
+  bias_add_relu, dropout,
+  and dense, whose twin only applies the thread policy) come
   from `scratchnet.kernels` (compiled on first call and cached on disk); every other op comes from
   `scratchnet.ops`.
 * ``"numpy"``: every op comes from the readable reference `scratchnet.ops`.
@@ -29,6 +31,10 @@ BACKENDS = ("numba", "numpy")
 """The backends `set_backend` accepts."""
 
 ACCELERATED = (
+    "dense_forward",
+    "dense_backward",
+    "dropout_forward",
+    "dropout_backward",
     "conv2d_forward",
     "conv2d_backward",
     "max_pool2d_forward",
@@ -37,6 +43,8 @@ ACCELERATED = (
     "relu_backward",
     "bias_add_forward",
     "bias_add_backward",
+    "bias_add_relu_forward",
+    "bias_add_relu_backward",
 )
 """Op names the numba backend takes from `scratchnet.kernels` instead of `scratchnet.ops`."""
 

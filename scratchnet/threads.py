@@ -3,10 +3,15 @@
 Policy: ONE set of `num_threads` threads (default: every core this process may use) does the work at
 any moment.
 
-* Outside the kernels (dense layers, losses, optimizers) NumPy's BLAS runs with `num_threads` threads.
-* A convolution splits its batch into chunks that run on `num_threads` worker threads (`parallel_map`):
-  each chunk copies its windows with a numba kernel (which releases the GIL) and multiplies them with a
-  one-thread BLAS call, so the copying is parallel too and no BLAS thread spins while numba works.
+* NumPy's BLAS is left at `num_threads` threads for the user's own NumPy code, but the engine never
+  uses BLAS's own threads: small products run with BLAS held at one thread (`serial_blas`) and big
+  dense products are cut into pieces for the worker threads (`scratchnet.kernels.dense`). OpenBLAS's
+  threads wait for work by spinning: on a busy machine an MLP training step took 32 ms instead of 0.4,
+  and right after a 2-thread dense product deep_mnist's next convolution ran 1.5x slower.
+* A convolution splits its batch into chunks that the calling thread and `num_threads - 1` worker
+  threads share (`parallel_map`): each chunk copies its windows with a numba kernel (which releases the
+  GIL) and multiplies them with a one-thread BLAS call, so the copying is parallel too and no BLAS
+  thread spins while numba works.
 * numba's own thread pool is never started (no kernel uses ``parallel=True``): two pools that each spin
   on both cores cost 3-7x on small shapes.
 
@@ -17,18 +22,22 @@ cores: OpenBLAS's threads wait for each other by spinning).
 """
 from __future__ import annotations
 
+import itertools
 import os
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-__all__ = ["available_cores", "configure", "ensure_configured", "info", "num_threads", "parallel_map"]
+__all__ = ["available_cores", "configure", "ensure_configured", "info", "num_threads", "parallel_map",
+           "serial_blas"]
 
 _configured: dict[str, Any] | None = None
 _executor = None  # the worker threads of parallel_map, created on first use
-_blas = None  # threadpoolctl's handle on the BLAS libraries, created on first use
+_blas = None  # threadpoolctl's handles on the BLAS libraries (one per library), created on first use
+_serial = threading.local()  # .depth: how many serial_blas blocks this thread has open (they nest)
 
 
 def available_cores() -> int:
@@ -72,7 +81,7 @@ def configure(num_threads: int | None = None) -> dict[str, Any]:
     count = _requested_threads(num_threads)
     threadpool_limits(limits=count, user_api="blas")  # a plain call sets the limit for the process
     _limit_numba_threads(count)
-    if _executor is not None and _executor._max_workers != count:
+    if _executor is not None and _executor._max_workers != count - 1:
         _executor.shutdown(wait=True)
         _executor = None
     _configured = {"num_threads": count}
@@ -88,34 +97,79 @@ def num_threads() -> int:
 def parallel_map(function: Callable[[T], R], items: Sequence[T], *, parallel: bool = True) -> list[R]:
     """[function(item) for item in items] with BLAS held at one thread; results in order.
 
-    With `parallel` (and more than one thread and item) the items are spread over `num_threads()`
-    worker threads, each one core's worth of work; otherwise they run on the calling thread. `function`
-    must release the GIL for most of its time (numba ``nogil=True`` kernels, NumPy matrix products) to
-    run in parallel, and different items must not write to the same memory.
+    With `parallel` (and more than one thread and item) the calling thread and `num_threads() - 1`
+    worker threads take items one at a time until none is left (so a thread slowed by another process
+    takes fewer); otherwise the items run on the calling thread. `function` must release the GIL for
+    most of its time (numba ``nogil=True`` kernels, NumPy matrix products) to run in parallel, and
+    different items must not write to the same memory.
 
-    Notes: holding BLAS at one thread costs ~10 us per call and is what keeps OpenBLAS from spinning
-    its second thread against the numba kernels (or against another process's work).
+    Notes: holding BLAS at one thread (~2 us) is what keeps OpenBLAS from spinning its second thread
+    against the numba kernels (or against another process's work).
     """
     global _executor
     count = num_threads()
     if count == 1:
         return [function(item) for item in items]
-    with _blas_controller().limit(limits=1):
+    with serial_blas():
         if not parallel or len(items) < 2:
             return [function(item) for item in items]
         if _executor is None:
             from concurrent.futures import ThreadPoolExecutor
 
-            _executor = ThreadPoolExecutor(max_workers=count, thread_name_prefix="scratchnet")
-        return list(_executor.map(function, items))
+            _executor = ThreadPoolExecutor(max_workers=count - 1, thread_name_prefix="scratchnet")
+        results = [None] * len(items)
+        next_index = itertools.count().__next__  # atomic under the GIL: each item is taken once
+
+        def take_items():
+            index = next_index()
+            while index < len(items):
+                results[index] = function(items[index])
+                index = next_index()
+
+        helpers = [_executor.submit(take_items) for _ in range(min(count, len(items)) - 1)]
+        try:
+            take_items()
+        finally:
+            for helper in helpers:
+                helper.result()  # waits, and re-raises a helper's exception
+        return results
 
 
-def _blas_controller():
+class serial_blas:
+    """Context manager: BLAS runs one thread inside the block, `num_threads()` again after it.
+
+    For matrix products too small to gain from a second BLAS thread. Cheap (two direct calls into the
+    BLAS library, ~2 us); blocks nest. The BLAS thread count is process-wide and threadpoolctl lets
+    only one Python thread (the one that configured it, normally the main thread) change it; inside
+    `parallel_map` the workers find BLAS already at one thread.
+    """
+
+    __slots__ = ()
+
+    def __enter__(self):
+        ensure_configured()
+        depth = getattr(_serial, "depth", 0)
+        _serial.depth = depth + 1
+        if depth == 0 and _configured["num_threads"] > 1:
+            for library in _blas_libraries():
+                library.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc_info):
+        _serial.depth -= 1
+        if _serial.depth == 0 and _configured["num_threads"] > 1:
+            for library in _blas_libraries():
+                library.set_num_threads(_configured["num_threads"])
+        return False
+
+
+def _blas_libraries():
+    """threadpoolctl's controllers of the loaded BLAS libraries (looked up once)."""
     global _blas
     if _blas is None:
         from threadpoolctl import ThreadpoolController
 
-        _blas = ThreadpoolController().select(user_api="blas")
+        _blas = ThreadpoolController().select(user_api="blas").lib_controllers
     return _blas
 
 

@@ -29,7 +29,7 @@ def test_numba_backend_serves_accelerated_ops_from_kernels_and_the_rest_from_ops
     for name in engine.ACCELERATED:
         assert getattr(engine, name) is getattr(kernels, name)
     assert engine.sigmoid_forward is ops.sigmoid_forward
-    assert engine.dense_backward is ops.dense_backward
+    assert engine.softmax_cross_entropy_backward is ops.softmax_cross_entropy_backward
     assert set(engine.ACCELERATED) == set(kernels.__all__)
 
 
@@ -155,5 +155,55 @@ def test_parallel_map_keeps_order_and_holds_blas_at_one_thread():
         assert threads.parallel_map(blas_threads, [7], parallel=False)[0][1] == [1] * len(results[0][1])
         assert all(e["num_threads"] == 2 for e in threadpool_info() if numpy_blas(e))
         assert results[0][1], "NumPy's BLAS not found"
+    finally:
+        threads.configure(num_threads=previous)
+
+
+def test_serial_blas_holds_blas_at_one_thread_and_nests():
+    from threadpoolctl import threadpool_info
+
+    def numpy_blas_threads():
+        return [e["num_threads"] for e in threadpool_info() if e["user_api"] == "blas" and "numpy" in e["filepath"]]
+
+    previous = threads.num_threads()
+    try:
+        threads.configure(num_threads=2)
+        with threads.serial_blas():
+            assert numpy_blas_threads() == [1]
+            with threads.serial_blas():
+                assert numpy_blas_threads() == [1]
+            assert numpy_blas_threads() == [1]
+        assert numpy_blas_threads() == [2]
+    finally:
+        threads.configure(num_threads=previous)
+
+
+@pytest.mark.parametrize("shapes", [((7, 5), (5, 3)), ((3, 4), (4, 9)), ((2, 9), (9, 4))],
+                         ids=["batch_biggest", "kernel_biggest_wide", "kernel_biggest_tall"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_twin_is_the_reference_arithmetic_whole_and_split_over_threads(monkeypatch, dtype, shapes):
+    from scratchnet.kernels import dense as kdense
+
+    rng = np.random.default_rng(2)
+    x, kernel, bias = (rng.standard_normal(s).astype(dtype) for s in (shapes[0], shapes[1], shapes[1][1:]))
+    dy = rng.standard_normal((shapes[0][0], shapes[1][1])).astype(dtype)
+    y_ref, cache_ref = ops.dense_forward(x, kernel, bias)
+    grads_ref = ops.dense_backward(dy, cache_ref)
+    previous = threads.num_threads()
+    threads.configure(num_threads=2)
+    try:
+        for threshold in (0, 10**9):  # every product split over the worker threads, then every one whole
+            monkeypatch.setattr(kdense, "DENSE_PARALLEL_MIN_MACS", threshold)
+            y, cache = kernels.dense_forward(x, kernel, bias.astype(np.float64))
+            assert y.dtype == dtype and cache[1].dtype == dtype
+            np.testing.assert_allclose(y, y_ref, rtol=1e-6 if dtype == np.float32 else 1e-14)
+            for got, want in zip(kernels.dense_backward(dy, cache), grads_ref):
+                assert got.dtype == dtype
+                np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == np.float32 else 1e-14)
+            assert kernels.dense_backward(dy, cache, need_dx=False)[0] is None
+            with pytest.raises(ValueError, match="kernel"):
+                kernels.dense_forward(x, kernel.T, bias)
+            with pytest.raises(ValueError, match="bias"):
+                kernels.dense_forward(x, kernel, bias[:-1])
     finally:
         threads.configure(num_threads=previous)

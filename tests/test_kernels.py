@@ -9,6 +9,9 @@ import pytest
 from scratchnet import kernels, ops, threads
 from scratchnet.kernels import activations as kact
 from scratchnet.kernels import conv as kconv
+from scratchnet.kernels import dropout as kdrop
+from scratchnet.kernels import fused as kfused
+from scratchnet.kernels import optimizers as kopt
 from scratchnet.kernels import pooling as kpool
 
 DTYPES = [np.float32, np.float64]
@@ -34,11 +37,17 @@ CONV_SHAPES = [
 ]
 
 
+@pytest.mark.parametrize("col2im", ["scatter", "gather", "transposed"])
+@pytest.mark.parametrize("keep_cols_bytes", [0, kconv.KEEP_COLS_BYTES], ids=["recompute_cols", "keep_cols"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("padding", ["same", "valid", "SAME"])
 @pytest.mark.parametrize("strides", [1, 2, (1, 2)])
 @pytest.mark.parametrize("shape", CONV_SHAPES)
-def test_conv2d_kernel_matches_reference(shape, strides, padding, dtype):
+def test_conv2d_kernel_matches_reference(shape, strides, padding, dtype, keep_cols_bytes, col2im, monkeypatch):
+    """Every path to dx: scatter-add and gather col2im, and (stride 1, CO <= CI) the transposed convolution."""
+    monkeypatch.setattr(kconv, "KEEP_COLS_BYTES", keep_cols_bytes)
+    monkeypatch.setattr(kconv, "GATHER_MIN_CHANNELS", 1 if col2im == "gather" else 10**9)
+    monkeypatch.setattr(kconv, "TRANSPOSED_DX", col2im == "transposed")
     n, h, w, ci, co, kh, kw = shape
     rng = np.random.default_rng(sum(shape))
     x = rng.standard_normal((n, h, w, ci)).astype(dtype)
@@ -55,32 +64,43 @@ def test_conv2d_kernel_matches_reference(shape, strides, padding, dtype):
     assert_matches_reference(dkernel, dkernel_ref)
 
 
+@pytest.mark.parametrize("col2im", ["scatter", "gather", "transposed"])
 @pytest.mark.parametrize("chunk_bytes", [1, 10**9])
-def test_conv2d_kernel_chunking_does_not_change_results(monkeypatch, chunk_bytes):
+def test_conv2d_kernel_chunking_does_not_change_results(monkeypatch, chunk_bytes, col2im):
     """One image per chunk and the whole batch in one chunk give the reference's results."""
     monkeypatch.setattr(kconv, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(kconv, "GATHER_MIN_CHANNELS", 1 if col2im == "gather" else 10**9)
+    monkeypatch.setattr(kconv, "TRANSPOSED_DX", col2im == "transposed")
+    monkeypatch.setattr(kconv, "KEEP_COLS_BYTES", 0)  # rebuild the columns chunk by chunk
     rng = np.random.default_rng(7)
     x = rng.standard_normal((5, 9, 9, 3))
-    kernel = rng.standard_normal((3, 3, 3, 4))
-    y, cache = kernels.conv2d_forward(x, kernel, 2, "same")
-    y_ref, cache_ref = ops.conv2d_forward(x, kernel, 2, "same")
+    transposed = col2im == "transposed"  # needs stride 1 and CO <= CI
+    kernel = rng.standard_normal((3, 3, 3, 2 if transposed else 4))
+    strides = 1 if transposed else 2
+    y, cache = kernels.conv2d_forward(x, kernel, strides, "same")
+    y_ref, cache_ref = ops.conv2d_forward(x, kernel, strides, "same")
     dy = rng.standard_normal(y.shape)
     assert_matches_reference(y, y_ref)
     for got, want in zip(kernels.conv2d_backward(dy, cache), ops.conv2d_backward(dy, cache_ref)):
         assert_matches_reference(got, want)
 
 
+@pytest.mark.parametrize("col2im", ["scatter", "gather", "transposed"])
+@pytest.mark.parametrize("keep_cols_bytes", [0, kconv.KEEP_COLS_BYTES], ids=["recompute_cols", "keep_cols"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_conv2d_kernel_split_over_worker_threads_matches_reference(monkeypatch, dtype):
+def test_conv2d_kernel_split_over_worker_threads_matches_reference(monkeypatch, dtype, keep_cols_bytes, col2im):
     """The parallel path (chunks on two worker threads, BLAS at one thread each) gives the same results."""
     monkeypatch.setattr(kconv, "PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(kconv, "KEEP_COLS_BYTES", keep_cols_bytes)
+    monkeypatch.setattr(kconv, "GATHER_MIN_CHANNELS", 1 if col2im == "gather" else 10**9)
+    monkeypatch.setattr(kconv, "TRANSPOSED_DX", col2im == "transposed")
     monkeypatch.setattr(kconv, "CHUNK_BYTES", 1)  # one image per chunk: 5 chunks over 2 workers
     previous = threads.num_threads()
     threads.configure(num_threads=2)
     try:
         rng = np.random.default_rng(11)
         x = rng.standard_normal((5, 8, 7, 3)).astype(dtype)
-        kernel = rng.standard_normal((3, 3, 3, 4)).astype(dtype)
+        kernel = rng.standard_normal((3, 3, 3, 3 if col2im == "transposed" else 4)).astype(dtype)  # CO <= CI
         y, cache = kernels.conv2d_forward(x, kernel, 1, "same")
         y_ref, cache_ref = ops.conv2d_forward(x, kernel, 1, "same")
         assert_matches_reference(y, y_ref)
@@ -129,9 +149,10 @@ def test_conv2d_kernel_backward_does_not_modify_dy_or_cache():
     kernel = rng.standard_normal((3, 3, 2, 3))
     y, cache = kernels.conv2d_forward(x, kernel, 1, "same")
     dy = rng.standard_normal(y.shape)
-    before = (dy.copy(), x.copy(), kernel.copy())
+    assert cache[4] is not None  # small: the forward's column matrix is kept for the backward
+    before = (dy.copy(), x.copy(), kernel.copy(), cache[4].copy())
     kernels.conv2d_backward(dy, cache)
-    for kept, now in zip(before, (dy, cache[0], cache[1])):
+    for kept, now in zip(before, (dy, cache[0], cache[1], cache[4])):
         np.testing.assert_array_equal(kept, now)
 
 
@@ -169,10 +190,23 @@ POOL_CASES = [
 ]
 
 
+@pytest.mark.parametrize("sliced", [False, True], ids=["whole", "sliced_over_threads"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("padding", ["same", "valid"])
 @pytest.mark.parametrize("shape, pool_size, strides", POOL_CASES)
-def test_max_pool2d_kernel_matches_reference(shape, pool_size, strides, padding, dtype):
+def test_max_pool2d_kernel_matches_reference(shape, pool_size, strides, padding, dtype, sliced, monkeypatch):
+    if sliced:  # one slice of images per worker thread
+        monkeypatch.setattr(kpool, "PARALLEL_MIN_SIZE", 1)
+        previous = threads.num_threads()
+        threads.configure(num_threads=2)
+    try:
+        _check_max_pool2d_against_reference(shape, pool_size, strides, padding, dtype)
+    finally:
+        if sliced:
+            threads.configure(num_threads=previous)
+
+
+def _check_max_pool2d_against_reference(shape, pool_size, strides, padding, dtype):
     rng = np.random.default_rng(sum(shape))
     x = rng.standard_normal(shape).astype(dtype)
     y, cache = kernels.max_pool2d_forward(x, pool_size, strides, padding)
@@ -263,7 +297,7 @@ def test_max_pool2d_kernel_rejects_bad_arguments():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(7,), (3, 5), (2, 4, 3, 6)])
-def test_relu_kernels_equal_reference_with_zeros_and_nan(shape, dtype):
+def test_relu_kernels_equal_reference_with_zeros_and_nan(shape, dtype, elementwise_slicing):
     rng = np.random.default_rng(len(shape))
     x = rng.standard_normal(shape).astype(dtype)
     flat = x.reshape(-1)
@@ -282,9 +316,22 @@ def test_relu_kernels_equal_reference_with_zeros_and_nan(shape, dtype):
     np.testing.assert_array_equal(kernels.relu_backward(dy, cache_ref), ops.relu_backward(dy, cache))
 
 
+@pytest.fixture(params=["whole", "sliced_over_threads"])
+def elementwise_slicing(request, monkeypatch):
+    """Run the elementwise kernels whole, then cut into slices on two worker threads."""
+    if request.param == "whole":
+        yield
+        return
+    monkeypatch.setattr(kact, "PARALLEL_MIN_SIZE", 1)
+    previous = threads.num_threads()
+    threads.configure(num_threads=2)
+    yield
+    threads.configure(num_threads=previous)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(5, 3), (2, 6, 5, 4), (1, 1)])
-def test_bias_add_kernels_equal_reference(shape, dtype):
+def test_bias_add_kernels_equal_reference(shape, dtype, elementwise_slicing):
     rng = np.random.default_rng(len(shape))
     x = rng.standard_normal(shape).astype(dtype)
     bias = rng.standard_normal(shape[-1])
@@ -312,7 +359,7 @@ def test_activation_kernels_reject_a_wrong_dy_shape():
 
 
 def _jitted_functions():
-    for module in (kconv, kpool, kact):
+    for module in (kconv, kpool, kact, kopt, kdrop, kfused):
         for name, value in vars(module).items():
             if isinstance(value, numba.core.registry.CPUDispatcher):
                 yield f"{module.__name__}.{name}", value
@@ -322,7 +369,9 @@ def _jitted_functions():
 def test_every_kernel_module_has_jitted_functions():
     names = {name.rsplit(".", 1)[1] for name, _ in _jitted_functions()}
     assert {"_im2col", "_col2im_add", "_max_pool_forward", "_max_pool_backward", "_relu_forward",
-            "_relu_backward", "_copy_and_sum_rows"} <= names
+            "_relu_backward", "_copy_and_sum_rows", "_add_bias_rows", "_add_bias_relu_rows",
+            "_relu_backward_and_sum_rows", "_adam_update", "_col2im_gather", "_draw_mask_and_apply", "_apply_mask",
+            "_sigmoid_dense_rows"} <= names
 
 
 @pytest.mark.parametrize("name, function", list(_jitted_functions()))
@@ -333,11 +382,87 @@ def test_jitted_functions_are_private_nopython_and_cached_on_disk(name, function
 
 
 @pytest.mark.skipif(numba.config.DISABLE_JIT, reason="NUMBA_DISABLE_JIT=1 leaves plain functions")
-def test_conv_kernels_release_the_gil_for_the_worker_threads():
-    for function in (kconv._im2col, kconv._col2im_add):
+def test_threaded_kernels_release_the_gil_for_the_worker_threads():
+    for function in (kconv._im2col, kconv._col2im_add, kconv._col2im_gather, kpool._max_pool_forward,
+                     kpool._max_pool_backward):
         assert function.targetoptions.get("nogil") is True
 
 
 def test_kernels_have_the_reference_signatures():
     for name in kernels.__all__:
         assert inspect.signature(getattr(kernels, name)) == inspect.signature(getattr(ops, name)), name
+
+
+@pytest.mark.parametrize("backward", [kernels.conv2d_backward, ops.conv2d_backward], ids=["kernels", "ops"])
+def test_conv2d_backward_without_dx_skips_it_and_keeps_the_kernel_gradient(backward):
+    """need_dx=False (a model's first layer) returns dx None and the very same dkernel."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((3, 9, 8, 2))
+    kernel = rng.standard_normal((3, 3, 2, 4))
+    forward = kernels.conv2d_forward if backward is kernels.conv2d_backward else ops.conv2d_forward
+    y, cache = forward(x, kernel, 2, "same")
+    dy = rng.standard_normal(y.shape)
+    dx, dkernel = backward(dy, cache, need_dx=False)
+    assert dx is None
+    np.testing.assert_array_equal(dkernel, backward(dy, cache)[1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dropout_kernels_equal_reference_with_the_same_generator(dtype):
+    """Same seed: the same units dropped, the same outputs and gradients, bit for bit; caches interchange."""
+    x = np.random.default_rng(1).standard_normal((4, 3, 5)).astype(dtype)
+    dy = np.random.default_rng(2).standard_normal(x.shape).astype(dtype)
+    y, cache = kernels.dropout_forward(x, 0.3, rng=np.random.default_rng(9))
+    y_ref, cache_ref = ops.dropout_forward(x, 0.3, rng=np.random.default_rng(9))
+    assert y.dtype == y_ref.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(cache[0], cache_ref[0])
+    np.testing.assert_array_equal(kernels.dropout_backward(dy, cache), ops.dropout_backward(dy, cache_ref))
+    np.testing.assert_array_equal(kernels.dropout_backward(dy, cache_ref), ops.dropout_backward(dy, cache))
+
+
+def test_dropout_kernels_follow_the_reference_for_masks_inference_and_bad_arguments():
+    x = np.random.default_rng(1).standard_normal((2, 3))
+    mask = np.array([[True, False, True], [False, True, True]])
+    for kwargs in ({"mask": mask}, {"mask": mask[:1]}, {"rng": np.random.default_rng(0), "training": False},
+                   {"rng": np.random.default_rng(0), "rate": 0.0}):
+        rate = kwargs.pop("rate", 0.5)
+        y, cache = kernels.dropout_forward(x, rate, **kwargs)
+        y_ref, cache_ref = ops.dropout_forward(x, rate, **kwargs)
+        np.testing.assert_array_equal(y, y_ref)
+        np.testing.assert_array_equal(kernels.dropout_backward(x, cache), ops.dropout_backward(x, cache_ref))
+    for rate, kwargs in ((1.0, {"rng": np.random.default_rng(0)}), (0.5, {}), (True, {"mask": mask})):
+        with pytest.raises(ValueError):
+            kernels.dropout_forward(x, rate, **kwargs)
+    x32 = x.astype(np.float32)
+    _, cache = kernels.dropout_forward(x32, 0.5, rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="dy"):
+        kernels.dropout_backward(np.ones((3, 2), np.float32), cache)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(5, 3), (2, 6, 5, 4), (1, 1)])
+def test_bias_add_relu_kernels_equal_reference_and_the_two_ops_in_a_row(shape, dtype, elementwise_slicing):
+    rng = np.random.default_rng(len(shape))
+    x = rng.standard_normal(shape).astype(dtype)
+    bias = rng.standard_normal(shape[-1])
+    flat = x.reshape(-1)
+    flat[0], flat[-1] = -bias[0], np.nan  # exactly 0 after the bias (the kink), and a NaN
+    y, cache = kernels.bias_add_relu_forward(x, bias)
+    y_ref, cache_ref = ops.bias_add_relu_forward(x, bias)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(cache, cache_ref)
+    np.testing.assert_array_equal(y, ops.relu_forward(ops.bias_add_forward(x, bias)[0])[0])
+    assert y.dtype == cache.dtype == dtype
+    dy = rng.standard_normal(shape).astype(dtype)
+    dy_before = dy.copy()
+    dx, dbias = kernels.bias_add_relu_backward(dy, cache)
+    dx_ref, dbias_ref = ops.bias_add_relu_backward(dy, cache_ref)
+    np.testing.assert_array_equal(dx, dx_ref)
+    assert_matches_reference(dbias, dbias_ref)
+    assert dx.dtype == dbias.dtype == dtype
+    np.testing.assert_array_equal(dy, dy_before)
+    with pytest.raises(ValueError, match="bias"):
+        kernels.bias_add_relu_forward(x, bias[:0])
+    with pytest.raises(ValueError, match="dy"):
+        kernels.bias_add_relu_backward(dy[..., :0], cache)

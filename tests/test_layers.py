@@ -203,3 +203,22 @@ def test_backward_does_not_modify_dy_or_the_input(layer, shape):
     np.testing.assert_array_equal(dy, dy_before)
     np.testing.assert_array_equal(x, x_before)
     assert dx is not dy and dx.shape == x.shape
+
+
+def test_conv2d_with_bias_and_relu_runs_them_as_one_op_with_the_same_results():
+    """Conv2D(bias, relu) uses bias_add_relu; its output, logits and gradients are those of the two ops."""
+    from scratchnet import engine
+
+    x = np.random.default_rng(3).standard_normal((2, 6, 5, 2))
+    fused = build(layers.Conv2D(3, 3, activation="relu", bias_initializer="random_normal"), (6, 5, 2))
+    dy = np.random.default_rng(4).standard_normal((2, 4, 3, 3))
+    y = fused.forward(x)
+    z, _ = engine.conv2d_forward(x, fused.params["kernel"], 1, "valid")
+    logits, _ = engine.bias_add_forward(z, fused.params["bias"])
+    np.testing.assert_allclose(fused.logits, logits, rtol=1e-12)
+    np.testing.assert_allclose(y, np.maximum(logits, 0), rtol=1e-12)
+    fused.backward(dy)
+    dz = np.where(logits > 0, dy, 0)
+    np.testing.assert_allclose(fused.grads["bias"], dz.sum(axis=(0, 1, 2)), rtol=1e-12)
+    fused.backward(dy, from_logits=True)  # dy is already the gradient of the logits
+    np.testing.assert_allclose(fused.grads["bias"], dy.sum(axis=(0, 1, 2)), rtol=1e-12)

@@ -41,6 +41,8 @@ OP_CASES = [
      lambda rng, dt: ((_random(rng, dt, IMAGES), _random(rng, dt, (2, 3, 3, 4))), {"padding": "valid"})),
     ("bias_add", ops.bias_add_forward, ops.bias_add_backward,
      lambda rng, dt: ((_random(rng, dt, IMAGES), _random(rng, dt, 3)), {})),
+    ("bias_add_relu", ops.bias_add_relu_forward, ops.bias_add_relu_backward,
+     lambda rng, dt: ((_random(rng, dt, IMAGES), _random(rng, dt, 3)), {})),
     ("max_pool2d_same", ops.max_pool2d_forward, ops.max_pool2d_backward,
      lambda rng, dt: ((_random(rng, dt, IMAGES),), {"pool_size": 3, "strides": 2, "padding": "same"})),
     ("max_pool2d_valid", ops.max_pool2d_forward, ops.max_pool2d_backward,
@@ -135,7 +137,7 @@ def test_ops_package_reexports_every_public_function_of_its_modules():
 
 def test_every_forward_has_a_backward_and_both_are_documented():
     forwards = [name for name in ops.__all__ if name.endswith("_forward")]
-    assert len(forwards) == 13
+    assert len(forwards) == 14
     for name in forwards:
         backward = name.replace("_forward", "_backward")
         assert backward in ops.__all__

@@ -11,6 +11,8 @@ from scratchnet.gradcheck import check_gradients
 from scratchnet.ops import (
     bias_add_backward,
     bias_add_forward,
+    bias_add_relu_backward,
+    bias_add_relu_forward,
     conv2d_backward,
     conv2d_forward,
     padding_amounts,
@@ -218,3 +220,16 @@ def test_conv2d_backward_is_the_adjoint_of_the_forward(problem):
     dx, dkernel = conv2d_backward(dy, cache)
     assert np.sum(y * dy) == pytest.approx(np.sum(x * dx), rel=1e-10, abs=1e-10)
     assert np.sum(y * dy) == pytest.approx(np.sum(kernel * dkernel), rel=1e-10, abs=1e-10)
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (2, 3, 3, 4)])
+def test_bias_add_relu_backward_matches_numerical_gradient(shape):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(shape)
+    x += np.where(x >= 0, 0.2, -0.2)  # away from the relu's kink, with any bias below 0.1 in size
+    errors = check_gradients(
+        bias_add_relu_forward,
+        bias_add_relu_backward,
+        {"x": x, "bias": rng.uniform(-0.1, 0.1, shape[-1])},
+    )
+    assert max(errors.values()) < GRAD_TOLERANCE, errors

@@ -56,3 +56,14 @@ def test_dense_rejects_mismatched_shapes_naming_the_argument(x_shape, kernel_sha
     bias = None if bias_shape is None else np.zeros(bias_shape)
     with pytest.raises(ValueError, match=message):
         dense_forward(np.zeros(x_shape), np.zeros(kernel_shape), bias)
+
+
+def test_dense_backward_without_dx_skips_it_and_keeps_the_parameter_gradients():
+    rng = np.random.default_rng(5)
+    y, cache = dense_forward(rng.standard_normal((4, 3)), rng.standard_normal((3, 2)), np.zeros(2))
+    dy = rng.standard_normal(y.shape)
+    dx, dkernel, dbias = dense_backward(dy, cache, need_dx=False)
+    _, dkernel_full, dbias_full = dense_backward(dy, cache)
+    assert dx is None
+    np.testing.assert_array_equal(dkernel, dkernel_full)
+    np.testing.assert_array_equal(dbias, dbias_full)

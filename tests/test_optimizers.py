@@ -122,3 +122,44 @@ def test_get_accepts_keras_names_with_keras_defaults():
 def test_bad_arguments_raise_value_errors_naming_them(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@pytest.mark.parametrize("sliced", [False, True], ids=["whole", "sliced_over_threads"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_adam_fused_kernel_equals_the_numpy_update_bit_for_bit(dtype, sliced, monkeypatch):
+    """The numba backend's one-pass Adam (scratchnet.kernels.optimizers) repeats the NumPy update exactly."""
+    from scratchnet import engine, threads
+    from scratchnet.kernels import optimizers as kernel_optimizers
+
+    if sliced:  # every parameter split over two worker threads
+        monkeypatch.setattr(kernel_optimizers, "PARALLEL_MIN_SIZE", 1)
+        previous = threads.num_threads()
+        threads.configure(num_threads=2)
+
+    rng = np.random.default_rng(3)
+    start = [rng.standard_normal((7, 5)).astype(dtype), rng.standard_normal(5).astype(dtype)]
+    grads = [[rng.standard_normal(p.shape).astype(dtype) for p in start] for _ in range(4)]
+    results = {}
+    for backend in ("numpy", "numba"):
+        params = [p.copy() for p in start]
+        optimizer = optimizers.Adam(learning_rate=0.01)
+        with engine.backend(backend):
+            for step_grads in grads:
+                optimizer.apply(params, step_grads)
+        results[backend] = params + optimizer.get_state()
+    if sliced:
+        threads.configure(num_threads=previous)
+    for fused, reference in zip(results["numba"], results["numpy"]):
+        assert fused.dtype == reference.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(fused, reference)
+
+
+def test_adam_fused_kernel_declines_arrays_it_cannot_update_in_place():
+    from scratchnet.kernels.optimizers import adam_update
+
+    param = np.ones((4, 6))[:, ::2]  # not contiguous: a flat view would be a copy
+    m, v = np.zeros_like(param), np.zeros_like(param)
+    assert adam_update(param, np.ones_like(param), m, v, 0.1, 0.1, 0.001, 1e-7) is False
+    assert np.all(param == 1) and np.all(m == 0)
+    half = np.ones(3, dtype=np.float16)
+    assert adam_update(half, half, np.zeros_like(half), np.zeros_like(half), 0.1, 0.1, 0.001, 1e-7) is False

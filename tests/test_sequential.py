@@ -276,3 +276,49 @@ def test_out_of_range_class_ids_are_rejected_before_training():
     with pytest.raises(ValueError, match=r"\[0, 2\).*\[0, 5\]"):
         model.fit(np.ones((3, 4)), np.array([0, 1, 5]), verbose=0)
     assert model.optimizer.iterations == 0
+
+
+def test_train_step_asks_only_the_first_trainable_layer_to_skip_its_input_gradient():
+    model = Sequential([layers.Flatten(input_shape=(2, 3)), layers.Dense(4, activation="relu"),
+                        layers.Dense(3, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    calls = []
+    for layer in model.layers:
+        original = layer.backward
+
+        def spy(dy, _original=original, _name=layer.name, **options):
+            calls.append((_name, options))
+            return _original(dy, **options)
+
+        layer.backward = spy
+    model.train_step(np.ones((5, 2, 3)), np.array([0, 1, 2, 1, 0]))
+    assert calls == [("dense_1", {"from_logits": True}), ("dense", {"need_dx": False})]
+
+
+@pytest.mark.parametrize("use_bias", [False, True])
+def test_logistic_regression_one_pass_step_equals_the_layer_by_layer_step(monkeypatch, use_bias):
+    """The big-batch one-pass path (scratchnet.kernels.fused) gives the reference step's loss and update."""
+    from scratchnet import engine
+    from scratchnet.kernels import fused
+
+    monkeypatch.setattr(fused, "FUSED_MIN_BYTES", 0)  # small data, the big-batch path
+    rng = np.random.default_rng(4)
+    x = np.floor(rng.random((301, 20)) * 256)
+    y = (rng.random((301, 1)) < 0.3).astype(float)
+    kernel = rng.standard_normal((20, 1)) * 1e-3
+
+    results = {}
+    for backend in ("numpy", "numba"):
+        model = Sequential([layers.Dense(1, activation="sigmoid", use_bias=use_bias, input_shape=(20,))],
+                           dtype="float64")
+        model.compile(optimizers.SGD(0.01), "binary_crossentropy")
+        model.set_weights([kernel] + ([np.array([0.2])] if use_bias else []))
+        with engine.backend(backend):
+            assert model._one_pass_applies(x, y) == (backend == "numba")
+            losses_seen = [model.train_step(x, y) for _ in range(3)]
+            results[backend] = losses_seen, model.get_weights(), model.layers[0].logits
+    (loss_a, weights_a, logits_a), (loss_b, weights_b, logits_b) = results["numba"], results["numpy"]
+    np.testing.assert_allclose(loss_a, loss_b, rtol=1e-12)
+    np.testing.assert_allclose(logits_a, logits_b, rtol=1e-12, atol=1e-12)
+    for got, want in zip(weights_a, weights_b):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)

@@ -2,20 +2,42 @@
 
 A profile of the CNN training steps showed ``np.where(x > 0, dy, 0)`` (ReLU's backward) taking ~10x
 longer than one pass over memory on conv-sized activations, and the bias gradient's ``copy`` plus
-column ``sum`` two passes where one does. Caches are the reference's, so a forward from one engine
-and a backward from the other still fit together.
+column ``sum`` two passes where one does. ``bias_add_relu`` (a Conv2D's bias and relu as one op) saves
+the backward one more pass. Big arrays are cut into one slice per thread (PARALLEL_MIN_SIZE). Caches
+are the reference's, so a forward from one engine and a backward from the other still fit together.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
+from scratchnet import threads
 from scratchnet.kernels.conv import SUPPORTED_DTYPES
 from scratchnet.ops import activations as reference_activations
 from scratchnet.ops import conv as reference_conv
 from scratchnet.ops._checks import check_dy, float_array
 
-__all__ = ["relu_forward", "relu_backward", "bias_add_forward", "bias_add_backward"]
+__all__ = ["relu_forward", "relu_backward", "bias_add_forward", "bias_add_backward", "bias_add_relu_forward",
+           "bias_add_relu_backward"]
+
+PARALLEL_MIN_SIZE = 1_000_000
+"""Arrays with at least this many values are cut into one slice per thread and run by the worker
+threads of `scratchnet.threads` (one core does not saturate memory bandwidth: emnist_cnn's 6.5M-value
+activations went through bias and relu, forward and backward, in 9 ms on one thread)."""
+
+
+def _spans(rows, row_size=1):
+    """(start, stop) spans of range(rows): one per thread when rows * row_size values are many, else one."""
+    parts = threads.num_threads() if rows * row_size >= PARALLEL_MIN_SIZE else 1
+    parts = max(1, min(parts, rows))
+    return [(rows * p // parts, rows * (p + 1) // parts) for p in range(parts)]
+
+
+def _each_span(function, spans):
+    """function(span) for every span, on the worker threads when there is more than one."""
+    if len(spans) == 1:
+        return [function(spans[0])]
+    return threads.parallel_map(function, spans)
 
 
 def relu_forward(x):
@@ -25,7 +47,8 @@ def relu_forward(x):
         return reference_activations.relu_forward(x)
     source = np.ascontiguousarray(x)
     y = np.empty_like(source)
-    _relu_forward(source.reshape(-1), y.reshape(-1))
+    flat_x, flat_y = source.reshape(-1), y.reshape(-1)
+    _each_span(lambda s: _relu_forward(flat_x[s[0]:s[1]], flat_y[s[0]:s[1]]), _spans(x.size))
     return y, x
 
 
@@ -40,20 +63,37 @@ def relu_backward(dy, cache):
     dy = np.ascontiguousarray(check_dy(dy, x.shape, x.dtype, "relu_backward"))
     x = np.ascontiguousarray(x)
     dx = np.empty_like(x)
-    _relu_backward(dy.reshape(-1), x.reshape(-1), dx.reshape(-1))
+    flat_dy, flat_x, flat_dx = dy.reshape(-1), x.reshape(-1), dx.reshape(-1)
+    _each_span(lambda s: _relu_backward(flat_dy[s[0]:s[1]], flat_x[s[0]:s[1]], flat_dx[s[0]:s[1]]),
+               _spans(x.size))
     return dx
 
 
 def bias_add_forward(x, bias):
-    """``y[..., c] = x[..., c] + bias[c]``: the reference's (already one pass), re-exported as the pair."""
-    return reference_conv.bias_add_forward(x, bias)
+    """``y[..., c] = x[..., c] + bias[c]``: x (..., C), bias (C,) -> y (x's shape and dtype), cache.
+
+    The reference's values (one addition each) from a loop that is 3-5x faster than NumPy's broadcast
+    over a short channel axis, on the worker threads for big arrays.
+    """
+    x = float_array(x, "x")
+    if x.dtype not in SUPPORTED_DTYPES or x.ndim < 1:
+        return reference_conv.bias_add_forward(x, bias)
+    bias = float_array(bias, "bias", ndim=1).astype(x.dtype, copy=False)
+    if x.shape[-1] != bias.shape[0]:
+        return reference_conv.bias_add_forward(x, bias)  # raises the reference's error
+    rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
+    y = np.empty(x.shape, dtype=x.dtype)
+    y_rows = y.reshape(rows.shape)
+    _each_span(lambda s: _add_bias_rows(rows[s[0]:s[1]], y_rows[s[0]:s[1]], bias), _spans(*rows.shape))
+    return y, (x.shape, x.dtype)
 
 
 def bias_add_backward(dy, cache):
     """Gradients of a bias addition in one pass: ``dx = dy`` (a copy), ``dbias[c] = sum of dy[..., c]``.
 
     dy: (..., C) -> (dx (..., C), dbias (C,)), x's dtype. Rows are summed in order, as NumPy's
-    ``sum(axis=0)`` does, so dbias matches the reference.
+    ``sum(axis=0)`` does, so dbias matches the reference; a big array is summed in one slice of rows per
+    thread and the slices' sums are then added (the reference's order up to that one regrouping).
     """
     x_shape, dtype = cache
     if dtype not in SUPPORTED_DTYPES:
@@ -61,9 +101,92 @@ def bias_add_backward(dy, cache):
     dy = np.ascontiguousarray(check_dy(dy, x_shape, dtype, "bias_add_backward"))
     channels = x_shape[-1]
     dx = np.empty_like(dy)
-    dbias = np.zeros(channels, dtype=dtype)
-    _copy_and_sum_rows(dy.reshape(-1, channels), dx.reshape(-1, channels), dbias)
+    rows, dx_rows = dy.reshape(-1, channels), dx.reshape(-1, channels)
+    spans = _spans(*rows.shape)
+    partial_sums = np.zeros((len(spans), channels), dtype=dtype)  # one row per span, added in order
+
+    def copy_and_sum(span):
+        _copy_and_sum_rows(rows[span[0]:span[1]], dx_rows[span[0]:span[1]], partial_sums[spans.index(span)])
+
+    _each_span(copy_and_sum, spans)
+    dbias = partial_sums[0] if len(spans) == 1 else partial_sums.sum(axis=0, dtype=dtype)
     return dx, dbias
+
+
+def bias_add_relu_forward(x, bias):
+    """``y = relu(x + bias)``: x (..., C), bias (C,) -> y, cache z = x + bias; both written in one pass.
+
+    A Conv2D layer's bias and relu. Forward, one pass is on par with the two ops (writing z and y
+    dominates); the gain is the backward's. Same values as the reference.
+    """
+    x = float_array(x, "x")
+    if x.dtype not in SUPPORTED_DTYPES or x.ndim < 1:
+        return reference_conv.bias_add_relu_forward(x, bias)
+    bias = float_array(bias, "bias", ndim=1).astype(x.dtype, copy=False)
+    if x.shape[-1] != bias.shape[0]:
+        return reference_conv.bias_add_relu_forward(x, bias)  # raises the reference's error
+    rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
+    z, y = np.empty(x.shape, dtype=x.dtype), np.empty(x.shape, dtype=x.dtype)
+    z_rows, y_rows = z.reshape(rows.shape), y.reshape(rows.shape)
+    _each_span(lambda s: _add_bias_relu_rows(rows[s[0]:s[1]], bias, z_rows[s[0]:s[1]], y_rows[s[0]:s[1]]),
+               _spans(*rows.shape))
+    return y, z
+
+
+def bias_add_relu_backward(dy, cache):
+    """Gradients of ``relu(x + bias)`` in one pass: ``dx = dy`` where ``z > 0`` else 0, dbias its column sums.
+
+    dy: (..., C) -> (dx (..., C), dbias (C,)), z's dtype; big arrays are summed by slices of rows, as in
+    `bias_add_backward`. One pass instead of relu_backward's and bias_add_backward's two: 4.7 ms instead
+    of 8.7 on emnist_cnn's second conv (6.5M values, one thread).
+    """
+    z = cache
+    if z.dtype not in SUPPORTED_DTYPES or z.ndim < 1:
+        return reference_conv.bias_add_relu_backward(dy, cache)
+    dy = np.ascontiguousarray(check_dy(dy, z.shape, z.dtype, "bias_add_relu_backward"))
+    channels = z.shape[-1]
+    dx = np.empty(z.shape, dtype=z.dtype)
+    rows, dx_rows = dy.reshape(-1, channels), dx.reshape(-1, channels)
+    z_rows = np.ascontiguousarray(z).reshape(-1, channels)
+    spans = _spans(*rows.shape)
+    partial_sums = np.zeros((len(spans), channels), dtype=z.dtype)  # one row per span, added in order
+
+    def relu_and_sum(span):
+        start, stop = span
+        _relu_backward_and_sum_rows(rows[start:stop], z_rows[start:stop], dx_rows[start:stop],
+                                    partial_sums[spans.index(span)])
+
+    _each_span(relu_and_sum, spans)
+    dbias = partial_sums[0] if len(spans) == 1 else partial_sums.sum(axis=0, dtype=z.dtype)
+    return dx, dbias
+
+
+@njit(cache=True, nogil=True)
+def _add_bias_relu_rows(x2d, bias, z2d, y2d):
+    """z2d[row, c] = x2d[row, c] + bias[c]; y2d[row, c] = max(z2d[row, c], 0) (a NaN stays NaN)."""
+    for row in range(x2d.shape[0]):  # two short loops per row: each vectorises
+        for c in range(x2d.shape[1]):
+            z2d[row, c] = x2d[row, c] + bias[c]
+        for c in range(x2d.shape[1]):
+            value = z2d[row, c]
+            y2d[row, c] = 0.0 if value < 0 else value
+
+
+@njit(cache=True, nogil=True)
+def _relu_backward_and_sum_rows(dy2d, z2d, dx2d, dbias):
+    """dx2d[row, c] = dy2d[row, c] if z2d[row, c] > 0 else 0; dbias (C,) += the column sums of dx2d.
+
+    Two short loops per row and a local accumulator (which aliases nothing) let LLVM vectorise both:
+    1.3-2x faster than one loop doing both into dbias.
+    """
+    sums = np.zeros(dy2d.shape[1], dtype=dbias.dtype)
+    for row in range(dy2d.shape[0]):
+        for c in range(dy2d.shape[1]):
+            dx2d[row, c] = dy2d[row, c] if z2d[row, c] > 0 else 0.0
+        for c in range(dy2d.shape[1]):
+            sums[c] += dx2d[row, c]
+    for c in range(dy2d.shape[1]):
+        dbias[c] += sums[c]
 
 
 @njit(cache=True, nogil=True)
@@ -79,6 +202,14 @@ def _relu_backward(dy, x, dx):
     """dx[i] = dy[i] if x[i] > 0 else 0, over flat arrays."""
     for i in range(x.size):
         dx[i] = dy[i] if x[i] > 0 else 0.0
+
+
+@njit(cache=True, nogil=True)
+def _add_bias_rows(x2d, y2d, bias):
+    """y2d[row, c] = x2d[row, c] + bias[c]."""
+    for row in range(x2d.shape[0]):
+        for c in range(x2d.shape[1]):
+            y2d[row, c] = x2d[row, c] + bias[c]
 
 
 @njit(cache=True, nogil=True)

@@ -10,12 +10,28 @@ For a chunk of images, with K = KH*KW*CI and rows = images*OH*OW:
 
     cols (rows, K)     = im2col(x_padded chunk)     row (n, oh, ow), column (kh, kw, ci)
     y    (rows, CO)    = cols @ kernel.reshape(K, CO)
-    dkernel (K, CO)   += cols.T @ dy2d               (cols recomputed in backward: cheaper than storing)
+    dkernel (K, CO)   += cols.T @ dy2d               (cols kept from the forward when small, else recomputed)
     dcols (rows, K)    = dy2d @ kernel.reshape(K, CO).T
-    dx_chunk          += col2im(dcols)               (scatter-add; overlapping windows accumulate)
+    dx_chunk           = col2im(dcols)               (overlapping windows accumulate)
 
-x_padded is x with TensorFlow's zero padding applied once per call (np.pad), so the kernels copy
+x_padded is x with TensorFlow's zero padding applied once per call, so the kernels copy
 contiguous runs of KW*CI values without bounds checks.
+
+col2im has two forms: with at least GATHER_MIN_CHANNELS input channels each pixel of dx GATHERS the
+window gradients that cover it and is written once (no zeroed padded buffer, no crop copy: 3.6x faster
+on deep_mnist's second conv); with fewer channels the runs are too short for that and the windows are
+SCATTER-added into a zeroed padded buffer. The gather kernel uses ``error_model="numpy"`` (no Python
+ZeroDivisionError checks on its integer divisions by the strides, which are never zero): with the checks
+it was 1.25x slower.
+
+With stride 1 and no more output than input channels (notmnist_cnn's 16 -> 16), dx is computed instead
+as a FORWARD convolution of dy (padded by KH-1-pad_top, ...) with the kernel flipped and its channel
+axes swapped: im2col over dy then one product, which copies faster than col2im gathers
+(``TRANSPOSED_DX``; that layer's backward measured 1.52 ms instead of 1.64 on one thread).
+
+A small convolution (column matrix up to KEEP_COLS_BYTES) keeps its whole column matrix,
+a new array, in the cache, so the backward skips rebuilding it: on the small CNNs' layers the im2col is
+as costly as the matrix product it feeds.
 """
 from __future__ import annotations
 
@@ -34,10 +50,25 @@ __all__ = ["conv2d_forward", "conv2d_backward"]
 CHUNK_BYTES = 4 * 1024 * 1024
 """Target size of one chunk's column matrix; a chunk holds at least one image."""
 
-PARALLEL_MIN_MACS = 25_000_000
+PARALLEL_MIN_MACS = 10_000_000
 """Convolutions with at least this many multiply-adds (N*OH*OW*KH*KW*CI*CO) split their chunks over
 the worker threads; smaller ones run on the calling thread (handing work over costs more than it saves).
-Measured on 2 cores: deep_mnist conv2 and both emnist_cnn convs gain, kaggle/notmnist convs lose."""
+Measured on 2 idle cores: deep_mnist's and emnist_cnn's convs gain, and so does notmnist_cnn's second
+conv (20M: forward 0.71 ms instead of 1.19, backward 1.13 instead of 1.78); kaggle_cnn's convs (4M, 7M)
+and notmnist_cnn's first (5M) do not."""
+
+KEEP_COLS_BYTES = 16 * 1024 * 1024
+"""Convolutions whose whole column matrix is at most this big keep it for the backward (allocating it each
+call is cheap; rebuilding it costs a pass as long as the forward's product). emnist_cnn's first conv
+(14.7 MB of columns) keeps them: backward 5.7 ms instead of 8.4; deep_mnist's second (31 MB, 32 input
+channels, cheap to rebuild) gained nothing from keeping them."""
+
+GATHER_MIN_CHANNELS = 16
+"""Input-gradient col2im gathers per pixel from this many input channels on, else scatter-adds windows
+(measured: gather 1.4-3.6x faster at 16 and 32 channels, 1.7x slower at 8)."""
+
+TRANSPOSED_DX = True
+"""Compute dx as a convolution of dy with the flipped kernel when the stride is 1 and CO <= CI (see above)."""
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 """The dtypes the kernels compile for; other floating dtypes are passed to scratchnet.ops."""
@@ -98,32 +129,40 @@ def conv2d_forward(x, kernel, strides=1, padding="valid"):
     pads = ((pad_top, pad_bottom), (pad_left, pad_right))
 
     y = np.empty((n, oh, ow, co), dtype=x.dtype)
+    k = kh * kw * ci
+    parallel = n * oh * ow * k * co >= PARALLEL_MIN_MACS
+    kept_cols = None
     if y.size:
+        if n * oh * ow * k * x.itemsize <= KEEP_COLS_BYTES:
+            kept_cols = np.empty((n * oh * ow, k), dtype=x.dtype)  # a new array: it goes into the cache
         x_padded = _padded(x, pads)
-        k = kh * kw * ci
         kernel2d = kernel.reshape(k, co)
         y2d = y.reshape(n * oh * ow, co)
 
         def forward_chunk(images):
             n0, n1 = images
-            cols = _work_array("cols", ((n1 - n0) * oh * ow, k), x.dtype)
+            if kept_cols is not None:
+                cols = kept_cols[n0 * oh * ow : n1 * oh * ow]
+            else:
+                cols = _work_array("cols", ((n1 - n0) * oh * ow, k), x.dtype)
             _im2col(x_padded, ci, n0, n1, *geometry, cols)
             np.matmul(cols, kernel2d, out=y2d[n0 * oh * ow : n1 * oh * ow])
 
-        parallel = n * oh * ow * k * co >= PARALLEL_MIN_MACS
-        threads.parallel_map(forward_chunk, _chunks(n, oh * ow * k, x.itemsize, parallel), parallel=parallel)
-    cache = (x, kernel, geometry, pads)
+        threads.parallel_map(forward_chunk, _plan(n, oh * ow * k, x.itemsize, parallel, kept_cols),
+                             parallel=parallel)
+    cache = (x, kernel, geometry, pads, kept_cols)
     return y, cache
 
 
-def conv2d_backward(dy, cache):
+def conv2d_backward(dy, cache, need_dx=True):
     """Gradients of `conv2d_forward`: dy (N, OH, OW, CO) -> (dx (N, H, W, CI), dkernel (KH, KW, CI, CO)).
 
-    Neither `dy` nor the cache is modified; both outputs are new arrays in x's dtype.
+    Neither `dy` nor the cache is modified; both outputs are new arrays in x's dtype. With
+    ``need_dx=False`` dx is None and neither its matrix product nor the col2im runs.
     """
     if isinstance(cache[-1], str):  # the reference's cache ends with padding: a dtype left to ops
-        return reference.conv2d_backward(dy, cache)
-    x, kernel, geometry, pads = cache
+        return reference.conv2d_backward(dy, cache, need_dx)
+    x, kernel, geometry, pads, kept_cols = cache
     kh, kw, sh, sw, oh, ow = geometry
     n, h, w, ci = x.shape
     co = kernel.shape[3]
@@ -132,29 +171,56 @@ def conv2d_backward(dy, cache):
     k = kh * kw * ci
     kernel2d = kernel.reshape(k, co)
     (pad_top, pad_bottom), (pad_left, pad_right) = pads
-    dx_padded = np.zeros((n, h + pad_top + pad_bottom, (w + pad_left + pad_right) * ci), dtype=x.dtype)
+    transposed = need_dx and TRANSPOSED_DX and sh == 1 and sw == 1 and co <= ci
+    gather = ci >= GATHER_MIN_CHANNELS or transposed
+    dx_buffer = None  # scatter: padded (N, HP, WP*CI), zeroed; gather: (N, H, W*CI), every pixel written once
+    if need_dx and gather:
+        dx_buffer = (np.empty if dy.size else np.zeros)((n, h, w * ci), dtype=x.dtype)
+    elif need_dx:
+        dx_buffer = np.zeros((n, h + pad_top + pad_bottom, (w + pad_left + pad_right) * ci), dtype=x.dtype)
+    if transposed:  # dx = conv(dy padded by KH-1-pad, flipped kernel with CI and CO swapped), stride 1
+        flipped = np.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(kh * kw * co, ci)
+        dy_padded = _padded(dy, ((kh - 1 - pad_top, kh - 1 - pad_bottom), (kw - 1 - pad_left, kw - 1 - pad_right)))
+        dx_rows = dx_buffer.reshape(n * h * w, ci)
     if dy.size:
-        x_padded = _padded(x, pads)
+        x_padded = _padded(x, pads) if kept_cols is None else None
         dy2d = dy.reshape(n * oh * ow, co)
 
         def backward_chunk(images):  # chunks hold different images: their dx rows never overlap
             n0, n1 = images
             dy_rows = dy2d[n0 * oh * ow : n1 * oh * ow]
-            cols = _work_array("cols", ((n1 - n0) * oh * ow, k), x.dtype)
-            _im2col(x_padded, ci, n0, n1, *geometry, cols)
+            if kept_cols is not None:  # the forward's column matrix
+                cols = kept_cols[n0 * oh * ow : n1 * oh * ow]
+            else:
+                cols = _work_array("cols", ((n1 - n0) * oh * ow, k), x.dtype)
+                _im2col(x_padded, ci, n0, n1, *geometry, cols)
             dkernel_part = cols.T @ dy_rows
+            if not need_dx:
+                return dkernel_part
+            if transposed:
+                dy_cols = _work_array("dcols", ((n1 - n0) * h * w, kh * kw * co), x.dtype)
+                _im2col(dy_padded, co, n0, n1, kh, kw, 1, 1, h, w, dy_cols)
+                np.matmul(dy_cols, flipped, out=dx_rows[n0 * h * w : n1 * h * w])
+                return dkernel_part
             dcols = _work_array("dcols", cols.shape, x.dtype)
             np.matmul(dy_rows, kernel2d.T, out=dcols)
-            _col2im_add(dcols, ci, n0, n1, *geometry, dx_padded)
+            if gather:
+                _col2im_gather(dcols, ci, n0, n1, *geometry, pad_top, pad_left, dx_buffer)
+            else:
+                _col2im_add(dcols, ci, n0, n1, *geometry, dx_buffer)
             return dkernel_part
 
         parallel = n * oh * ow * k * co >= PARALLEL_MIN_MACS
-        chunks = _chunks(n, oh * ow * k, x.itemsize, parallel)
+        chunks = _plan(n, oh * ow * k, x.itemsize, parallel, kept_cols)
         parts = threads.parallel_map(backward_chunk, chunks, parallel=parallel)
         dkernel2d = np.sum(parts, axis=0, dtype=x.dtype) if len(parts) > 1 else parts[0]
     else:
         dkernel2d = np.zeros((k, co), dtype=x.dtype)
-    dx = dx_padded.reshape(n, h + pad_top + pad_bottom, w + pad_left + pad_right, ci)
+    if not need_dx:
+        return None, dkernel2d.reshape(kernel.shape)
+    if gather:
+        return dx_buffer.reshape(n, h, w, ci), dkernel2d.reshape(kernel.shape)
+    dx = dx_buffer.reshape(n, h + pad_top + pad_bottom, w + pad_left + pad_right, ci)
     if pad_top or pad_bottom or pad_left or pad_right:
         dx = dx[:, pad_top : pad_top + h, pad_left : pad_left + w].copy()
     return dx, dkernel2d.reshape(kernel.shape)
@@ -163,11 +229,21 @@ def conv2d_backward(dy, cache):
 def _padded(x, pads):
     """x (N, H, W, CI) zero-padded and viewed as (N, H + pads, (W + pads) * CI); x itself when no pads."""
     (pad_top, pad_bottom), (pad_left, pad_right) = pads
-    if pad_top or pad_bottom or pad_left or pad_right:
-        x = np.pad(x, ((0, 0), (pad_top, pad_bottom), (pad_left, pad_right), (0, 0)))
+    if pad_top or pad_bottom or pad_left or pad_right:  # np.pad's result, without its ~25 us of set-up
+        n, h, w, ci = x.shape
+        padded = np.zeros((n, h + pad_top + pad_bottom, w + pad_left + pad_right, ci), dtype=x.dtype)
+        padded[:, pad_top : pad_top + h, pad_left : pad_left + w] = x
+        x = padded
     else:
         x = np.ascontiguousarray(x)
     return x.reshape(x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
+
+
+def _plan(n, cols_per_image, itemsize, parallel, kept_cols):
+    """The chunks of a call: the whole batch at once when its column matrix is kept and one thread works."""
+    if kept_cols is not None and not parallel:
+        return [(0, n)]
+    return _chunks(n, cols_per_image, itemsize, parallel)
 
 
 def _chunks(n, cols_per_image, itemsize, parallel):
@@ -223,3 +299,34 @@ def _col2im_add(dcols, ci_size, n0, n1, kh_size, kw_size, sh, sw, oh_size, ow_si
                     for t in range(run):
                         dx_padded[n, ih, target + t] += dcols[row0 + ow, start + t]
             row0 += ow_size
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _col2im_gather(dcols, ci_size, n0, n1, kh_size, kw_size, sh, sw, oh_size, ow_size, pad_top, pad_left, dx):
+    """Write images n0..n1-1 of dx (N, H, W*CI): each pixel the sum of the dcols entries of the windows covering it.
+
+    im2col's adjoint, as `_col2im_add`, but per input pixel: window (oh, ow) covers pixel (ih, iw) at kernel
+    offset (kh, kw) = (ih + pad_top - oh*SH, iw + pad_left - ow*SW). dx needs no zeroing and no padding.
+    """
+    h_size = dx.shape[1]
+    w_size = dx.shape[2] // ci_size
+    for n in range(n0, n1):
+        base = (n - n0) * oh_size * ow_size
+        for ih in range(h_size):
+            for iw in range(w_size):
+                out = iw * ci_size
+                for c in range(ci_size):
+                    dx[n, ih, out + c] = 0.0
+                for kh in range(kh_size):
+                    t = ih + pad_top - kh
+                    if t < 0 or t % sh != 0 or t // sh >= oh_size:
+                        continue
+                    row_h = base + (t // sh) * ow_size
+                    for kw in range(kw_size):
+                        u = iw + pad_left - kw
+                        if u < 0 or u % sw != 0 or u // sw >= ow_size:
+                            continue
+                        row = row_h + u // sw
+                        col = (kh * kw_size + kw) * ci_size
+                        for c in range(ci_size):
+                            dx[n, ih, out + c] += dcols[row, col + c]

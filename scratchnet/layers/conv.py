@@ -76,15 +76,27 @@ class Conv2D(ActivatedLayer):
 
     def forward(self, x, training=False):
         z, self._conv_cache = engine.conv2d_forward(x, self.params["kernel"], self.strides, self.padding)
+        if self.use_bias and self.activation == "relu":  # bias and relu as one op (one pass on numba)
+            y, self._activation_cache = engine.bias_add_relu_forward(z, self.params["bias"])
+            self.logits = self._activation_cache  # the pre-activation z + bias, as _activate keeps it
+            return y
         if self.use_bias:
             z, self._bias_cache = engine.bias_add_forward(z, self.params["bias"])
         return self._activate(z)
 
-    def backward(self, dy, from_logits=False):
-        dz = self._activation_backward(dy, from_logits)
-        if self.use_bias:
-            dz, dbias = engine.bias_add_backward(dz, self._bias_cache)
-        dx, dkernel = engine.conv2d_backward(dz, self._conv_cache)
+    def backward(self, dy, from_logits=False, need_dx=True):
+        """Fill ``grads`` and return dx; ``need_dx=False`` (a model's first layer) skips dx, returning None."""
+        if self.use_bias and self.activation == "relu":
+            if from_logits:  # dy is already the gradient of the pre-activation: only the bias remains
+                logits = self._activation_cache
+                dz, dbias = engine.bias_add_backward(dy, (logits.shape, logits.dtype))
+            else:
+                dz, dbias = engine.bias_add_relu_backward(dy, self._activation_cache)
+        else:
+            dz = self._activation_backward(dy, from_logits)
+            if self.use_bias:
+                dz, dbias = engine.bias_add_backward(dz, self._bias_cache)
+        dx, dkernel = engine.conv2d_backward(dz, self._conv_cache, need_dx)
         self.grads = {"kernel": dkernel, "bias": dbias} if self.use_bias else {"kernel": dkernel}
         return dx
 

@@ -44,11 +44,12 @@ class Dense(ActivatedLayer):
             z = z.reshape(*self._x_shape[:-1], self.units)
         return self._activate(z)
 
-    def backward(self, dy, from_logits=False):
+    def backward(self, dy, from_logits=False, need_dx=True):
+        """Fill ``grads`` and return dx; ``need_dx=False`` (a model's first layer) skips dx, returning None."""
         dz = self._activation_backward(dy, from_logits)
-        dx, dkernel, dbias = engine.dense_backward(dz.reshape(-1, self.units), self._cache)
+        dx, dkernel, dbias = engine.dense_backward(dz.reshape(-1, self.units), self._cache, need_dx)
         self.grads = {"kernel": dkernel, "bias": dbias} if self.use_bias else {"kernel": dkernel}
-        return dx.reshape(self._x_shape)
+        return dx.reshape(self._x_shape) if need_dx else None
 
     def output_shape(self, input_shape):
         return (*tuple(input_shape)[:-1], self.units)

@@ -9,11 +9,13 @@ One training step is: forward through every layer (training mode), the loss of t
 backward through every layer in reverse (each fills its ``grads``), one optimizer update in place.
 """
 
+import inspect
 import math
 import sys
 
 import numpy as np
 
+from scratchnet import engine
 from scratchnet import layers as layers_module
 from scratchnet import losses, optimizers
 from scratchnet import metrics as metrics_module
@@ -137,6 +139,9 @@ class Sequential:
         # Backward stops at the first layer with weights: nothing below it needs a gradient.
         trainable = [i for i, layer in enumerate(self.layers) if layer.params]
         self._backward_stop = trainable[0] if trainable else len(self.layers)
+        # ... and that first layer need not compute its own input gradient, if it can skip it.
+        self._first_skips_dx = bool(trainable) and "need_dx" in inspect.signature(
+            self.layers[self._backward_stop].backward).parameters
         self.built = True
 
     # ------------------------------------------------------------------------------------------
@@ -169,7 +174,7 @@ class Sequential:
     def _check_inputs(self, x):
         """Return ``x`` as an array (not yet cast) after checking it is numeric and fits the model."""
         x = np.asarray(x)
-        if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        if x.dtype.kind not in "fiu":  # floating, signed or unsigned integer (np.issubdtype, but cheaper)
             raise ValueError(f"`x` must be a numeric array. Received: x.dtype={x.dtype}")
         if x.ndim < 1 or len(x) == 0:
             raise ValueError(f"`x` must hold at least one example. Received: x.shape={x.shape}")
@@ -204,23 +209,59 @@ class Sequential:
             return self.loss.forward(y, self.layers[-1].logits, from_logits=True)
         return self.loss.forward(y, y_pred)
 
-    def _train_batch(self, x, y, fused):
-        """One step on a prepared batch; returns (loss as a float, outputs in training mode)."""
-        y_pred = self._forward(x, training=True)
-        loss, cache = self._loss(y, y_pred, fused)
+    def _finite(self, loss):
+        """The loss as a float; a DivergenceError naming the step when it is inf or nan."""
         loss = float(loss)
         if not math.isfinite(loss):
             raise DivergenceError(
                 f"Training diverged: the loss became {loss} at step {self.optimizer.iterations + 1}. "
                 "Try a smaller learning rate (or check the inputs are scaled)."
             )
+        return loss
+
+    def _train_batch(self, x, y, fused):
+        """One step on a prepared batch; returns (loss as a float, outputs in training mode)."""
+        if fused and self._one_pass_applies(x, y):
+            return self._train_batch_one_pass(x, y)
+        y_pred = self._forward(x, training=True)
+        loss, cache = self._loss(y, y_pred, fused)
+        loss = self._finite(loss)
         dy = self.loss.backward(cache)
-        last = self.layers[-1]
-        dy = last.backward(dy, from_logits=True) if fused else last.backward(dy)
-        for layer in reversed(self.layers[self._backward_stop:-1]):
-            dy = layer.backward(dy)
+        last = len(self.layers) - 1
+        for index in range(last, min(self._backward_stop, last) - 1, -1):
+            options = {"from_logits": True} if fused and index == last else {}
+            if index == self._backward_stop and self._first_skips_dx:
+                options["need_dx"] = False  # nothing below the first trainable layer needs a gradient
+            dy = self.layers[index].backward(dy, **options)
         grads = [layer.grads[key] for layer in self.layers for key in layer.params]
         self.optimizer.apply(self._params, grads)
+        return loss, y_pred
+
+    def _one_pass_applies(self, x, y):
+        """True for logistic regression on a big batch (one sigmoid unit, binary cross-entropy, numba
+        backend): memory-bound, it runs as ONE pass over x (`scratchnet.kernels.fused`)."""
+        if len(self.layers) != 1 or engine.get_backend() != "numba":
+            return False
+        layer = self.layers[0]
+        if not (type(layer) is layers_module.Dense and layer.activation == "sigmoid" and layer.units == 1
+                and self.loss.LOGITS_OP == "sigmoid_binary_cross_entropy" and x.ndim == 2
+                and x.dtype == self.dtype and x.flags.c_contiguous and np.shape(y) == (len(x), 1)):
+            return False
+        from scratchnet.kernels.fused import FUSED_MIN_BYTES
+
+        return x.nbytes >= FUSED_MIN_BYTES
+
+    def _train_batch_one_pass(self, x, y):
+        """`_train_batch` for `_one_pass_applies` models: the layer-by-layer step's results, x read once."""
+        from scratchnet.kernels.fused import sigmoid_dense_gradients
+
+        layer = self.layers[0]
+        logits, dkernel, dbias = sigmoid_dense_gradients(x, layer.params["kernel"], layer.params.get("bias"), y)
+        loss = self._finite(self.loss.forward(y, logits, from_logits=True)[0])
+        layer.logits = logits
+        y_pred, layer._activation_cache = engine.sigmoid_forward(logits)
+        layer.grads = {"kernel": dkernel, "bias": dbias} if layer.use_bias else {"kernel": dkernel}
+        self.optimizer.apply(self._params, [layer.grads[key] for key in layer.params])
         return loss, y_pred
 
     def train_step(self, x, y):

@@ -22,6 +22,8 @@ from .activations import (
 from .conv import (
     bias_add_backward,
     bias_add_forward,
+    bias_add_relu_backward,
+    bias_add_relu_forward,
     conv2d_backward,
     conv2d_forward,
     padding_amounts,
@@ -49,6 +51,8 @@ __all__ = [
     "conv2d_backward",
     "bias_add_forward",
     "bias_add_backward",
+    "bias_add_relu_forward",
+    "bias_add_relu_backward",
     "max_pool2d_forward",
     "max_pool2d_backward",
     "relu_forward",

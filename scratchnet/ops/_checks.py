@@ -5,6 +5,8 @@ import numpy as np
 
 def positive_int(value, name):
     """Return ``value`` as an int if it is a positive integer, else raise a ValueError naming it."""
+    if type(value) is int and value > 0:  # the common case, checked first: ops run this every step
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
     return int(value)
@@ -37,7 +39,7 @@ def padding_mode(padding):
 def float_array(x, name, ndim=None):
     """Return ``x`` as a floating-point ndarray (no copy when it is one), checking its rank."""
     x = np.asarray(x)
-    if not np.issubdtype(x.dtype, np.floating):
+    if x.dtype.kind != "f":  # float16/32/64/longdouble; the same test as np.issubdtype(.., np.floating), faster
         raise ValueError(
             f"`{name}` must be a floating-point array (float32 or float64). "
             f"Received: {name}.dtype={x.dtype}"

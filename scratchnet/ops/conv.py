@@ -27,6 +27,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ._checks import check_dy, float_array, int_pair, padding_mode, positive_int
+from .activations import relu_backward, relu_forward
 
 __all__ = [
     "padding_amounts",
@@ -172,7 +173,7 @@ def conv2d_forward(x, kernel, strides=1, padding="valid"):
     return y.reshape(x.shape[0], oh, ow, co), (x, kernel, strides, padding)
 
 
-def conv2d_backward(dy, cache):
+def conv2d_backward(dy, cache, need_dx=True):
     """Gradients of a convolution with respect to its input and its kernel.
 
     With ``cols`` the im2col matrix (N*OH*OW, KH*KW*CI) of the forward pass and ``dy`` flattened
@@ -185,6 +186,8 @@ def conv2d_backward(dy, cache):
     Args:
         dy: (N, OH, OW, CO) gradient of the loss with respect to y.
         cache: from ``conv2d_forward``.
+        need_dx: False skips dx (returned as None): a model's first layer needs no input gradient,
+            and the dcols product and col2im are about a third of a backward.
 
     Returns:
         (dx, dkernel), both of x's dtype; new arrays (never views of dy).
@@ -198,6 +201,8 @@ def conv2d_backward(dy, cache):
     dy_rows = dy.reshape(-1, co)
 
     dkernel = (cols.T @ dy_rows).reshape(kh, kw, ci, co)
+    if not need_dx:
+        return None, dkernel
     dcols = (dy_rows @ kernel.reshape(kh * kw * ci, co).T).reshape(n, oh, ow, kh, kw, ci)
     dx = _col2im(dcols, padded_shape, strides, pads, x.dtype)
     return dx, dkernel
@@ -240,3 +245,31 @@ def bias_add_backward(dy, cache):
     dy = check_dy(dy, x_shape, dtype, "bias_add_backward")
     dbias = dy.reshape(-1, x_shape[-1]).sum(axis=0)
     return dy.copy(), dbias
+
+
+def bias_add_relu_forward(x, bias):
+    """``y = relu(x + bias)`` with the bias on the last (channel) axis: `bias_add_forward` then
+    `relu_forward`, as one op (what a Conv2D layer with a bias and a relu runs).
+
+    Args:
+        x: (..., C) float array; bias: (C,), cast to x's dtype.
+
+    Returns:
+        y: x's shape and dtype; cache: ``z = x + bias``, the pre-activation (a layer keeps it as its logits).
+
+    Notes: the same values as the two ops in a row; the numba twin does both in one pass over memory.
+    """
+    z, _ = bias_add_forward(x, bias)
+    y, _ = relu_forward(z)
+    return y, z
+
+
+def bias_add_relu_backward(dy, cache):
+    """Gradients of ``relu(x + bias)``: ``dx = dy`` where ``z > 0`` (else 0), ``dbias[c] = sum of dx[..., c]``.
+
+    Returns:
+        (dx, dbias): dx (..., C) a new array, dbias (C,); z's dtype.
+    """
+    z = cache
+    dx = relu_backward(dy, z)
+    return dx, dx.reshape(-1, z.shape[-1]).sum(axis=0)

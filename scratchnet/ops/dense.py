@@ -42,7 +42,7 @@ def dense_forward(x, kernel, bias=None):
     return y, (x, kernel, bias is not None)
 
 
-def dense_backward(dy, cache):
+def dense_backward(dy, cache, need_dx=True):
     """Gradients of ``y = x @ kernel + bias`` by the chain rule for a matrix product.
 
     ``dx = dy @ kernel.T`` (N, CI), ``dkernel = x.T @ dy`` (CI, CO), ``dbias = sum_n dy[n]`` (CO,).
@@ -50,13 +50,14 @@ def dense_backward(dy, cache):
     Args:
         dy: (N, CO) gradient of the loss with respect to y.
         cache: from ``dense_forward``.
+        need_dx: False skips dx (returned as None): a model's first layer needs no input gradient.
 
     Returns:
         (dx, dkernel, dbias), x's dtype; dbias is None when the forward had no bias.
     """
     x, kernel, has_bias = cache
     dy = check_dy(dy, (x.shape[0], kernel.shape[1]), x.dtype, "dense_backward")
-    dx = dy @ kernel.T
+    dx = dy @ kernel.T if need_dx else None
     dkernel = x.T @ dy
     dbias = dy.sum(axis=0) if has_bias else None
     return dx, dkernel, dbias

@@ -1,0 +1,75 @@
+"""Fast dropout: the keep-mask and the scaled output (or the gradient) in one numba pass each.
+
+The reference (`scratchnet.ops.dropout`) draws ``rng.random(x.shape) >= rate`` and applies it with
+``np.where``, which on emnist_cnn's 1.6M activations took 4.5 ms per call (a data-dependent choice per
+element) against 0.5 ms for this loop. The uniforms are drawn exactly as the reference draws them, from
+the same generator, so both backends drop the same units and give the same numbers; caches are the
+reference's, so a forward from one engine and a backward from the other fit together.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from scratchnet.kernels.conv import SUPPORTED_DTYPES
+from scratchnet.ops import dropout as reference
+from scratchnet.ops._checks import check_dy
+
+__all__ = ["dropout_forward", "dropout_backward"]
+
+
+def dropout_forward(x, rate, rng=None, mask=None, training=True):
+    """Inverted dropout, Keras semantics: x (any shape) -> (y, cache), as `scratchnet.ops.dropout_forward`.
+
+    In training with 0 < rate < 1 the keep-mask is ``rng.random(x.shape) >= rate`` (or the given
+    boolean ``mask`` of x's shape) and ``y = x * (1 / (1 - rate))`` where kept, 0 where dropped.
+    Anything else (inference, rate 0, a broadcast mask, bad arguments) is the reference's business.
+    """
+    x = np.asarray(x)
+    is_rate = isinstance(rate, (int, float, np.integer, np.floating)) and not isinstance(rate, bool)
+    fast = training and is_rate and 0 < rate < 1 and x.dtype in SUPPORTED_DTYPES
+    if fast and mask is None:
+        fast = isinstance(rng, np.random.Generator)
+    elif fast:
+        mask = np.asarray(mask)
+        fast = mask.dtype == np.bool_ and mask.shape == x.shape
+    if not fast:
+        return reference.dropout_forward(x, rate, rng=rng, mask=mask, training=training)
+    scale = np.asarray(1.0 / (1.0 - rate), dtype=x.dtype)
+    source = np.ascontiguousarray(x).reshape(-1)
+    y = np.empty(x.shape, dtype=x.dtype)
+    if mask is None:
+        uniforms = rng.random(x.shape)  # the reference's draw, so the same units are dropped
+        mask = np.empty(x.shape, dtype=np.bool_)
+        _draw_mask_and_apply(uniforms.reshape(-1), float(rate), source, scale[()], mask.reshape(-1),
+                             y.reshape(-1))
+    else:
+        _apply_mask(np.ascontiguousarray(mask).reshape(-1), source, scale[()], y.reshape(-1))
+    return y, (mask, scale, x.shape, x.dtype)
+
+
+def dropout_backward(dy, cache):
+    """``dx = dy * (1 / (1 - rate))`` where kept, 0 where dropped (a new array); see the reference."""
+    mask, scale, x_shape, dtype = cache
+    if mask is None or mask.shape != tuple(x_shape) or np.dtype(dtype) not in SUPPORTED_DTYPES:
+        return reference.dropout_backward(dy, cache)
+    dy = np.ascontiguousarray(check_dy(dy, x_shape, dtype, "dropout_backward"))
+    dx = np.empty(x_shape, dtype=dtype)
+    _apply_mask(np.ascontiguousarray(mask).reshape(-1), dy.reshape(-1), scale[()], dx.reshape(-1))
+    return dx
+
+
+@njit(cache=True, nogil=True)
+def _draw_mask_and_apply(uniforms, rate, x, scale, mask, y):
+    """mask[i] = uniforms[i] >= rate; y[i] = x[i] * scale where kept, else 0 (flat arrays)."""
+    for i in range(x.size):
+        keep = uniforms[i] >= rate
+        mask[i] = keep
+        y[i] = x[i] * scale if keep else 0.0
+
+
+@njit(cache=True, nogil=True)
+def _apply_mask(mask, values, scale, out):
+    """out[i] = values[i] * scale where mask[i], else 0 (flat arrays)."""
+    for i in range(values.size):
+        out[i] = values[i] * scale if mask[i] else 0.0

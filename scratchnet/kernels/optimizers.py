@@ -1,0 +1,62 @@
+"""Fast optimizer updates: Adam's three in-place updates (m, v, the weights) fused into one numba pass.
+
+The readable update is `scratchnet.optimizers.Adam._update` (three NumPy statements, each several passes
+over memory with temporaries); on deep_mnist's 3.3M parameters it cost about a fifth of a training step.
+This kernel reads g, m, v, w once and writes m, v, w once, doing the same float operations in the same
+order (no fast-math, no fused multiply-add), so its results equal the reference bit for bit.
+``error_model="numpy"`` lets a division by zero give inf as NumPy does instead of raising; it is also
+what lets LLVM vectorise the loop (5x faster: 1.8 ms instead of 11 on 3.3M float32 parameters).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from scratchnet import threads
+from scratchnet.kernels.conv import SUPPORTED_DTYPES
+
+__all__ = ["adam_update"]
+
+PARALLEL_MIN_SIZE = 1_000_000
+"""Parameters with at least this many values are updated in slices by the worker threads of
+`scratchnet.threads` (the update is bound by memory bandwidth, which one core does not saturate)."""
+
+
+def adam_update(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon):
+    """Keras's Adam update of `param` in place, with its moments `m` and `v` (in place too).
+
+    ``m += (grad - m) * one_minus_beta_1``, ``v += (grad * grad - v) * one_minus_beta_2``,
+    ``param -= m * alpha / (sqrt(v) + epsilon)``; the scalars are in param's dtype (see
+    `scratchnet.optimizers.Adam`). param, m, v: C-contiguous arrays of one shape and dtype; grad: same
+    shape (cast to param's dtype by the caller).
+
+    Returns False, touching nothing, when the arrays do not suit the kernel (a dtype numba cannot do,
+    or a non-contiguous parameter or moment): the caller then runs the NumPy update.
+    """
+    dtype = param.dtype
+    if dtype not in SUPPORTED_DTYPES or grad.dtype != dtype or m.dtype != dtype or v.dtype != dtype:
+        return False
+    if not (param.flags.c_contiguous and m.flags.c_contiguous and v.flags.c_contiguous):
+        return False
+    flat = [a.reshape(-1) for a in (param, np.ascontiguousarray(grad), m, v)]
+    scalars = [dtype.type(s) for s in (alpha, one_minus_beta_1, one_minus_beta_2, epsilon)]
+    size = param.size
+    parts = threads.num_threads() if size >= PARALLEL_MIN_SIZE else 1
+    if parts == 1:
+        _adam_update(*flat, *scalars)
+        return True
+    bounds = [(size * p // parts, size * (p + 1) // parts) for p in range(parts)]
+    threads.parallel_map(lambda span: _adam_update(*(a[span[0]:span[1]] for a in flat), *scalars), bounds)
+    return True
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _adam_update(w, g, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon):
+    """One pass over flat arrays: m, v and w updated in place with the reference's operation order."""
+    for i in range(w.size):
+        gi = g[i]
+        mi = m[i] + (gi - m[i]) * one_minus_beta_1
+        vi = v[i] + (gi * gi - v[i]) * one_minus_beta_2
+        m[i] = mi
+        v[i] = vi
+        w[i] = w[i] - mi * alpha / (np.sqrt(vi) + epsilon)
