@@ -10,8 +10,6 @@ Images may be given as the model takes them, (N, 28, 28, 1), (N, 28, 28), (N, 78
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -20,6 +18,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from scratchnet.fileio import atomic_path
+
 RIGHT, WRONG = "tab:green", "tab:red"
 
 
@@ -27,16 +27,9 @@ RIGHT, WRONG = "tab:green", "tab:red"
 def _save(fig: Figure, path) -> Path:
     """Write ``fig`` to ``path`` as PNG through a temporary file in the same folder; returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(handle)
-    try:
+    with atomic_path(path, suffix=".png") as temporary:
         fig.savefig(temporary, format="png", dpi=fig.dpi)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return path
 
 

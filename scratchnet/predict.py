@@ -18,13 +18,13 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from scratchnet import imageprep, paths
+from scratchnet.fileio import atomic_path
 
 #: The options of :func:`scratchnet.imageprep.prepare` that :func:`predict` passes on.
 PREP_OPTIONS = ("exif", "invert", "threshold", "crop", "fit", "center")
@@ -156,14 +156,8 @@ def save_input(image: np.ndarray, folder: Path, name: str, taken: set | None = N
     while path in taken:
         number += 1
         path = folder / f"{stem}-{number}.png"
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
+    with atomic_path(path, suffix=".png") as temporary:
         Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)).save(temporary, format="PNG")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     taken.add(path)
     return path
 

@@ -13,11 +13,11 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from scratchnet import train, zoo
+from scratchnet.fileio import atomic_write
 
 # The dataset each model falls back to when its own is not on this machine.
 STAND_IN = "mnist"
@@ -142,10 +142,8 @@ def _write_table(path, rows, seeds):
             f"| {name} | {shown} | {recipe.reported} | {100 * sum(values) / len(values):.2f}% | "
             + ", ".join(f"{100 * v:.2f}%" for v in values)
             + f" | {sum(losses) / len(losses):.4f} | {sum(seconds) / len(seconds):.1f} s |")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as temporary:
-        temporary.write("\n".join(lines) + "\n")
-    os.replace(temporary.name, path)
+    with atomic_write(path, "w") as file:
+        file.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -18,13 +18,13 @@ engine lacks, predictions that disagree), with one line on stderr; 2 on a usage 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from scratchnet.fileio import atomic_path
 
 KERAS_SUFFIXES = (".keras",)
 SCRATCHNET_SUFFIXES = (".npz",)
@@ -44,14 +44,8 @@ def _write_atomically(path: Path, save) -> None:
     directory = path.resolve().parent
     if not directory.is_dir():
         raise ExportError(f"cannot write {path}: directory {directory} does not exist")
-    descriptor, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=directory)
-    os.close(descriptor)
-    try:
-        save(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    with atomic_path(path, suffix=path.suffix) as temporary:
+        save(str(temporary))
 
 
 def _probe_inputs(input_shape, dtype, count: int = 8) -> np.ndarray:

@@ -1,16 +1,15 @@
 """Files on disk that never end up half-written: the cache directory, atomic writes and checked downloads."""
 
-import contextlib
 import hashlib
 import http.client
 import logging
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from ..fileio import FILE_MODE, atomic_path, atomic_write, atomic_write_bytes  # noqa: F401 (re-exported)
 from .errors import DownloadError, one_line
 
 log = logging.getLogger(__name__)
@@ -21,14 +20,6 @@ urlopen = urllib.request.urlopen
 CHUNK = 1 << 20
 
 
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-# mkstemp creates files readable only by their owner; finished files get the usual permissions instead.
-FILE_MODE = 0o666 & ~_current_umask()
 
 
 def cache_dir() -> Path:
@@ -42,36 +33,6 @@ def cache_dir() -> Path:
         return Path(env).expanduser()
     home = os.environ.get("SCRATCHNET_HOME")
     return Path(home).expanduser() if home else Path.home() / ".cache" / "scratchnet"
-
-
-@contextlib.contextmanager
-def atomic_write(path, mode="wb"):
-    """Open a temporary file beside ``path``; on success rename it onto ``path``, on any error delete it.
-
-    Readers therefore see either the old file or the complete new one, never a partial file::
-
-        with atomic_write("weights.npz") as f:
-            f.write(data)
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (see ``atomic_write``) and return the path."""
-    with atomic_write(path) as f:
-        f.write(data)
-    return Path(path)
 
 
 def file_digest(path, algorithm="md5") -> str:

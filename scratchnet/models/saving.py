@@ -14,12 +14,12 @@ The file is written to a temporary file in the same directory and then renamed o
 
 import json
 import os
-import tempfile
 import zipfile
 
 import numpy as np
 
 from scratchnet import losses, optimizers
+from scratchnet.fileio import atomic_write
 
 from .sequential import Sequential
 
@@ -46,16 +46,8 @@ def save_model(model, path):
     arrays.update({f"weight_{i:03d}": w for i, w in enumerate(weights)})
     arrays.update({f"optimizer_{i:03d}": s for i, s in enumerate(state)})
 
-    directory = os.path.dirname(os.path.abspath(path))
-    descriptor, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
-    try:
-        with os.fdopen(descriptor, "wb") as file:  # a file object: numpy adds no second ".npz"
-            np.savez(file, **arrays)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    with atomic_write(path) as file:  # a file object: numpy adds no second ".npz"
+        np.savez(file, **arrays)
 
 
 def load_model(path, compile=True):

@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from scratchnet.fileio import atomic_write_bytes
 
 DEFAULT_OUT = Path("/tmp/handwriting_photos")
 
@@ -134,19 +134,7 @@ def save_jpeg(image: Image.Image, path: Path, rng: np.random.Generator, *, exif_
         exif[0x0112] = 6
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=int(rng.integers(60, 93)), exif=exif.tobytes())
-    _write_atomically(path, buffer.getvalue())
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def make_photos(out: Path, count: int, *, seed: int = 0, source: str = "mnist") -> list[tuple[Path, int]]:
@@ -173,7 +161,7 @@ def make_photos(out: Path, count: int, *, seed: int = 0, source: str = "mnist") 
     writer = csv.writer(lines)
     writer.writerow(["file", "label"])
     writer.writerows((path.name, label) for path, label in written)
-    _write_atomically(out / "labels.csv", lines.getvalue().encode())
+    atomic_write_bytes(out / "labels.csv", lines.getvalue().encode())
     return written
 
 
