@@ -291,20 +291,24 @@ def prepare(images, labels, name, recipe):
 # ------------------------------------------------------------------------------------------- schedules
 
 def _train_epochs(model, x, y, x_val, y_val, recipe, args, say):
-    """Keras-style ``fit``: shuffled epochs, validation after each, a progress bar per epoch."""
+    """Keras-style ``fit``: shuffled epochs, validation after each, a progress bar and a line per epoch."""
+    from scratchnet.models import LambdaCallback
+
+    def report(epoch, logs):
+        line = f"epoch {epoch + 1}/{recipe.epochs}: loss {logs['loss']:.4f}, accuracy {logs['accuracy']:.2%}"
+        if "val_loss" in logs:
+            line += f", val_loss {logs['val_loss']:.4f}, val_accuracy {logs['val_accuracy']:.2%}"
+        say(line)
+
     fit = model.fit(x, y, batch_size=recipe.batch_size, epochs=recipe.epochs, steps=recipe.steps,
                     validation_data=None if x_val is None else (x_val, y_val), shuffle=True,
-                    verbose=0 if args.quiet or args.json else 1, seed=args.seed)
+                    verbose=0 if args.quiet or args.json else 1, seed=args.seed,
+                    callbacks=[LambdaCallback(on_epoch_end=report)])
     history = dict(fit.history)
-    epochs = len(history.get("loss", []))
-    for epoch in range(epochs):
-        line = f"epoch {epoch + 1}/{recipe.epochs}: loss {history['loss'][epoch]:.4f}, " \
-               f"accuracy {history['accuracy'][epoch]:.2%}"
-        if "val_loss" in history:
-            line += f", val_loss {history['val_loss'][epoch]:.4f}, val_accuracy {history['val_accuracy'][epoch]:.2%}"
-        say(line)
-    steps = math.ceil(len(x) / recipe.batch_size) * epochs if not recipe.steps else min(
-        recipe.steps, math.ceil(len(x) / recipe.batch_size) * epochs)
+    epochs = len(history["loss"])
+    steps = math.ceil(len(x) / recipe.batch_size) * epochs
+    if recipe.steps:
+        steps = min(steps, recipe.steps)
     history["epochs"] = epochs
     return history, steps, min(steps * recipe.batch_size, len(x) * epochs)
 
