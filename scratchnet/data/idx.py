@@ -102,7 +102,7 @@ def _read_stream(path, raw, ndim, dtype, md5):
     stream = _Prepended(head, raw)
     if compressed:
         stream = gzip.GzipFile(fileobj=stream, mode="rb")
-    what = "gzipped IDX" if compressed else "IDX"
+    what = "a gzipped IDX" if compressed else "an IDX"
     try:
         return _parse(path, _Hashing(stream, hashlib.md5() if md5 else None), what, ndim, dtype, md5)
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
@@ -113,14 +113,14 @@ def _read_stream(path, raw, ndim, dtype, md5):
 def _parse(path, f, what, ndim, dtype, md5) -> np.ndarray:
     header = f.read(4)
     if len(header) == 0:
-        raise DataError(f"{path}: empty file, expected an {what} file")
+        raise DataError(f"{path}: empty file, expected {what} file")
     if header[:2] != b"\0\0":
         if (header + f.read(512)).lstrip()[:1] == b"<":
-            raise DataError(f"{path}: looks like an HTML/XML page (a failed download?), expected an {what} file")
-        raise DataError(f"{path}: wrong magic number 0x{header.hex()}, expected an {what} file "
+            raise DataError(f"{path}: looks like an HTML/XML page (a failed download?), expected {what} file")
+        raise DataError(f"{path}: wrong magic number 0x{header.hex()}, expected {what} file "
                         f"(starting 0x0000, a type byte, a dimension count)")
     if len(header) < 4:
-        raise DataError(f"{path}: truncated header ({len(header)} bytes), expected an {what} file")
+        raise DataError(f"{path}: truncated header ({len(header)} bytes), expected {what} file")
     if header[2] not in DTYPES:
         raise DataError(f"{path}: wrong magic number 0x{header.hex()}: unknown type byte 0x{header[2]:02x}, "
                         f"expected one of 08, 09, 0B, 0C, 0D, 0E")
