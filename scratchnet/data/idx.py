@@ -107,7 +107,7 @@ def _read_stream(path, raw, ndim, dtype, md5):
         return _parse(path, _Hashing(stream, hashlib.md5() if md5 else None), what, ndim, dtype, md5)
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise DataError(f"{path}: corrupt or truncated {'gzip' if compressed else 'file'} data "
-                        f"({one_line(exc)}), expected a {what} file") from None
+                        f"({one_line(exc)}), expected {what} file") from None
 
 
 def _parse(path, f, what, ndim, dtype, md5) -> np.ndarray:
@@ -143,7 +143,7 @@ def _parse(path, f, what, ndim, dtype, md5) -> np.ndarray:
     payload = _read_exactly(f, need)
     if len(payload) != need:
         raise DataError(f"{path}: truncated: {len(payload)} of the {need} payload bytes for shape {shape}, "
-                        f"expected a complete {what} file")
+                        f"expected a complete {what.split(" ", 1)[1]} file")
     if f.read(1):
         raise DataError(f"{path}: trailing bytes after the {need} payload bytes for shape {shape}, "
                         f"expected the file to end there")
