@@ -143,7 +143,7 @@ def _parse(path, f, what, ndim, dtype, md5) -> np.ndarray:
     payload = _read_exactly(f, need)
     if len(payload) != need:
         raise DataError(f"{path}: truncated: {len(payload)} of the {need} payload bytes for shape {shape}, "
-                        f"expected a complete {what.split(" ", 1)[1]} file")
+                        f"expected a complete {what.split(' ', 1)[1]} file")
     if f.read(1):
         raise DataError(f"{path}: trailing bytes after the {need} payload bytes for shape {shape}, "
                         f"expected the file to end there")
