@@ -11,6 +11,7 @@ such an archive SYNTHETIC.
 
 import base64
 import functools
+import gzip
 import importlib.util
 import io
 import tarfile
@@ -105,7 +106,9 @@ def _add(tar, name, data):
 
 def make_archive(path, top, per_class, rng, fonts, corrupt=True):
     """Write one SYNTHETIC archive ``path`` with ``top/<letter>/*.png``, ``per_class`` images per letter."""
-    with atomic_write(path) as f, tarfile.open(fileobj=f, mode="w:gz") as tar:
+    # A gzip header holds a file name and a time: fixed here, so the same seed gives the same bytes.
+    with atomic_write(path) as f, gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as compressed, \
+            tarfile.open(fileobj=compressed, mode="w") as tar:
         _add(tar, f"{top}/{SYNTHETIC_MARKER}", MARKER_TEXT)
         for letter in LETTERS:
             for i in range(per_class):
