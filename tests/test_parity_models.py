@@ -27,11 +27,12 @@ def assert_pairs_within_tolerance(pairs, dtype):
     """Every comparison within its tolerance; the failure lists each one that is not."""
     assert pairs, "nothing was compared"
     failures = [
-        f"{pair.what}: {pair.difference:.2e} > {pair.tolerance(dtype):.0e}"
+        f"{pair.what}: max norm {pair.difference:.2e} (tolerance {pair.tolerance(dtype):.0e}), "
+        f"2-norm {pair.l2_difference:.2e}"
         for pair in pairs
-        if not pair.difference <= pair.tolerance(dtype)
+        if not pair.within(dtype)
     ]
-    assert not failures, f"{dtype}, max|scratchnet - tf| / max|tf| outside tolerance:\n" + "\n".join(failures)
+    assert not failures, f"{dtype}, scratchnet vs tf outside tolerance:\n" + "\n".join(failures)
 
 
 def one_batch_cases():

@@ -35,6 +35,23 @@ def relative_difference(actual, reference) -> float:
     return difference / scale if scale > 0 else difference
 
 
+def relative_l2_difference(actual, reference) -> float:
+    """||actual - reference||_2 / ||reference||_2 (2-norms of the whole array), as a Python float.
+
+    The relative error of the array as a vector: used beside `relative_difference` where a few entries are
+    ill-conditioned by nature (float32 Adam steps on near-zero gradients, see tf_reference.parity).
+    """
+    actual = np.asarray(actual, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    if actual.shape != reference.shape:
+        raise ValueError(
+            f"shapes differ: actual.shape={actual.shape}, reference.shape={reference.shape}"
+        )
+    difference = float(np.linalg.norm((actual - reference).ravel()))
+    scale = float(np.linalg.norm(reference.ravel()))
+    return difference / scale if scale > 0 else difference
+
+
 def tolerance(dtype) -> float:
     """The parity tolerance for arrays of `dtype` (float32 or float64)."""
     name = np.dtype(dtype).name

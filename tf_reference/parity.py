@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_reference.compare import TOLERANCE, relative_difference
+from tf_reference.compare import TOLERANCE, relative_difference, relative_l2_difference
 from tf_reference.config import describe, deterministic
 
 tf = deterministic()
@@ -52,7 +52,11 @@ OPTIMIZERS = {
 """Optimizer settings a parity run can use: name -> (Keras class, options). The same in both engines."""
 
 ADAM_FLOAT32_TOLERANCE = 1e-4
-"""The float32 tolerance for weights after Adam steps (10x `TOLERANCE["float32"]`), and why.
+"""The float32 max-norm tolerance for weights after Adam steps (10x `TOLERANCE["float32"]`), and why.
+
+These weights must ALSO be within `TOLERANCE["float32"]` (1e-5) in the relative 2-norm
+(`relative_l2_difference`): the array as a whole meets the issue's 1e-5, and only the worst single entry
+gets the wider max-norm bound.
 
 Keras's Adam moves a weight by ``lr * g / (|g| + epsilon / sqrt(1 - beta_2))`` on its first step, i.e.
 by about ``lr * sign(g)`` unless ``|g| <~ 3e-6``. For a gradient entry that is nearly 0 the update is
@@ -81,6 +85,18 @@ class Pair:
     @property
     def difference(self) -> float:
         return relative_difference(self.scratchnet, self.tensorflow)
+
+    @property
+    def l2_difference(self) -> float:
+        return relative_l2_difference(self.scratchnet, self.tensorflow)
+
+    def within(self, dtype: str) -> bool:
+        """`difference` within `tolerance`, and for float32 Adam weights also the 2-norm within 1e-5."""
+        if not self.difference <= self.tolerance(dtype):
+            return False
+        if dtype == "float32" and self.kind == "weights" and self.optimizer == "adam":
+            return self.l2_difference <= TOLERANCE[dtype]
+        return True
 
     def tolerance(self, dtype: str) -> float:
         """The largest accepted `difference` for this comparison in `dtype` (see ADAM_FLOAT32_TOLERANCE)."""
@@ -224,6 +240,7 @@ def training(name: str, dtype: str, optimizer: str, steps: int = STEPS, seed: in
 
 COLUMNS = ("logits", "loss", "gradients", "SGD step 1", f"SGD step {STEPS}", "Adam step 1", f"Adam step {STEPS}")
 TF_NOISE = f"TF float32 vs float64, Adam step {STEPS}"
+ADAM_L2 = "Adam weights, float32, relative 2-norm"
 
 
 def tf_float32_noise(name: str, optimizer: str = "adam", steps: int = STEPS, seed: int = 0) -> float:
@@ -252,7 +269,9 @@ def summarize(name: str, dtype: str) -> tuple[dict[str, float], bool]:
     def put(column, pair):
         nonlocal ok
         row[column] = max(row.get(column, 0.0), pair.difference)
-        ok = ok and pair.difference <= pair.tolerance(dtype)
+        if dtype == "float32" and pair.kind == "weights" and pair.optimizer == "adam":
+            row[ADAM_L2] = max(row.get(ADAM_L2, 0.0), pair.l2_difference)
+        ok = ok and pair.within(dtype)
 
     for pair in one_batch(name, dtype):
         put({"logits": "logits", "loss": "loss"}.get(pair.kind, "gradients"), pair)
@@ -272,7 +291,7 @@ def summarize(name: str, dtype: str) -> tuple[dict[str, float], bool]:
 def render(rows, seconds: float) -> str:
     """The markdown report for rows of (model, dtype, columns, ok)."""
     setup = describe()
-    columns = (*COLUMNS, TF_NOISE)
+    columns = (*COLUMNS, ADAM_L2, TF_NOISE)
     lines = [
         "# Parity: scratchnet vs TensorFlow",
         "",
@@ -295,9 +314,10 @@ def render(rows, seconds: float) -> str:
         "from the zoo's initial weights.",
         "",
         f"Tolerances: float64 {TOLERANCE['float64']:.0e}; float32 {TOLERANCE['float32']:.0e}, except weights after",
-        f"Adam steps in float32, {ADAM_FLOAT32_TOLERANCE:.0e}: Adam's first steps amplify the float32 rounding",
-        "of near-zero gradients (TensorFlow float32 is itself about 1e-5 from float64, last column; see",
-        "`ADAM_FLOAT32_TOLERANCE` in tf_reference/parity.py), so float64 is the arbiter there.",
+        f"Adam steps in float32, {ADAM_FLOAT32_TOLERANCE:.0e} in the max norm AND {TOLERANCE['float32']:.0e} in the relative",
+        f"2-norm `||scratchnet - tf||_2 / ||tf||_2` (column \"{ADAM_L2}\"): Adam's first steps amplify the",
+        "float32 rounding of near-zero gradients in single entries (TensorFlow float32 is itself about 1e-5",
+        "from float64 in the max norm, last column; see `ADAM_FLOAT32_TOLERANCE` in tf_reference/parity.py).",
         "",
         "Set-up: " + ", ".join(f"{k} {v}" for k, v in setup.items())
         + f"; scratchnet backend {engine.get_backend()}; Python {platform.python_version()} on {platform.machine()}.",
