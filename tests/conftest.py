@@ -7,4 +7,4 @@ effect if it is in the environment before TensorFlow is first imported, whicheve
 import os
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

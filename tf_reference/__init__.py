@@ -20,5 +20,7 @@ import sys
 
 if "tensorflow" not in sys.modules:
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's start-up chatter off stderr
+    # keep TF's C++ start-up chatter (including "failed call to cuInit" on machines without a GPU) off
+    # stderr; Python exceptions are unaffected
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")

@@ -140,6 +140,15 @@ def main(argv=None, *, direction: str | None = None) -> int:
         wanted = ("SOURCE.keras TARGET.npz" if direction == "import"
                   else "SOURCE.npz TARGET.keras (or SOURCE.keras TARGET.npz)")
         parser.error(f"expected {wanted}; received {args.source} -> {args.target}")
+    # Checked before TensorFlow is imported, so a wrong path gets its one line without TF's start-up noise.
+    if not args.source.is_file():
+        kind = "scratchnet" if src in SCRATCHNET_SUFFIXES else "Keras"
+        print(f"error: cannot read {kind} model {args.source}: no such file", file=sys.stderr)
+        return 1
+    if not args.target.resolve().parent.is_dir():
+        print(f"error: cannot write {args.target}: directory {args.target.resolve().parent} does not exist",
+              file=sys.stderr)
+        return 1
     try:
         print(run(args.source, args.target))
     except ExportError as error:
