@@ -13,6 +13,9 @@ so switching the backend takes effect at once:
 Choose with ``engine.set_backend("numpy")``, for a block with ``with engine.backend("numpy"): ...``, or
 for a whole process with the environment variable ``SCRATCHNET_BACKEND=numpy``.
 
+Memory: the first op lookup also fixes the C allocator's mmap threshold at MMAP_THRESHOLD_BYTES (glibc
+only; see `fix_mmap_threshold`), so a training step's big arrays go back to the OS when freed.
+
 Notes: importing this module compiles nothing and imports neither numba nor the ops: an op is looked
 up on first use (which also applies the thread policy of `scratchnet.threads` once) and then bound as
 a plain module attribute, so a call through the engine costs one attribute lookup. Always call
@@ -45,12 +48,25 @@ ACCELERATED = (
     "bias_add_backward",
     "bias_add_relu_forward",
     "bias_add_relu_backward",
+    "bias_add_relu_inplace_forward",
+    "bias_add_relu_inplace_backward",
 )
 """Op names the numba backend takes from `scratchnet.kernels` instead of `scratchnet.ops`."""
 
+MMAP_THRESHOLD_BYTES = 16 * 1024 * 1024
+"""Arrays at least this big get their own memory map from the C allocator (glibc), unmapped when freed.
+
+glibc's default threshold starts at 128 kB and rises to the size of the biggest block freed so far (up to
+32 MB), so from the second training step on, the activations come from the heap, which only shrinks from
+its top: the holes between them kept emnist_cnn's peak 25-37 MB above its live arrays (281-294 MB; 257-270
+with a fixed threshold). Fixed at 16 MB: 4 MB cut emnist_cnn's peak further but slowed deep_mnist's step
+by 25% (its 12.8 MB dense gradients were mapped and faulted in afresh every step); 16 MB did not."""
+
 _CONTROL_NAMES = frozenset(
-    {"BACKENDS", "ACCELERATED", "set_backend", "get_backend", "backend", "op_names", "implementation"}
+    {"BACKENDS", "ACCELERATED", "MMAP_THRESHOLD_BYTES", "set_backend", "get_backend", "backend", "op_names",
+     "implementation", "fix_mmap_threshold"}
 )
+_mmap_threshold_fixed = False
 
 
 def _check_backend(name: Any, source: str = "backend") -> str:
@@ -116,6 +132,25 @@ def implementation(name: str, backend_name: str | None = None) -> Callable[..., 
         ) from None
 
 
+def fix_mmap_threshold(num_bytes: int = MMAP_THRESHOLD_BYTES) -> bool:
+    """Fix glibc's mmap threshold at `num_bytes` (see MMAP_THRESHOLD_BYTES); True if the allocator took it.
+
+    Done once by the first op lookup; a no-op returning False where the C library is not glibc.
+    """
+    global _mmap_threshold_fixed
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+        libc.gnu_get_libc_version  # noqa: B018 - present in glibc only
+    except (OSError, AttributeError):
+        return False
+    m_mmap_threshold = -3  # from glibc's <malloc.h>
+    _mmap_threshold_fixed = mallopt(m_mmap_threshold, int(num_bytes)) == 1
+    return _mmap_threshold_fixed
+
+
 def _unbind() -> None:
     """Forget the ops bound for the current backend so the next access resolves them afresh."""
     module_globals = globals()
@@ -130,6 +165,8 @@ def __getattr__(name: str) -> Callable[..., Any]:
         raise AttributeError(f"module 'scratchnet.engine' has no attribute {name!r}")
     function = implementation(name)
     importlib.import_module("scratchnet.threads").ensure_configured()
+    if not _mmap_threshold_fixed:
+        fix_mmap_threshold()
     globals()[name] = function
     _bound.add(name)
     return function

@@ -207,3 +207,32 @@ def test_dense_twin_is_the_reference_arithmetic_whole_and_split_over_threads(mon
                 kernels.dense_forward(x, kernel, bias[:-1])
     finally:
         threads.configure(num_threads=previous)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_first_op_lookup_fixes_the_mmap_threshold_so_freed_big_arrays_leave_the_process():
+    """With glibc's sliding threshold a second 20 MB array comes from the heap and stays resident when freed."""
+    code = (
+        "import numpy as np\n"
+        "from scratchnet import engine\n"
+        "def rss():\n"
+        "    return int(open('/proc/self/statm').read().split()[1]) * 4096\n"
+        "fixed = engine.fix_mmap_threshold() if {fix} else False\n"
+        "before = rss()\n"
+        "for _ in range(3):\n"
+        "    a = np.ones(5_000_000, np.float32); del a\n"
+        "print(fixed, rss() - before)\n"
+    )
+    fixed, grown = _run_python(code.format(fix=True)).stdout.split()
+    if fixed != "True":
+        pytest.skip("not glibc")
+    assert int(grown) < 5_000_000
+    _, grown_by_default = _run_python(code.format(fix=False)).stdout.split()
+    assert int(grown_by_default) > 15_000_000  # the test would catch a threshold left sliding
+
+
+def test_engine_op_lookup_fixes_the_mmap_threshold_once():
+    engine.set_backend("numpy")
+    engine.relu_forward  # noqa: B018 - a lookup
+    if sys.platform.startswith("linux"):
+        assert engine._mmap_threshold_fixed

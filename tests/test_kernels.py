@@ -466,3 +466,65 @@ def test_bias_add_relu_kernels_equal_reference_and_the_two_ops_in_a_row(shape, d
         kernels.bias_add_relu_forward(x, bias[:0])
     with pytest.raises(ValueError, match="dy"):
         kernels.bias_add_relu_backward(dy[..., :0], cache)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(5, 3), (2, 6, 5, 4), (1, 1)])
+def test_bias_add_relu_inplace_kernels_equal_reference_and_the_copying_op(shape, dtype, elementwise_slicing):
+    """The in-place forward writes bias_add_relu's y over x and caches it; its backward gives the same grads."""
+    rng = np.random.default_rng(len(shape))
+    x = rng.standard_normal(shape).astype(dtype)
+    bias = rng.standard_normal(shape[-1])
+    flat = x.reshape(-1)
+    flat[0], flat[-1] = -bias[0], np.nan  # exactly 0 after the bias (the kink), and a NaN
+    y_copying, z = ops.bias_add_relu_forward(x, bias)
+    x_kernel, x_ref = x.copy(), x.copy()
+    y, cache = kernels.bias_add_relu_inplace_forward(x_kernel, bias)
+    y_ref, cache_ref = ops.bias_add_relu_inplace_forward(x_ref, bias)
+    assert y is x_kernel and cache is y and y_ref is x_ref and cache_ref is y_ref
+    np.testing.assert_array_equal(y, y_copying)
+    np.testing.assert_array_equal(y_ref, y_copying)
+    assert y.dtype == dtype
+    dy = rng.standard_normal(shape).astype(dtype)
+    dy_before, cache_before = dy.copy(), cache.copy()
+    dx, dbias = kernels.bias_add_relu_inplace_backward(dy, cache)
+    dx_ref, dbias_ref = ops.bias_add_relu_inplace_backward(dy, cache_ref)
+    dx_copying, dbias_copying = ops.bias_add_relu_backward(dy, z)
+    np.testing.assert_array_equal(dx, dx_copying)
+    np.testing.assert_array_equal(dx_ref, dx_copying)
+    assert_matches_reference(dbias, dbias_ref)
+    assert_matches_reference(dbias, dbias_copying)
+    np.testing.assert_array_equal(dy, dy_before)
+    np.testing.assert_array_equal(cache, cache_before)
+    with pytest.raises(ValueError, match="bias"):
+        kernels.bias_add_relu_inplace_forward(x.copy(), bias[:0])
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="NUMBA_DISABLE_JIT=1 initialises no numba target")
+def test_running_a_kernel_does_not_load_scipy_blas_and_jitted_dot_still_works():
+    """numba's start-up would load scipy.linalg (and SciPy's OpenBLAS) for nothing: the kernels hide it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, numba\n"
+        "from scratchnet import kernels\n"
+        "kernels.relu_forward(np.ones(3, np.float32))\n"
+        "assert 'scipy.linalg' not in sys.modules, 'scipy.linalg was loaded'\n"
+        "f = numba.njit(lambda a, b: np.dot(a, b))\n"
+        "assert f(np.ones(3), np.ones(3)) == 3.0\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("draw_chunk", [1, 7, 60, 10_000])
+def test_dropout_kernel_drawing_in_chunks_drops_the_reference_units(draw_chunk, monkeypatch):
+    """The uniforms drawn piece by piece are the reference's one draw: same mask, same generator state after."""
+    monkeypatch.setattr(kdrop, "DRAW_CHUNK", draw_chunk)
+    x = np.random.default_rng(1).standard_normal((4, 3, 5)).astype(np.float32)
+    rng, rng_ref = np.random.default_rng(9), np.random.default_rng(9)
+    y, cache = kernels.dropout_forward(x, 0.3, rng=rng)
+    y_ref, cache_ref = ops.dropout_forward(x, 0.3, rng=rng_ref)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(cache[0], cache_ref[0])
+    assert rng.random() == rng_ref.random()

@@ -222,3 +222,26 @@ def test_conv2d_with_bias_and_relu_runs_them_as_one_op_with_the_same_results():
     np.testing.assert_allclose(fused.grads["bias"], dz.sum(axis=(0, 1, 2)), rtol=1e-12)
     fused.backward(dy, from_logits=True)  # dy is already the gradient of the logits
     np.testing.assert_allclose(fused.grads["bias"], dy.sum(axis=(0, 1, 2)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_conv2d_training_forward_keeps_only_its_output_with_the_inference_results(backend):
+    """In training, Conv2D(bias, relu) writes relu(z + bias) over its fresh z and keeps no logits; same y and grads."""
+    from scratchnet import engine
+
+    x = np.random.default_rng(3).standard_normal((2, 6, 5, 2))
+    dy = np.random.default_rng(4).standard_normal((2, 4, 3, 3))
+    with engine.backend(backend):
+        layer = build(layers.Conv2D(3, 3, activation="relu", bias_initializer="random_normal"), (6, 5, 2))
+        y_inference = layer.forward(x, training=False)
+        dx_inference = layer.backward(dy)
+        grads_inference = dict(layer.grads)
+        y = layer.forward(x, training=True)
+        assert layer.logits is None
+        y_kept = y.copy()
+        dx = layer.backward(dy)
+    np.testing.assert_array_equal(y, y_inference)
+    np.testing.assert_array_equal(y, y_kept)  # the output handed on is never overwritten later
+    np.testing.assert_array_equal(dx, dx_inference)
+    for key in grads_inference:
+        np.testing.assert_array_equal(layer.grads[key], grads_inference[key])

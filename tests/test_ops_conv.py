@@ -13,6 +13,8 @@ from scratchnet.ops import (
     bias_add_forward,
     bias_add_relu_backward,
     bias_add_relu_forward,
+    bias_add_relu_inplace_backward,
+    bias_add_relu_inplace_forward,
     conv2d_backward,
     conv2d_forward,
     padding_amounts,
@@ -233,3 +235,18 @@ def test_bias_add_relu_backward_matches_numerical_gradient(shape):
         {"x": x, "bias": rng.uniform(-0.1, 0.1, shape[-1])},
     )
     assert max(errors.values()) < GRAD_TOLERANCE, errors
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (2, 3, 3, 4)])
+def test_bias_add_relu_inplace_overwrites_x_with_bias_add_relu_and_has_its_gradients(shape):
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal(shape)
+    bias = rng.uniform(-0.5, 0.5, shape[-1])
+    y_copying, z = bias_add_relu_forward(x, bias)
+    x_owned = x.copy()
+    y, cache = bias_add_relu_inplace_forward(x_owned, bias)
+    assert y is x_owned and cache is y
+    np.testing.assert_array_equal(y, y_copying)
+    dy = rng.standard_normal(shape)
+    for got, want in zip(bias_add_relu_inplace_backward(dy, cache), bias_add_relu_backward(dy, z)):
+        np.testing.assert_array_equal(got, want)

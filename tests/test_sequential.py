@@ -322,3 +322,17 @@ def test_logistic_regression_one_pass_step_equals_the_layer_by_layer_step(monkey
     np.testing.assert_allclose(logits_a, logits_b, rtol=1e-12, atol=1e-12)
     for got, want in zip(weights_a, weights_b):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+
+
+def test_train_step_frees_every_layers_caches_once_the_backward_has_run():
+    """No activation of a step outlives it, so the next step's forward does not hold two steps' worth."""
+    model = deep_mnist()
+    model.compile(optimizers.Adam(1e-4), "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x, y = rng.random((4, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, 4)
+    losses_seen = [model.train_step(x, y) for _ in range(2)]
+    for layer in model.layers:
+        for name in ("_cache", "_conv_cache", "_bias_cache", "_activation_cache"):
+            assert getattr(layer, name, None) is None, (layer.name, name)
+        assert set(layer.grads) == set(layer.params)
+    assert np.all(np.isfinite(losses_seen))

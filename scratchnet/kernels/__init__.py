@@ -1,7 +1,7 @@
 """The numba twins of the hot ops of scratchnet.ops: same names, same signatures, faster.
 
 conv2d and max-pool (forward/backward) are the engine's hot spots; relu, bias_add, bias_add_relu (a
-Conv2D's bias and relu as one op) and dropout joined because profiles of the CNN training steps showed
+Conv2D's bias and relu as one op; its in-place form in training) and dropout joined because profiles of the CNN training steps showed
 their NumPy versions costing several times one memory pass. dense is the reference's NumPy code run
 under the thread policy (one BLAS thread for small products, the worker threads for big ones). Two
 modules serve callers other than the engine: `optimizers` (the fused Adam update that
@@ -12,11 +12,42 @@ training step, used by `scratchnet.models.Sequential`).
 compiles nothing: each kernel is compiled on its first call for the dtypes it meets (float32 and float64)
 and cached on disk (``cache=True``: in ``__pycache__`` next to the module, or under NUMBA_CACHE_DIR).
 """
-from scratchnet.kernels.activations import (
+import sys
+
+
+class _HideSciPyBlasFromNumbaStartup:
+    """An import hook: while numba initialises its CPU target, ``scipy.linalg`` looks absent.
+
+    numba imports ``scipy.linalg.cython_blas`` when it first compiles or loads a function (in its
+    ``numba.np.arraymath`` module), only to back ``np.dot`` & co. inside jitted code; that loads
+    scipy.linalg and SciPy's own OpenBLAS, 15 MB resident in every training process, and no scratchnet
+    kernel calls BLAS from numba (products run in NumPy's). While that one module is being imported, this
+    finder answers "not installed" for scipy.linalg, so numba's inner products fall back to its loops;
+    at any other moment it defers to the normal finders (a user's own jitted ``np.dot`` imports SciPy as
+    usual). It costs nothing until numba starts (models without a numba kernel never start it).
+    """
+
+    HIDDEN = ("scipy.linalg", "scipy.linalg.cython_blas")
+
+    def find_spec(self, name, path=None, target=None):
+        if name in self.HIDDEN:
+            arraymath = sys.modules.get("numba.np.arraymath")
+            if arraymath is not None and not hasattr(arraymath, "_HAVE_BLAS"):  # mid-import: its BLAS check
+                raise ModuleNotFoundError(f"{name} is hidden while numba starts (scratchnet.kernels)", name=name)
+        return None
+
+
+if "numba.np.arraymath" not in sys.modules and not any(
+        isinstance(finder, _HideSciPyBlasFromNumbaStartup) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _HideSciPyBlasFromNumbaStartup())
+
+from scratchnet.kernels.activations import (  # noqa: E402
     bias_add_backward,
     bias_add_forward,
     bias_add_relu_backward,
     bias_add_relu_forward,
+    bias_add_relu_inplace_backward,
+    bias_add_relu_inplace_forward,
     relu_backward,
     relu_forward,
 )
@@ -28,6 +59,8 @@ from scratchnet.kernels.pooling import max_pool2d_backward, max_pool2d_forward
 __all__ = [
     "bias_add_relu_forward",
     "bias_add_relu_backward",
+    "bias_add_relu_inplace_forward",
+    "bias_add_relu_inplace_backward",
     "dense_forward",
     "dense_backward",
     "dropout_forward",

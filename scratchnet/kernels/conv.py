@@ -47,8 +47,10 @@ from scratchnet.ops.conv import padding_amounts
 
 __all__ = ["conv2d_forward", "conv2d_backward"]
 
-CHUNK_BYTES = 4 * 1024 * 1024
-"""Target size of one chunk's column matrix; a chunk holds at least one image."""
+CHUNK_BYTES = 2 * 1024 * 1024
+"""Target size of one chunk's column matrix; a chunk holds at least one image. Each worker thread keeps a
+column and a column-gradient buffer of this size, so it counts twice per thread in peak memory (4 MB
+held 16 MB on two threads)."""
 
 PARALLEL_MIN_MACS = 10_000_000
 """Convolutions with at least this many multiply-adds (N*OH*OW*KH*KW*CI*CO) split their chunks over
@@ -57,11 +59,13 @@ Measured on 2 idle cores: deep_mnist's and emnist_cnn's convs gain, and so does 
 conv (20M: forward 0.71 ms instead of 1.19, backward 1.13 instead of 1.78); kaggle_cnn's convs (4M, 7M)
 and notmnist_cnn's first (5M) do not."""
 
-KEEP_COLS_BYTES = 16 * 1024 * 1024
+KEEP_COLS_BYTES = 4 * 1024 * 1024
 """Convolutions whose whole column matrix is at most this big keep it for the backward (allocating it each
-call is cheap; rebuilding it costs a pass as long as the forward's product). emnist_cnn's first conv
-(14.7 MB of columns) keeps them: backward 5.7 ms instead of 8.4; deep_mnist's second (31 MB, 32 input
-channels, cheap to rebuild) gained nothing from keeping them."""
+call is cheap; rebuilding it costs a pass as long as the forward's product). Kept columns stay alive from
+the forward to the backward, through the whole step: emnist_cnn's first conv (14.7 MB of columns) kept
+them at 16 MB (backward 5.7 ms instead of 8.4, 1% of its step) but that was 5% of the step's peak memory
+(issue 5 caps it at a third of TensorFlow's), so only the small CNNs' layers keep them now; deep_mnist's
+second (31 MB, 32 input channels, cheap to rebuild) gained nothing from keeping them."""
 
 GATHER_MIN_CHANNELS = 16
 """Input-gradient col2im gathers per pixel from this many input channels on, else scatter-adds windows

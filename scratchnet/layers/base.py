@@ -83,6 +83,16 @@ class Layer:
     def backward(self, dy):
         raise NotImplementedError
 
+    def release_caches(self):
+        """Forget what the last forward kept for the backward (a model calls this once the backward has run).
+
+        The next training step then allocates its activations without the last step's still held; a
+        ``backward`` after this needs a new ``forward``. ``logits`` (public) stay.
+        """
+        for name in ("_cache", "_conv_cache", "_bias_cache", "_activation_cache"):
+            if name in self.__dict__:
+                setattr(self, name, None)
+
     def output_shape(self, input_shape):
         """Shape of one output example for one input example of ``input_shape``; default: unchanged."""
         return tuple(input_shape)

@@ -76,6 +76,12 @@ class Conv2D(ActivatedLayer):
 
     def forward(self, x, training=False):
         z, self._conv_cache = engine.conv2d_forward(x, self.params["kernel"], self.strides, self.padding)
+        if self.use_bias and self.activation == "relu" and training:
+            # bias and relu as one op, written over the fresh z: only the output is kept (relu's gradient
+            # reads it), so there are no logits (no loss fuses with relu; predict keeps them, below)
+            y, self._activation_cache = engine.bias_add_relu_inplace_forward(z, self.params["bias"])
+            self.logits = None
+            return y
         if self.use_bias and self.activation == "relu":  # bias and relu as one op (one pass on numba)
             y, self._activation_cache = engine.bias_add_relu_forward(z, self.params["bias"])
             self.logits = self._activation_cache  # the pre-activation z + bias, as _activate keeps it
@@ -85,13 +91,19 @@ class Conv2D(ActivatedLayer):
         return self._activate(z)
 
     def backward(self, dy, from_logits=False, need_dx=True):
-        """Fill ``grads`` and return dx; ``need_dx=False`` (a model's first layer) skips dx, returning None."""
+        """Fill ``grads`` and return dx; ``need_dx=False`` (a model's first layer) skips dx, returning None.
+
+        After a training forward with bias and relu, the kept output is used up here (freed before the
+        convolution's backward runs): a second backward needs a new forward.
+        """
         if self.use_bias and self.activation == "relu":
             if from_logits:  # dy is already the gradient of the pre-activation: only the bias remains
-                logits = self._activation_cache
-                dz, dbias = engine.bias_add_backward(dy, (logits.shape, logits.dtype))
-            else:
+                cached = self._activation_cache  # z (inference forward) or y (training), same shape
+                dz, dbias = engine.bias_add_backward(dy, (cached.shape, cached.dtype))
+            else:  # y > 0 exactly where z > 0, so either cache gives the same gradient
                 dz, dbias = engine.bias_add_relu_backward(dy, self._activation_cache)
+            if self.logits is None:  # a training forward's output y: used up, freed before the conv's backward
+                self._activation_cache = None
         else:
             dz = self._activation_backward(dy, from_logits)
             if self.use_bias:

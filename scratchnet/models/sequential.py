@@ -227,12 +227,18 @@ class Sequential:
         loss, cache = self._loss(y, y_pred, fused)
         loss = self._finite(loss)
         dy = self.loss.backward(cache)
+        del cache
+        for layer in self.layers:
+            layer.grads = {}  # last step's gradients are freed before this step's are made
         last = len(self.layers) - 1
         for index in range(last, min(self._backward_stop, last) - 1, -1):
             options = {"from_logits": True} if fused and index == last else {}
             if index == self._backward_stop and self._first_skips_dx:
                 options["need_dx"] = False  # nothing below the first trainable layer needs a gradient
             dy = self.layers[index].backward(dy, **options)
+            self.layers[index].release_caches()  # its activations are freed as the backward moves down
+        for layer in self.layers[:min(self._backward_stop, last)]:
+            layer.release_caches()
         grads = [layer.grads[key] for layer in self.layers for key in layer.params]
         self.optimizer.apply(self._params, grads)
         return loss, y_pred

@@ -8,7 +8,9 @@ Every op is a pair of free functions (the cs231n contract):
 
 A backward never modifies ``dy`` or its cache and returns new arrays; the dtype of the forward's
 first input is the dtype of every output (float32 stays float32). ``scratchnet.gradcheck`` checks
-every backward against central differences.
+every backward against central differences. One forward writes over its input on purpose:
+``bias_add_relu_inplace_forward``, for a fresh array its caller owns (a Conv2D's convolution output in
+training), so a step keeps one activation per layer instead of two.
 """
 
 from .activations import (
@@ -24,6 +26,8 @@ from .conv import (
     bias_add_forward,
     bias_add_relu_backward,
     bias_add_relu_forward,
+    bias_add_relu_inplace_backward,
+    bias_add_relu_inplace_forward,
     conv2d_backward,
     conv2d_forward,
     padding_amounts,
@@ -53,6 +57,8 @@ __all__ = [
     "bias_add_backward",
     "bias_add_relu_forward",
     "bias_add_relu_backward",
+    "bias_add_relu_inplace_forward",
+    "bias_add_relu_inplace_backward",
     "max_pool2d_forward",
     "max_pool2d_backward",
     "relu_forward",

@@ -273,3 +273,37 @@ def bias_add_relu_backward(dy, cache):
     z = cache
     dx = relu_backward(dy, z)
     return dx, dx.reshape(-1, z.shape[-1]).sum(axis=0)
+
+
+def bias_add_relu_inplace_forward(x, bias):
+    """`bias_add_relu_forward` written over ``x`` itself: ``x[...] = relu(x + bias)``, keeping only the output.
+
+    For a fresh array the caller owns and will not read again (a Conv2D layer's new convolution output in
+    training), so no second array of x's size is allocated and no pre-activation is kept.
+
+    Args:
+        x: (..., C) writable float array, overwritten; bias: (C,), cast to x's dtype.
+
+    Returns:
+        y: x itself (a converted copy if x was not a float array); cache: y, for
+        ``bias_add_relu_inplace_backward``.
+
+    Notes: relu's gradient can be read from its output: ``y > 0`` exactly where ``z = x + bias > 0`` (a NaN
+    is neither), so the backward is `bias_add_relu_backward` with y in place of z, with the same values.
+    """
+    x = float_array(x, "x")
+    bias = float_array(bias, "bias", ndim=1).astype(x.dtype, copy=False)
+    if x.ndim < 1 or x.shape[-1] != bias.shape[0]:
+        bias_add_forward(x, bias)  # raises the error that names the shapes
+    np.add(x, bias, out=x)
+    np.maximum(x, 0, out=x)
+    return x, x
+
+
+def bias_add_relu_inplace_backward(dy, cache):
+    """Gradients of `bias_add_relu_inplace_forward`: `bias_add_relu_backward` with the output y as its cache.
+
+    Returns:
+        (dx, dbias): dx (..., C) a new array, dbias (C,); y's dtype.
+    """
+    return bias_add_relu_backward(dy, cache)
