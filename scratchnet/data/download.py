@@ -35,6 +35,15 @@ def cache_dir() -> Path:
     return Path(home).expanduser() if home else Path.home() / ".cache" / "scratchnet"
 
 
+def download_files(folder, names, mirrors, md5s, progress=True):
+    """Download ``<name>.gz`` for each name into ``folder`` (skipping files already there), trying each
+    mirror in turn and checking each file against ``md5s[name]``; raises DownloadError when all fail."""
+    for name in names:
+        target = Path(folder) / f"{name}.gz"
+        if not target.is_file():
+            download([mirror + target.name for mirror in mirrors], target, md5=md5s[name], progress=progress)
+
+
 def file_digest(path, algorithm="md5") -> str:
     """Hex digest of a file's bytes, read in 1 MiB chunks."""
     digest = hashlib.new(algorithm)

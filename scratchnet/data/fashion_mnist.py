@@ -68,11 +68,7 @@ def _load(data_dir, cache_dir, download, progress, debian_dir):
     folder = cache / "fashion-mnist"
     if not has_files(folder) and download:
         try:
-            for name in FILES:
-                target = folder / f"{name}.gz"
-                if not target.is_file():
-                    _download.download([m + target.name for m in MIRRORS], target, md5=GZ_MD5[name],
-                                       progress=progress)
+            _download.download_files(folder, FILES, MIRRORS, GZ_MD5, progress=progress)
         except DownloadError as exc:
             raise DataError(f"{exc}; install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist) "
                             f"or pass --data-dir") from None

