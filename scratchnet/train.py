@@ -114,13 +114,11 @@ def run(args):
     recipe = zoo.defaults(name)
     if default_run:
         recipe = recipe.replace(**DEFAULT_RECIPE)
-    recipe = recipe.replace(dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
+    recipe = recipe.replace(dataset=args.dataset, epochs=args.epochs, steps=args.steps, batch_size=args.batch_size,
                             learning_rate=args.learning_rate, dtype=args.dtype)
-    if args.steps is not None:
-        recipe = recipe.replace(steps=args.steps)
     say = _printer(args)
 
-    data = load_data(recipe, args.data_dir, seed=args.seed)
+    data = load_data(recipe, args.data_dir)
     num_classes = data["num_classes"]
     model = zoo.build(name, seed=args.seed, dtype=recipe.dtype, num_classes=num_classes,
                       learning_rate=recipe.learning_rate)
@@ -202,7 +200,7 @@ def _describe(recipe):
 
 # ----------------------------------------------------------------------------------------------- data
 
-def load_data(recipe, data_dir=None, seed=0):
+def load_data(recipe, data_dir=None):
     """Load the recipe's dataset as a dict: x/y for train, val (when the dataset or recipe has one), test.
 
     Images stay as the loader gives them (uint8 for the IDX datasets); ``prepare`` scales them.
