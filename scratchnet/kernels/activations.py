@@ -69,19 +69,32 @@ def relu_backward(dy, cache):
     return dx
 
 
+def _channel_rows(x, bias, in_place=False):
+    """``(x, bias, rows)`` for the bias kernels: x as a float array, bias in x's dtype, and x viewed as rows
+    of C channels (N, C); or None where the reference must run instead (a dtype numba cannot do, a scalar,
+    a bias of the wrong length, whose error the reference raises, or with ``in_place`` an x that is not a
+    writable C-contiguous array)."""
+    x = float_array(x, "x")
+    if x.dtype not in SUPPORTED_DTYPES or x.ndim < 1:
+        return None
+    if in_place and not (x.flags.c_contiguous and x.flags.writeable):
+        return None
+    bias = float_array(bias, "bias", ndim=1).astype(x.dtype, copy=False)
+    if x.shape[-1] != bias.shape[0]:
+        return None
+    return x, bias, np.ascontiguousarray(x).reshape(-1, x.shape[-1])
+
+
 def bias_add_forward(x, bias):
     """``y[..., c] = x[..., c] + bias[c]``: x (..., C), bias (C,) -> y (x's shape and dtype), cache.
 
     The reference's values (one addition each) from a loop that is 3-5x faster than NumPy's broadcast
     over a short channel axis, on the worker threads for big arrays.
     """
-    x = float_array(x, "x")
-    if x.dtype not in SUPPORTED_DTYPES or x.ndim < 1:
+    prepared = _channel_rows(x, bias)
+    if prepared is None:
         return reference_conv.bias_add_forward(x, bias)
-    bias = float_array(bias, "bias", ndim=1).astype(x.dtype, copy=False)
-    if x.shape[-1] != bias.shape[0]:
-        return reference_conv.bias_add_forward(x, bias)  # raises the reference's error
-    rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
+    x, bias, rows = prepared
     y = np.empty(x.shape, dtype=x.dtype)
     y_rows = y.reshape(rows.shape)
     _each_span(lambda s: _add_bias_rows(rows[s[0]:s[1]], y_rows[s[0]:s[1]], bias), _spans(*rows.shape))
@@ -119,13 +132,10 @@ def bias_add_relu_forward(x, bias):
     A Conv2D layer's bias and relu. Forward, one pass is on par with the two ops (writing z and y
     dominates); the gain is the backward's. Same values as the reference.
     """
-    x = float_array(x, "x")
-    if x.dtype not in SUPPORTED_DTYPES or x.ndim < 1:
+    prepared = _channel_rows(x, bias)
+    if prepared is None:
         return reference_conv.bias_add_relu_forward(x, bias)
-    bias = float_array(bias, "bias", ndim=1).astype(x.dtype, copy=False)
-    if x.shape[-1] != bias.shape[0]:
-        return reference_conv.bias_add_relu_forward(x, bias)  # raises the reference's error
-    rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
+    x, bias, rows = prepared
     z, y = np.empty(x.shape, dtype=x.dtype), np.empty(x.shape, dtype=x.dtype)
     z_rows, y_rows = z.reshape(rows.shape), y.reshape(rows.shape)
     _each_span(lambda s: _add_bias_relu_rows(rows[s[0]:s[1]], bias, z_rows[s[0]:s[1]], y_rows[s[0]:s[1]]),
@@ -140,13 +150,10 @@ def bias_add_relu_inplace_forward(x, bias):
     array is written or kept (emnist_cnn's second conv: 26 MB less). The loop is `bias_add_relu_forward`'s
     with z and y both x (each value is read before it is written), so no extra compiled specialisation.
     """
-    x = float_array(x, "x")
-    if x.dtype not in SUPPORTED_DTYPES or x.ndim < 1 or not x.flags.c_contiguous or not x.flags.writeable:
+    prepared = _channel_rows(x, bias, in_place=True)
+    if prepared is None:
         return reference_conv.bias_add_relu_inplace_forward(x, bias)
-    bias = float_array(bias, "bias", ndim=1).astype(x.dtype, copy=False)
-    if x.shape[-1] != bias.shape[0]:
-        return reference_conv.bias_add_relu_inplace_forward(x, bias)  # raises the reference's error
-    rows = x.reshape(-1, x.shape[-1])
+    x, bias, rows = prepared
     _each_span(lambda s: _add_bias_relu_rows(rows[s[0]:s[1]], bias, rows[s[0]:s[1]], rows[s[0]:s[1]]),
                _spans(*rows.shape))
     return x, x
