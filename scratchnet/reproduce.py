@@ -44,7 +44,7 @@ def main(argv=None):
         return _table_from_results(args)
     rows = []
     for name in args.models:
-        dataset = _dataset_for(name, args.data_dir)
+        dataset = dataset_for(name, args.data_dir)
         runs = []
         for seed in args.seeds:
             print(f"training {name} on {dataset} with seed {seed} ...", file=sys.stderr, flush=True)
@@ -78,8 +78,8 @@ def _table_from_results(args):
     return 0
 
 
-def _dataset_for(name, data_dir):
-    """The model's own dataset when it can be loaded here, else MNIST as a stand-in."""
+def dataset_for(name, data_dir=None):
+    """The model's own dataset when it can be loaded here, else MNIST as a stand-in (``STAND_IN``)."""
     own = zoo.defaults(name).dataset
     if own in ("mnist", "kaggle"):
         return own

@@ -308,8 +308,13 @@ def _train_epochs(model, x, y, x_val, y_val, recipe, args, say):
     return history, steps, min(steps * recipe.batch_size, len(x) * epochs)
 
 
-def _batches(n, batch_size, order, rng):
-    """Yield index arrays forever: reshuffled passes, or notMNIST's sequential ``offset = step*b % (n-b)``."""
+def batches(n, batch_size, order, rng):
+    """Yield index arrays forever: reshuffled passes, or notMNIST's sequential ``offset = step*b % (n-b)``.
+
+    ``order`` is a recipe's ``batch_order``; ``rng`` (a ``numpy.random.Generator``) draws the permutations.
+    The "steps" schedule takes its batches from here (and so does ``tf_reference.recipes``, for the same
+    batch order in TensorFlow).
+    """
     if order == "sequential":
         step = 0
         while True:
@@ -331,13 +336,13 @@ def _train_steps(model, x, y, x_val, y_val, recipe, args, say):
     if recipe.batch_size > len(x) - (recipe.batch_order == "sequential"):
         raise TrainingError(f"--batch-size {recipe.batch_size} is larger than the {len(x)} training images")
     rng = np.random.default_rng(args.seed)
-    batches = _batches(len(x), recipe.batch_size, recipe.batch_order, rng)
+    batch_indices = batches(len(x), recipe.batch_size, recipe.batch_order, rng)
     history = {"step": [], "loss": [], "accuracy": [], "val_accuracy": []}
     report_validation = recipe.batch_order == "sequential" and x_val is not None
     bar = tqdm(range(recipe.steps), desc="training", unit="step", disable=args.quiet or args.json,
                file=sys.stderr, leave=False)
     for step in bar:
-        index = next(batches)
+        index = next(batch_indices)
         loss = model.train_step(x[index], y[index])
         if not math.isfinite(loss):
             raise DivergenceError(f"training diverged at step {step}: the loss is {loss}; "

@@ -190,12 +190,15 @@ class Twin:
 
 
 def _class_cross_entropy_from_logits(labels, logits):
-    """Mean softmax cross-entropy of logits, labels as class ids (N,) or one-hot (N, C)."""
-    labels = np.asarray(labels)
-    if labels.ndim == 1:
-        per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels.astype(np.int64), logits=logits)
+    """Mean softmax cross-entropy of logits, labels as class ids (N,) or one-hot (N, C).
+
+    `labels` may be an array or a tensor (inside a ``tf.function`` they are symbolic tensors)."""
+    if not tf.is_tensor(labels):
+        labels = np.asarray(labels)
+    if len(labels.shape) == 1:
+        per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int64), logits=logits)
     else:
-        per_example = tf.nn.softmax_cross_entropy_with_logits(labels=labels.astype(logits.dtype.name), logits=logits)
+        per_example = tf.nn.softmax_cross_entropy_with_logits(labels=tf.cast(labels, logits.dtype), logits=logits)
     return tf.reduce_mean(per_example)
 
 
