@@ -231,6 +231,31 @@ def test_first_op_lookup_fixes_the_mmap_threshold_so_freed_big_arrays_leave_the_
     assert int(grown_by_default) > 15_000_000  # the test would catch a threshold left sliding
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_the_trim_threshold_keeps_small_freed_arrays_in_the_heap_instead_of_faulting_them_in_again():
+    """A 2 MB array made and freed 20 times: with the mmap threshold alone fixed (trim left at 128 kB) the heap
+    top goes back to the OS every time and comes back as page faults; with both fixed it stays."""
+    code = (
+        "import ctypes, resource\n"
+        "import numpy as np\n"
+        "from scratchnet import engine\n"
+        "fixed = engine.fix_mmap_threshold()\n"
+        "if not {trim}:\n"
+        "    ctypes.CDLL(None).mallopt(-1, 128 * 1024)  # glibc's default trim threshold\n"
+        "a = np.ones(500_000, np.float32); del a\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "for _ in range(20):\n"
+        "    a = np.ones(500_000, np.float32); del a\n"
+        "print(fixed, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)\n"
+    )
+    fixed, faults = _run_python(code.format(trim=True)).stdout.split()
+    if fixed != "True":
+        pytest.skip("not glibc")
+    assert int(faults) < 100
+    _, faults_without_trim = _run_python(code.format(trim=False)).stdout.split()
+    assert int(faults_without_trim) > 20 * 400  # 2 MB = 488 pages a round: the test would catch a lost setting
+
+
 def test_engine_op_lookup_fixes_the_mmap_threshold_once():
     engine.set_backend("numpy")
     engine.relu_forward  # noqa: B018 - a lookup
