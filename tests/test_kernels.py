@@ -330,7 +330,7 @@ def elementwise_slicing(request, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(5, 3), (2, 6, 5, 4), (1, 1)])
+@pytest.mark.parametrize("shape", [(5, 3), (2, 6, 5, 4), (1, 1), (3, 5, 5, 8), (2, 3, 100)])
 def test_bias_add_kernels_equal_reference(shape, dtype, elementwise_slicing):
     rng = np.random.default_rng(len(shape))
     x = rng.standard_normal(shape).astype(dtype)
@@ -369,7 +369,7 @@ def _jitted_functions():
 def test_every_kernel_module_has_jitted_functions():
     names = {name.rsplit(".", 1)[1] for name, _ in _jitted_functions()}
     assert {"_im2col", "_col2im_add", "_max_pool_forward", "_max_pool_backward", "_relu_forward",
-            "_relu_backward", "_copy_and_sum_rows", "_add_bias_rows", "_add_bias_relu_rows",
+            "_relu_backward", "_copy_and_sum_rows", "_add_bias", "_add_bias_relu", "_add_bias_relu_inplace",
             "_relu_backward_and_sum_rows", "_adam_update", "_col2im_gather", "_draw_mask_and_apply", "_apply_mask",
             "_sigmoid_dense_rows"} <= names
 
@@ -441,7 +441,7 @@ def test_dropout_kernels_follow_the_reference_for_masks_inference_and_bad_argume
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(5, 3), (2, 6, 5, 4), (1, 1)])
+@pytest.mark.parametrize("shape", [(5, 3), (2, 6, 5, 4), (1, 1), (3, 5, 5, 8), (2, 3, 100)])
 def test_bias_add_relu_kernels_equal_reference_and_the_two_ops_in_a_row(shape, dtype, elementwise_slicing):
     rng = np.random.default_rng(len(shape))
     x = rng.standard_normal(shape).astype(dtype)
@@ -469,7 +469,7 @@ def test_bias_add_relu_kernels_equal_reference_and_the_two_ops_in_a_row(shape, d
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(5, 3), (2, 6, 5, 4), (1, 1)])
+@pytest.mark.parametrize("shape", [(5, 3), (2, 6, 5, 4), (1, 1), (3, 5, 5, 8), (2, 3, 100)])
 def test_bias_add_relu_inplace_kernels_equal_reference_and_the_copying_op(shape, dtype, elementwise_slicing):
     """The in-place forward writes bias_add_relu's y over x and caches it; its backward gives the same grads."""
     rng = np.random.default_rng(len(shape))

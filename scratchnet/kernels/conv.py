@@ -59,7 +59,7 @@ Measured on 2 idle cores: deep_mnist's and emnist_cnn's convs gain, and so does 
 conv (20M: forward 0.71 ms instead of 1.19, backward 1.13 instead of 1.78); kaggle_cnn's convs (4M, 7M)
 and notmnist_cnn's first (5M) do not."""
 
-KEEP_COLS_BYTES = 4 * 1024 * 1024
+KEEP_COLS_BYTES = 6 * 1024 * 1024
 """Convolutions whose whole column matrix is at most this big keep it for the backward (allocating it each
 call is cheap; rebuilding it costs a pass as long as the forward's product). Kept columns stay alive from
 the forward to the backward, through the whole step: emnist_cnn's first conv (14.7 MB of columns) kept
