@@ -245,9 +245,12 @@ def _padded(x, pads):
 
 
 def _plan(n, cols_per_image, itemsize, parallel, kept_cols):
-    """The chunks of a call: the whole batch at once when its column matrix is kept and one thread works."""
-    if kept_cols is not None and not parallel:
-        return [(0, n)]
+    """The chunks of a call. A kept column matrix is already whole, so there is no cache-sized chunking:
+    the batch goes in one piece, or in one equal piece per thread (notmnist_cnn's second conv forward:
+    0.55 ms in two pieces of 8 images, 0.63 ms in cache-sized pieces of 6, 6 and 4)."""
+    if kept_cols is not None:
+        parts = min(n, threads.num_threads()) if parallel else 1
+        return [(n * p // parts, n * (p + 1) // parts) for p in range(parts)]
     return _chunks(n, cols_per_image, itemsize, parallel)
 
 
