@@ -178,6 +178,44 @@ def test_serial_blas_holds_blas_at_one_thread_and_nests():
         threads.configure(num_threads=previous)
 
 
+@pytest.mark.parametrize("backend, inside", [("numba", [1]), ("numpy", [2])])
+def test_a_training_step_holds_blas_at_one_thread_on_the_numba_backend_only(backend, inside):
+    """The numba backend's step holds BLAS at one thread once (its ops never use BLAS's threads); the numpy
+    backend's products keep BLAS's threads. After the step BLAS is back at the policy's count."""
+    from threadpoolctl import threadpool_info
+
+    from scratchnet import layers
+    from scratchnet.models import Sequential
+
+    def numpy_blas_threads():
+        return [e["num_threads"] for e in threadpool_info() if e["user_api"] == "blas" and "numpy" in e["filepath"]]
+
+    seen = []
+
+    class Probe(layers.Flatten):
+        def forward(self, x, training=False):
+            seen.append(("forward", numpy_blas_threads()))
+            return super().forward(x, training)
+
+        def backward(self, dy):
+            seen.append(("backward", numpy_blas_threads()))
+            return super().backward(dy)
+
+    previous = threads.num_threads()
+    try:
+        threads.configure(num_threads=2)
+        with engine.backend(backend):
+            model = Sequential([layers.Dense(5), Probe(), layers.Dense(3, activation="softmax")], input_shape=(4,),
+                               seed=0)
+            model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+            model.train_step(np.ones((4, 4), np.float32), np.array([0, 1, 2, 0]))
+            model.predict(np.ones((4, 4), np.float32))
+        assert seen == [("forward", inside), ("backward", inside), ("forward", inside)]
+        assert numpy_blas_threads() == [2]
+    finally:
+        threads.configure(num_threads=previous)
+
+
 @pytest.mark.parametrize("shapes", [((7, 5), (5, 3)), ((3, 4), (4, 9)), ((2, 9), (9, 4))],
                          ids=["batch_biggest", "kernel_biggest_wide", "kernel_biggest_tall"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
