@@ -5,7 +5,8 @@ any moment.
 
 * NumPy's BLAS is left at `num_threads` threads for the user's own NumPy code, but the engine never
   uses BLAS's own threads: small products run with BLAS held at one thread (`serial_blas`) and big
-  dense products are cut into pieces for the worker threads (`scratchnet.kernels.dense`). OpenBLAS's
+  dense products are cut into pieces for the worker threads (`scratchnet.kernels.dense`); a model's
+  training step or forward pass holds BLAS at one thread once for all its ops. OpenBLAS's
   threads wait for work by spinning: on a busy machine an MLP training step took 32 ms instead of 0.4,
   and right after a 2-thread dense product deep_mnist's next convolution ran 1.5x slower.
 * A convolution splits its batch into chunks that the calling thread and `num_threads - 1` worker
