@@ -79,3 +79,11 @@ def test_mlp_on_a_tiny_budget_runs_keras_fit_with_validation(mnist_slice):
     assert len(result["history"]["val_accuracy"]) == 1
     assert result["val_accuracy"] == pytest.approx(result["history"]["val_accuracy"][0], abs=1e-6)
     assert result["test_accuracy"] > 0.5
+
+
+def test_cli_bad_paths_get_one_line_and_exit_1(tmp_path, capsys):
+    assert recipes.main(["--model", "softmax", "--data-dir", str(tmp_path / "missing")]) == 1
+    assert capsys.readouterr().err.strip() == f"error: --data-dir {tmp_path / 'missing'}: directory not found"
+    target = tmp_path / "no" / "runs.json"
+    assert recipes.main(["--model", "softmax", "--output", str(target)]) == 1
+    assert "cannot write" in capsys.readouterr().err and not target.parent.exists()

@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from scratchnet import reproduce, train, zoo
+from scratchnet.data import DataError
+from scratchnet.fileio import atomic_write
 from tf_reference import models as twins
 from tf_reference.config import describe, deterministic
 
@@ -204,19 +206,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.data_dir is not None and not args.data_dir.is_dir():
+        print(f"error: --data-dir {args.data_dir}: directory not found", file=sys.stderr)
+        return 1
+    if args.output is not None and not args.output.resolve().parent.is_dir():
+        print(f"error: cannot write {args.output}: directory {args.output.resolve().parent} does not exist",
+              file=sys.stderr)
+        return 1
     runs = []
-    for name in dict.fromkeys(args.model):
-        recipe = recipe_for(name, args.data_dir)
-        data = load(name, recipe, args.data_dir)
-        for seed in args.seeds:
-            print(f"training {name} on {data['name']} with seed {seed} ...", file=sys.stderr, flush=True)
-            result = run(name, seed, recipe=recipe, data=data)
-            print(f"  {result['metric']} {result[result['metric']]:.4f} ({result['train_seconds']:.1f} s)",
-                  file=sys.stderr, flush=True)
-            runs.append(result)
-            if args.output:  # after every run, so a long run leaves a usable file
-                args.output.write_text(json.dumps(
-                    {"setup": describe(), "runs": runs, "summary": summarize(runs)}, indent=2) + "\n")
+    try:
+        for name in dict.fromkeys(args.model):
+            recipe = recipe_for(name, args.data_dir)
+            data = load(name, recipe, args.data_dir)
+            for seed in args.seeds:
+                print(f"training {name} on {data['name']} with seed {seed} ...", file=sys.stderr, flush=True)
+                result = run(name, seed, recipe=recipe, data=data)
+                print(f"  {result['metric']} {result[result['metric']]:.4f} ({result['train_seconds']:.1f} s)",
+                      file=sys.stderr, flush=True)
+                runs.append(result)
+                if args.output:  # after every run, so a long run leaves a usable file (written atomically)
+                    with atomic_write(args.output, "w") as file:
+                        json.dump({"setup": describe(), "runs": runs, "summary": summarize(runs)}, file, indent=2)
+                        file.write("\n")
+    except (DataError, FloatingPointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(render(runs), end="")
     return 0
 
