@@ -440,6 +440,19 @@ def test_dropout_kernels_follow_the_reference_for_masks_inference_and_bad_argume
         kernels.dropout_backward(np.ones((3, 2), np.float32), cache)
 
 
+@pytest.mark.parametrize("shape", [(2, 0), (0, 3), (0, 0), (2, 0, 4, 3)])
+def test_bias_kernels_take_empty_inputs_as_the_reference_does(shape):
+    x, bias = np.ones(shape, np.float32), np.ones(shape[-1], np.float32)
+    for name in ("bias_add_forward", "bias_add_relu_forward", "bias_add_relu_inplace_forward"):
+        y, _ = getattr(kernels, name)(x.copy(), bias)
+        np.testing.assert_array_equal(y, getattr(ops, name)(x.copy(), bias)[0])
+    for name, cache in (("bias_add_relu_backward", x), ("bias_add_backward", (x.shape, x.dtype))):
+        dx, dbias = getattr(kernels, name)(x, cache)
+        dx_ref, dbias_ref = getattr(ops, name)(x, cache)
+        np.testing.assert_array_equal(dx, dx_ref)
+        np.testing.assert_array_equal(dbias, dbias_ref)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(5, 3), (2, 6, 5, 4), (1, 1), (3, 5, 5, 8), (2, 3, 100)])
 def test_bias_add_relu_kernels_equal_reference_and_the_two_ops_in_a_row(shape, dtype, elementwise_slicing):

@@ -83,15 +83,15 @@ def relu_backward(dy, cache):
 def _channel_rows(x, bias, in_place=False):
     """``(x, bias, rows)`` for the bias kernels: x as a float array, bias in x's dtype, and x viewed as rows
     of C channels (N, C); or None where the reference must run instead (a dtype numba cannot do, a scalar,
-    a bias of the wrong length, whose error the reference raises, or with ``in_place`` an x that is not a
-    writable C-contiguous array)."""
+    an empty x, a bias of the wrong length, whose error the reference raises, or with ``in_place`` an x that
+    is not a writable C-contiguous array)."""
     x = float_array(x, "x")
     if x.dtype not in SUPPORTED_DTYPES or x.ndim < 1:
         return None
     if in_place and not (x.flags.c_contiguous and x.flags.writeable):
         return None
     bias = float_array(bias, "bias", ndim=1).astype(x.dtype, copy=False)
-    if x.shape[-1] != bias.shape[0]:
+    if x.shape[-1] != bias.shape[0] or x.size == 0:  # an empty x has no rows to loop over
         return None
     return x, bias, np.ascontiguousarray(x).reshape(-1, x.shape[-1])
 
@@ -121,7 +121,7 @@ def bias_add_backward(dy, cache):
     thread and the slices' sums are then added (the reference's order up to that one regrouping).
     """
     x_shape, dtype = cache
-    if dtype not in SUPPORTED_DTYPES:
+    if dtype not in SUPPORTED_DTYPES or 0 in x_shape:
         return reference_conv.bias_add_backward(dy, cache)
     dy = np.ascontiguousarray(check_dy(dy, x_shape, dtype, "bias_add_backward"))
     channels = x_shape[-1]
@@ -186,7 +186,7 @@ def bias_add_relu_backward(dy, cache):
     of 8.7 on emnist_cnn's second conv (6.5M values, one thread).
     """
     z = cache
-    if z.dtype not in SUPPORTED_DTYPES or z.ndim < 1:
+    if z.dtype not in SUPPORTED_DTYPES or z.ndim < 1 or z.size == 0:
         return reference_conv.bias_add_relu_backward(dy, cache)
     dy = np.ascontiguousarray(check_dy(dy, z.shape, z.dtype, "bias_add_relu_backward"))
     channels = z.shape[-1]

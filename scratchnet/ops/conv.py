@@ -243,7 +243,7 @@ def bias_add_backward(dy, cache):
     """
     x_shape, dtype = cache
     dy = check_dy(dy, x_shape, dtype, "bias_add_backward")
-    dbias = dy.reshape(-1, x_shape[-1]).sum(axis=0)
+    dbias = dy.reshape(math.prod(x_shape[:-1]), x_shape[-1]).sum(axis=0)  # rows of channels (any count, 0 too)
     return dy.copy(), dbias
 
 
@@ -272,7 +272,7 @@ def bias_add_relu_backward(dy, cache):
     """
     z = cache
     dx = relu_backward(dy, z)
-    return dx, dx.reshape(-1, z.shape[-1]).sum(axis=0)
+    return dx, dx.reshape(math.prod(z.shape[:-1]), z.shape[-1]).sum(axis=0)
 
 
 def bias_add_relu_inplace_forward(x, bias):
