@@ -227,6 +227,7 @@ class Sequential:
             return self._train_batch_blas_held(x, y, fused)
 
     def _train_batch_blas_held(self, x, y, fused):
+        """`_train_batch`'s work, with BLAS's thread count already set for the whole step."""
         if fused and self._one_pass_applies(x, y):
             return self._train_batch_one_pass(x, y)
         y_pred = self._forward(x, training=True)
