@@ -16,6 +16,10 @@ from scratchnet.kernels import pooling as kpool
 
 DTYPES = [np.float32, np.float64]
 
+# float32 convolutions take either path of scratchnet.kernels.conv (TEAM_PIECES); float64 takes parallel_map's.
+CONV_PATHS = [(np.float32, True), (np.float32, False), (np.float64, False)]
+CONV_PATH_IDS = ["float32-team", "float32-parallel_map", "float64"]
+
 
 def assert_matches_reference(actual, expected):
     """Same shape and dtype; values equal to rtol 1e-5 (float32) / 1e-12 (float64) of the array's scale."""
@@ -39,12 +43,13 @@ CONV_SHAPES = [
 
 @pytest.mark.parametrize("col2im", ["scatter", "gather", "transposed"])
 @pytest.mark.parametrize("keep_cols_bytes", [0, kconv.KEEP_COLS_BYTES], ids=["recompute_cols", "keep_cols"])
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("dtype", "team"), CONV_PATHS, ids=CONV_PATH_IDS)
 @pytest.mark.parametrize("padding", ["same", "valid", "SAME"])
 @pytest.mark.parametrize("strides", [1, 2, (1, 2)])
 @pytest.mark.parametrize("shape", CONV_SHAPES)
-def test_conv2d_kernel_matches_reference(shape, strides, padding, dtype, keep_cols_bytes, col2im, monkeypatch):
+def test_conv2d_kernel_matches_reference(shape, strides, padding, dtype, team, keep_cols_bytes, col2im, monkeypatch):
     """Every path to dx: scatter-add and gather col2im, and (stride 1, CO <= CI) the transposed convolution."""
+    monkeypatch.setattr(kconv, "TEAM_PIECES", team)
     monkeypatch.setattr(kconv, "KEEP_COLS_BYTES", keep_cols_bytes)
     monkeypatch.setattr(kconv, "GATHER_MIN_CHANNELS", 1 if col2im == "gather" else 10**9)
     monkeypatch.setattr(kconv, "TRANSPOSED_DX", col2im == "transposed")
@@ -64,22 +69,24 @@ def test_conv2d_kernel_matches_reference(shape, strides, padding, dtype, keep_co
     assert_matches_reference(dkernel, dkernel_ref)
 
 
+@pytest.mark.parametrize(("dtype", "team"), CONV_PATHS, ids=CONV_PATH_IDS)
 @pytest.mark.parametrize("col2im", ["scatter", "gather", "transposed"])
 @pytest.mark.parametrize("chunk_bytes", [1, 10**9])
-def test_conv2d_kernel_chunking_does_not_change_results(monkeypatch, chunk_bytes, col2im):
+def test_conv2d_kernel_chunking_does_not_change_results(monkeypatch, chunk_bytes, col2im, dtype, team):
     """One image per chunk and the whole batch in one chunk give the reference's results."""
+    monkeypatch.setattr(kconv, "TEAM_PIECES", team)
     monkeypatch.setattr(kconv, "CHUNK_BYTES", chunk_bytes)
     monkeypatch.setattr(kconv, "GATHER_MIN_CHANNELS", 1 if col2im == "gather" else 10**9)
     monkeypatch.setattr(kconv, "TRANSPOSED_DX", col2im == "transposed")
     monkeypatch.setattr(kconv, "KEEP_COLS_BYTES", 0)  # rebuild the columns chunk by chunk
     rng = np.random.default_rng(7)
-    x = rng.standard_normal((5, 9, 9, 3))
+    x = rng.standard_normal((5, 9, 9, 3)).astype(dtype)
     transposed = col2im == "transposed"  # needs stride 1 and CO <= CI
-    kernel = rng.standard_normal((3, 3, 3, 2 if transposed else 4))
+    kernel = rng.standard_normal((3, 3, 3, 2 if transposed else 4)).astype(dtype)
     strides = 1 if transposed else 2
     y, cache = kernels.conv2d_forward(x, kernel, strides, "same")
     y_ref, cache_ref = ops.conv2d_forward(x, kernel, strides, "same")
-    dy = rng.standard_normal(y.shape)
+    dy = rng.standard_normal(y.shape).astype(dtype)
     assert_matches_reference(y, y_ref)
     for got, want in zip(kernels.conv2d_backward(dy, cache), ops.conv2d_backward(dy, cache_ref)):
         assert_matches_reference(got, want)
@@ -87,14 +94,20 @@ def test_conv2d_kernel_chunking_does_not_change_results(monkeypatch, chunk_bytes
 
 @pytest.mark.parametrize("col2im", ["scatter", "gather", "transposed"])
 @pytest.mark.parametrize("keep_cols_bytes", [0, kconv.KEEP_COLS_BYTES], ids=["recompute_cols", "keep_cols"])
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_conv2d_kernel_split_over_worker_threads_matches_reference(monkeypatch, dtype, keep_cols_bytes, col2im):
-    """The parallel path (chunks on two worker threads, BLAS at one thread each) gives the same results."""
+@pytest.mark.parametrize(("dtype", "team"), CONV_PATHS, ids=CONV_PATH_IDS)
+def test_conv2d_kernel_split_over_worker_threads_matches_reference(monkeypatch, dtype, team, keep_cols_bytes,
+                                                                   col2im):
+    """The parallel paths (chunks on two worker threads, BLAS at one thread each) give the same results."""
+    monkeypatch.setattr(kconv, "TEAM_PIECES", team)
     monkeypatch.setattr(kconv, "PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(kconv, "TEAM_MIN_MACS", 0)
     monkeypatch.setattr(kconv, "KEEP_COLS_BYTES", keep_cols_bytes)
     monkeypatch.setattr(kconv, "GATHER_MIN_CHANNELS", 1 if col2im == "gather" else 10**9)
     monkeypatch.setattr(kconv, "TRANSPOSED_DX", col2im == "transposed")
-    monkeypatch.setattr(kconv, "CHUNK_BYTES", 1)  # one image per chunk: 5 chunks over 2 workers
+    monkeypatch.setattr(kconv, "CHUNK_BYTES", 1)  # one image per chunk: 5 chunks over 2 threads
+    pieces = []
+    monkeypatch.setattr(threads, "run_pieces", lambda work, run=threads.run_pieces: (pieces.append(len(work)),
+                                                                                   run(work)))
     previous = threads.num_threads()
     threads.configure(num_threads=2)
     try:
@@ -109,6 +122,35 @@ def test_conv2d_kernel_split_over_worker_threads_matches_reference(monkeypatch, 
             assert_matches_reference(got, want)
     finally:
         threads.configure(num_threads=previous)
+    assert pieces == ([2, 2] if team else [])  # the team path: forward and backward, one piece per thread
+
+
+def test_conv2d_float32_takes_the_team_path_with_numpys_openblas():
+    """NumPy's wheels ship OpenBLAS with cblas_sgemm under a name scratchnet finds; the fast path is in use."""
+    from scratchnet.kernels import blas
+
+    assert blas.sgemm() is not None
+    assert kconv._team_path(np.dtype(np.float32)) and not kconv._team_path(np.dtype(np.float64))
+
+
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+@pytest.mark.parametrize("shape", [(7, 5, 3), (1, 4, 2), (6, 0, 3), (0, 3, 2), (4, 3, 0)])
+def test_sgemm_rows_matches_matmul_on_views(shape, trans_a, beta):
+    """blas.sgemm_rows, the numba-callable sgemm: c = op(a) @ b + beta c, also on row slices of bigger arrays."""
+    from scratchnet.kernels import blas
+
+    m, k, n = shape
+    rng = np.random.default_rng(m * 100 + k * 10 + n)
+    a_full = rng.standard_normal((k + 3, m + 2) if trans_a else (m + 3, k + 2)).astype(np.float32)
+    a = a_full[1 : 1 + k, :m] if trans_a else a_full[1 : 1 + m, :k]
+    b = rng.standard_normal((k + 2, n)).astype(np.float32)[2:]
+    c_full = np.full((m + 2, n), np.nan if beta == 0 else 2.0, dtype=np.float32)
+    c = c_full[1 : 1 + m]
+    expected = (a.T if trans_a else a) @ b + (0 if beta == 0 else beta * c)
+    blas.sgemm_rows(blas.sgemm(), a, b, c, trans_a, beta)
+    np.testing.assert_allclose(c, expected, rtol=1e-5, atol=1e-5)
+    assert np.isnan(c_full[0]).all() or beta == 1.0  # rows outside the view untouched
 
 
 def test_conv2d_kernel_outputs_survive_later_calls():
@@ -384,8 +426,17 @@ def test_jitted_functions_are_private_nopython_and_cached_on_disk(name, function
 @pytest.mark.skipif(numba.config.DISABLE_JIT, reason="NUMBA_DISABLE_JIT=1 leaves plain functions")
 def test_threaded_kernels_release_the_gil_for_the_worker_threads():
     for function in (kconv._im2col, kconv._col2im_add, kconv._col2im_gather, kpool._max_pool_forward,
-                     kpool._max_pool_backward):
+                     kpool._max_pool_backward, kconv._forward_piece, kconv._backward_piece):
         assert function.targetoptions.get("nogil") is True
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="NUMBA_DISABLE_JIT=1 leaves plain functions")
+def test_the_team_and_blas_helpers_are_nogil_and_cached_for_the_pieces_that_call_them():
+    from scratchnet.kernels import blas, team
+
+    for function in (blas.sgemm_rows, team.post_done, team.mark_done, team._spin, team._wait_all):
+        assert function.targetoptions.get("nopython") is True and function.targetoptions.get("nogil") is True
+        assert type(function._cache).__name__ == "FunctionCache"
 
 
 def test_kernels_have_the_reference_signatures():

@@ -21,7 +21,8 @@ class _HideSciPyBlasFromNumbaStartup:
     numba imports ``scipy.linalg.cython_blas`` when it first compiles or loads a function (in its
     ``numba.np.arraymath`` module), only to back ``np.dot`` & co. inside jitted code; that loads
     scipy.linalg and SciPy's own OpenBLAS, 15 MB resident in every training process, and no scratchnet
-    kernel calls BLAS from numba (products run in NumPy's). While that one module is being imported, this
+    kernel uses numba's ``np.dot`` (the convolution pieces call NumPy's own OpenBLAS through ctypes,
+    `scratchnet.kernels.blas`). While that one module is being imported, this
     finder answers "not installed" for scipy.linalg, so numba's inner products fall back to its loops;
     at any other moment it defers to the normal finders (a user's own jitted ``np.dot`` imports SciPy as
     usual). It costs nothing until numba starts (models without a numba kernel never start it).

@@ -1,9 +1,18 @@
 """Fast 2-D convolution: numba im2col/col2im kernels feeding BLAS matrix products, same API as scratchnet.ops.
 
-The arithmetic runs in matrix products (``np.matmul`` on 2-D arrays, i.e. BLAS sgemm/dgemm); numba only
-moves data. The batch is processed in chunks of images so the column matrix of one chunk stays in cache;
-the chunks run on the worker threads of `scratchnet.threads` (the kernels release the GIL, BLAS runs one
-thread per worker). Each chunk's column matrices are new arrays that die with the chunk: with the
+The arithmetic runs in matrix products (BLAS sgemm/dgemm on 2-D arrays); numba only moves data. The
+batch is processed in chunks of images so the column matrix of one chunk stays in cache. Two paths run
+the chunks on the threads of `scratchnet.threads`, both with BLAS at one thread per thread:
+
+* float32 (the zoo's dtype), the TEAM PATH: the batch is cut into one piece of equal images per thread,
+  and each piece is ONE nogil numba call (`_forward_piece`, `_backward_piece`) that copies windows and
+  calls NumPy's own OpenBLAS sgemm from numba (`scratchnet.kernels.blas`), chunk after chunk. The pieces
+  run on the spinning workers of `scratchnet.kernels.team`, so handing a piece over costs ~10 us instead
+  of ~100, and convolutions from 1M multiply-adds (TEAM_MIN_MACS) use every core.
+* float64, or a NumPy without that sgemm: each chunk copies its windows with a numba kernel and
+  multiplies them with ``np.matmul``, and `scratchnet.threads.parallel_map` shares the chunks out.
+
+Each chunk's column matrices are new arrays that die with the chunk: with the
 allocator's trim threshold fixed (`scratchnet.engine`) they come back from the heap without page faults,
 and, unlike per-thread buffers kept from call to call, they hold no memory between convolutions
 (emnist_cnn's peak: 255 MB instead of 273, and no step is slower).
@@ -41,6 +50,7 @@ import numpy as np
 from numba import njit
 
 from scratchnet import threads
+from scratchnet.kernels import blas, team
 from scratchnet.ops import conv as reference
 from scratchnet.ops._checks import check_dy, float_array, int_pair, padding_mode
 from scratchnet.ops.conv import padding_amounts
@@ -74,6 +84,18 @@ GATHER_MIN_CHANNELS = 16
 
 TRANSPOSED_DX = True
 """Compute dx as a convolution of dy with the flipped kernel when the stride is 1 and CO <= CI (see above)."""
+
+TEAM_PIECES = True
+"""float32 convolutions run as pieces that are one nogil numba call each (im2col plus sgemm called from
+numba, `scratchnet.kernels.blas`), one piece per thread of `scratchnet.threads.team()`, when NumPy's
+OpenBLAS offers its sgemm; otherwise (float64, another BLAS, or False here) chunks of numba copies and
+``np.matmul`` run on `scratchnet.threads.parallel_map`. The two paths give the same results up to
+float32 rounding (tests/test_kernels.py)."""
+
+TEAM_MIN_MACS = 1_000_000
+"""On the team path, convolutions with at least this many multiply-adds split their batch over the
+threads. A hand-over to the spinning team costs ~10 us instead of ~100: kaggle_cnn's convs (4M, 7M) and
+notmnist_cnn's first (5M) gain from two threads there, where they lost on `parallel_map`."""
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 """The dtypes the kernels compile for; other floating dtypes are passed to scratchnet.ops."""
@@ -120,6 +142,12 @@ def conv2d_forward(x, kernel, strides=1, padding="valid"):
         x_padded = _padded(x, pads)
         kernel2d = kernel.reshape(k, co)
         y2d = y.reshape(n * oh * ow, co)
+        if _team_path(x.dtype):  # one nogil call per thread: im2col and sgemm, chunk by chunk
+            per_chunk = _images_per_chunk(oh * ow * k, x.itemsize)
+            cols = kept_cols if kept_cols is not None else np.empty((0, k), dtype=x.dtype)
+            _run_pieces(_forward_piece, n, n * oh * ow * k * co,
+                        lambda n0, n1: (blas.sgemm(), x_padded, ci, n0, n1, per_chunk, geometry, cols, kernel2d, y2d))
+            return y, (x, kernel, geometry, pads, kept_cols)
 
         def forward_chunk(images):
             n0, n1 = images
@@ -164,7 +192,28 @@ def conv2d_backward(dy, cache, need_dx=True):
         flipped = np.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(kh * kw * co, ci)
         dy_padded = _padded(dy, ((kh - 1 - pad_top, kh - 1 - pad_bottom), (kw - 1 - pad_left, kw - 1 - pad_right)))
         dx_rows = dx_buffer.reshape(n * h * w, ci)
-    if dy.size:
+    if dy.size and _team_path(x.dtype):  # one nogil call per thread, as in the forward
+        x_padded = _padded(x, pads) if kept_cols is None else np.empty((0, 0, 0), dtype=x.dtype)
+        cols = kept_cols if kept_cols is not None else np.empty((0, k), dtype=x.dtype)
+        mode = _NO_DX if not need_dx else _TRANSPOSED if transposed else _GATHER if gather else _SCATTER
+        none2d, none3d = np.empty((0, 0), dtype=x.dtype), np.empty((0, 0, 0), dtype=x.dtype)
+        dx_arrays = (
+            np.ascontiguousarray(kernel2d.T) if mode in (_GATHER, _SCATTER) else none2d,
+            dx_buffer if dx_buffer is not None else none3d,
+            dy_padded if transposed else none3d,
+            flipped if transposed else none2d,
+        )
+        per_chunk = _images_per_chunk(oh * ow * k + (h * w * kh * kw * co if transposed else 0), x.itemsize)
+        parts = []
+
+        def piece(n0, n1):
+            parts.append(np.zeros((k, co), dtype=x.dtype))
+            return (blas.sgemm(), x_padded, ci, n0, n1, per_chunk, geometry, cols, dy.reshape(n * oh * ow, co),
+                    parts[-1], mode, pad_top, pad_left, *dx_arrays)
+
+        _run_pieces(_backward_piece, n, n * oh * ow * k * co, piece)
+        dkernel2d = parts[0] if len(parts) == 1 else np.sum(parts, axis=0, dtype=x.dtype)
+    elif dy.size:
         x_padded = _padded(x, pads) if kept_cols is None else None
         dy2d = dy.reshape(n * oh * ow, co)
 
@@ -206,6 +255,25 @@ def conv2d_backward(dy, cache, need_dx=True):
     if pad_top or pad_bottom or pad_left or pad_right:
         dx = dx[:, pad_top : pad_top + h, pad_left : pad_left + w].copy()
     return dx, dkernel2d.reshape(kernel.shape)
+
+
+def _team_path(dtype):
+    """True if a convolution in `dtype` runs as nogil pieces on the team (see TEAM_PIECES)."""
+    return TEAM_PIECES and dtype == np.float32 and blas.sgemm() is not None
+
+
+def _images_per_chunk(values_per_image, itemsize):
+    """Images per chunk so that a chunk's work matrices hold about CHUNK_BYTES (at least one image)."""
+    return max(1, CHUNK_BYTES // max(1, values_per_image * itemsize))
+
+
+def _run_pieces(kernel, n, macs, piece_args):
+    """Run `kernel` over the batch: one piece of equal images per thread (one piece below TEAM_MIN_MACS).
+
+    piece_args(n0, n1) gives the arguments of the piece for images n0..n1-1.
+    """
+    parts = min(n, threads.num_threads()) if macs >= TEAM_MIN_MACS else 1
+    threads.run_pieces([(kernel, piece_args(n * p // parts, n * (p + 1) // parts)) for p in range(parts)])
 
 
 def _padded(x, pads):
@@ -338,3 +406,79 @@ def _col2im_gather(dcols, ci_size, n0, n1, kh_size, kw_size, sh, sw, oh_size, ow
                         row = row_h + u // sw
                         col = (kh * kw_size + kw) * ci_size
                         _add(dcols[row, col : col + ci_size], dx[n, ih, out : out + ci_size])
+
+
+# ----------------------------------------------------------------------------------------------------
+# The team path's pieces: one nogil call each (see TEAM_PIECES and scratchnet.kernels.team).
+# ----------------------------------------------------------------------------------------------------
+_NO_DX, _TRANSPOSED, _GATHER, _SCATTER = 0, 1, 2, 3
+"""How a backward piece computes dx: not at all, as a convolution of dy, or by col2im gather / scatter."""
+
+
+@njit(cache=True, nogil=True)
+def _forward_piece(sgemm, x_padded, ci, n0, n1, per_chunk, geometry, kept_cols, kernel2d, y2d,
+                   state, post_slot, done_slot, job):
+    """y rows of images n0..n1-1 = im2col(x_padded) @ kernel2d, `per_chunk` images at a time.
+
+    With a kept column matrix (kept_cols has rows) the windows are copied into it, all at once; otherwise
+    into one chunk-sized matrix that is reused chunk after chunk and dies with the piece.
+    """
+    team.post_done(state, post_slot, job)
+    kh, kw, sh, sw, oh, ow = geometry
+    rows = oh * ow
+    if kept_cols.shape[0] > 0:
+        per_chunk = n1 - n0
+    buffer = np.empty((0 if kept_cols.shape[0] > 0 else min(per_chunk, n1 - n0) * rows, kernel2d.shape[0]),
+                      dtype=y2d.dtype)
+    for c0 in range(n0, n1, per_chunk):
+        c1 = min(n1, c0 + per_chunk)
+        cols = kept_cols[c0 * rows : c1 * rows] if kept_cols.shape[0] > 0 else buffer[: (c1 - c0) * rows]
+        _im2col(x_padded, ci, c0, c1, kh, kw, sh, sw, oh, ow, cols)
+        blas.sgemm_rows(sgemm, cols, kernel2d, y2d[c0 * rows : c1 * rows], False, 0.0)
+    team.mark_done(state, done_slot, job)
+
+
+@njit(cache=True, nogil=True)
+def _backward_piece(sgemm, x_padded, ci, n0, n1, per_chunk, geometry, kept_cols, dy2d, dkernel2d, mode,
+                    pad_top, pad_left, kernel_t, dx_buffer, dy_padded, flipped, state, post_slot, done_slot, job):
+    """Images n0..n1-1's share of the backward: dkernel2d += cols.T @ dy rows, and their dx (per `mode`).
+
+    cols are the kept columns or rebuilt chunk by chunk; dx as in `conv2d_backward`: _TRANSPOSED writes
+    im2col(dy_padded) @ flipped into dx_buffer's rows, _GATHER and _SCATTER turn dcols = dy rows @ kernel_t
+    into dx with `_col2im_gather` / `_col2im_add`.
+    """
+    team.post_done(state, post_slot, job)
+    kh, kw, sh, sw, oh, ow = geometry
+    rows = oh * ow
+    kept = kept_cols.shape[0] > 0
+    k = dkernel2d.shape[0]
+    chunk = n1 - n0 if kept else min(per_chunk, n1 - n0)
+    step = n1 - n0 if kept else per_chunk
+    cols_buffer = np.empty((0 if kept else chunk * rows, k), dtype=dy2d.dtype)
+    dcols_buffer = np.empty((chunk * rows if mode == _GATHER or mode == _SCATTER else 0, k), dtype=dy2d.dtype)
+    h = dx_buffer.shape[1]
+    w = dx_buffer.shape[2] // ci if mode == _TRANSPOSED else 0
+    co = dy2d.shape[1]
+    dy_cols_buffer = np.empty((chunk * h * w, kh * kw * co), dtype=dy2d.dtype)
+    dx_all_rows = dx_buffer.reshape((dx_buffer.shape[0] * h * w, ci)) if mode == _TRANSPOSED else dcols_buffer
+    for c0 in range(n0, n1, step):
+        c1 = min(n1, c0 + step)
+        dy_rows = dy2d[c0 * rows : c1 * rows]
+        if kept:
+            cols = kept_cols[c0 * rows : c1 * rows]
+        else:
+            cols = cols_buffer[: (c1 - c0) * rows]
+            _im2col(x_padded, ci, c0, c1, kh, kw, sh, sw, oh, ow, cols)
+        blas.sgemm_rows(sgemm, cols, dy_rows, dkernel2d, True, 1.0)
+        if mode == _TRANSPOSED:
+            dy_cols = dy_cols_buffer[: (c1 - c0) * h * w]
+            _im2col(dy_padded, co, c0, c1, kh, kw, 1, 1, h, w, dy_cols)
+            blas.sgemm_rows(sgemm, dy_cols, flipped, dx_all_rows[c0 * h * w : c1 * h * w], False, 0.0)
+        elif mode == _GATHER or mode == _SCATTER:
+            dcols = dcols_buffer[: (c1 - c0) * rows]
+            blas.sgemm_rows(sgemm, dy_rows, kernel_t, dcols, False, 0.0)
+            if mode == _GATHER:
+                _col2im_gather(dcols, ci, c0, c1, kh, kw, sh, sw, oh, ow, pad_top, pad_left, dx_buffer)
+            else:
+                _col2im_add(dcols, ci, c0, c1, kh, kw, sh, sw, oh, ow, dx_buffer)
+    team.mark_done(state, done_slot, job)

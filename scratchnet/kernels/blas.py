@@ -1,0 +1,86 @@
+"""BLAS's sgemm, callable from numba code: NumPy's own OpenBLAS through ctypes, no SciPy needed.
+
+A convolution chunk that copies its windows (numba) and then multiplies them (``np.matmul``) goes back to
+Python between the two, and takes the GIL there. With sgemm called from inside the numba kernel, a whole
+chunk is ONE call that holds no GIL from start to end, which is what lets `scratchnet.kernels.team` hand
+chunks to a worker thread without the two threads queueing for the GIL.
+
+NumPy's wheels ship OpenBLAS built for 64-bit integers with the symbols renamed
+(``scipy_cblas_sgemm64_``); threadpoolctl tells us which library file NumPy loaded. A NumPy built against
+another BLAS has no such symbol: `sgemm()` is then None and the kernels keep to ``np.matmul``.
+
+The ctypes function is handed to the numba kernels as an ARGUMENT (numba types it as a function pointer).
+Compiled into a kernel as a global it would be a fixed address, and numba refuses to cache such kernels.
+"""
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+from numba import njit
+
+__all__ = ["ROW_MAJOR", "NO_TRANS", "TRANS", "sgemm", "sgemm_rows"]
+
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
+"""CBLAS's enum values (cblas.h): CblasRowMajor, CblasNoTrans, CblasTrans."""
+
+SYMBOLS = ("scipy_cblas_sgemm64_", "cblas_sgemm64_")
+"""cblas_sgemm of an OpenBLAS with 64-bit integers, as NumPy's wheels name it and as OpenBLAS does."""
+
+_sgemm = ...  # not looked up yet; then the ctypes function, or None
+
+
+def sgemm():
+    """cblas_sgemm of the OpenBLAS NumPy uses, as a ctypes function, or None if there is none to be had.
+
+    Arguments: order, trans_a, trans_b (C ints), m, n, k (int64), alpha (float), a (pointer), lda (int64),
+    b, ldb, beta, c, ldc. Looked up once per process.
+    """
+    global _sgemm
+    if _sgemm is ...:
+        _sgemm = _find_sgemm()
+    return _sgemm
+
+
+def _find_sgemm():
+    from threadpoolctl import ThreadpoolController
+
+    np.ones((2, 2)) @ np.ones((2, 2))  # NumPy loads its BLAS lazily on some builds
+    for library in ThreadpoolController().select(internal_api="openblas").lib_controllers:
+        try:
+            handle = ctypes.CDLL(library.filepath)
+        except OSError:
+            continue
+        for symbol in SYMBOLS:
+            function = getattr(handle, symbol, None)
+            if function is None:
+                continue
+            integer, pointer = ctypes.c_int64, ctypes.c_void_p
+            function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, integer, integer, integer,
+                                 ctypes.c_float, pointer, integer, pointer, integer,
+                                 ctypes.c_float, pointer, integer]
+            function.restype = None
+            return function
+    return None
+
+
+@njit(cache=True, nogil=True)
+def sgemm_rows(sgemm, a, b, c, trans_a, beta):
+    """c = op(a) @ b + beta * c for 2-D float32 arrays whose rows are contiguous (row strides may be larger).
+
+    op(a) is a, or a.T when `trans_a`. The numba twin of ``np.matmul(a, b, out=c)`` (beta 0) and of
+    ``c += a.T @ b`` (trans_a, beta 1), for use inside nogil kernels; `sgemm` is `sgemm()`.
+    """
+    m, n = c.shape
+    k = a.shape[0] if trans_a else a.shape[1]
+    if m == 0 or n == 0:
+        return
+    if k == 0:  # BLAS would leave c alone; the product of empty matrices is zero
+        for i in range(m):
+            for j in range(n):
+                c[i, j] = 0.0 if beta == 0.0 else beta * c[i, j]
+        return
+    # Leading dimensions: the row strides in elements (a one-row view may report any stride).
+    sgemm(ROW_MAJOR, TRANS if trans_a else NO_TRANS, NO_TRANS, m, n, k, 1.0,
+          a.ctypes, max(a.shape[1], a.strides[0] // 4), b.ctypes, max(b.shape[1], b.strides[0] // 4),
+          beta, c.ctypes, max(n, c.strides[0] // 4))

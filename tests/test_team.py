@@ -1,0 +1,142 @@
+"""scratchnet.kernels.team: pieces of nogil work handed to spinning worker threads, and their safety nets."""
+import threading
+
+import numpy as np
+import pytest
+from numba import njit
+
+from scratchnet import threads
+from scratchnet.kernels import team as team_module
+from scratchnet.kernels.team import Team, mark_done, post_done
+
+
+@njit(nogil=True)
+def _fill(out, n0, n1, value, state, post_slot, done_slot, job):
+    """A piece: out[n0:n1] = value + index, plus which thread's job number it ran under (for the tests)."""
+    post_done(state, post_slot, job)
+    for i in range(n0, n1):
+        out[i] = value + i
+    mark_done(state, done_slot, job)
+
+
+def _fail(message, state, post_slot, done_slot, job):
+    """A piece that raises (a plain Python function: the team calls it the same way)."""
+    raise ValueError(message)
+
+
+def _pieces(out, parts, value=0.0):
+    n = out.size
+    return [(_fill, (out, n * p // parts, n * (p + 1) // parts, value)) for p in range(parts)]
+
+
+@pytest.fixture
+def team():
+    workers = Team(2)
+    yield workers
+    workers.stop()
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3, 7])
+def test_team_runs_every_piece_once_with_one_or_more_pieces_per_thread(team, parts):
+    out = np.full(101, -1.0)
+    team.run(_pieces(out, parts, value=0.5))
+    np.testing.assert_array_equal(out, 0.5 + np.arange(101))
+
+
+def test_team_runs_many_jobs_in_a_row_and_every_worker_takes_part(team):
+    out = np.zeros(30)
+    for call in range(300):
+        team.run(_pieces(out, 3, value=float(call)))
+        np.testing.assert_array_equal(out, call + np.arange(30))
+    assert team.state[0] == team._job  # noqa: SLF001 - the job count of 300 calls: one job each
+    assert team._job == 300  # noqa: SLF001
+    assert all(thread.is_alive() for thread in team._threads)  # noqa: SLF001
+
+
+def test_team_wakes_workers_that_went_to_sleep(team, monkeypatch):
+    monkeypatch.setattr(team_module, "SPIN_ROUNDS", 1)  # idle workers sleep almost at once
+    out = np.zeros(40)
+    team.run(_pieces(out, 3))
+    for call in range(20):
+        deadline = threading.Event()
+        deadline.wait(0.002)  # long enough for both workers to be asleep
+        team.run(_pieces(out, 3, value=call))
+        np.testing.assert_array_equal(out, call + np.arange(40))
+
+
+def test_team_reraises_a_workers_error_and_keeps_working(team):
+    out = np.zeros(10)
+    pieces = _pieces(out, 3)
+    pieces[2] = (_fail, ("piece 2 failed",))
+    with pytest.raises(ValueError, match="piece 2 failed"):
+        team.run(pieces)
+    team.run(_pieces(out, 3, value=1.0))
+    np.testing.assert_array_equal(out, 1.0 + np.arange(10))
+
+
+def test_team_reraises_the_callers_error_after_the_workers_finished(team):
+    out = np.zeros(10)
+    pieces = _pieces(out, 3, value=2.0)
+    pieces[0] = (_fail, ("piece 0 failed",))
+    with pytest.raises(ValueError, match="piece 0 failed"):
+        team.run(pieces)
+    np.testing.assert_array_equal(out[3:], 2.0 + np.arange(3, 10))  # the workers' pieces still ran
+    team.run(_pieces(out, 3, value=1.0))
+    np.testing.assert_array_equal(out, 1.0 + np.arange(10))
+
+
+def test_a_busy_or_stopped_team_runs_the_pieces_on_the_calling_thread(team):
+    out = np.zeros(12)
+    team._busy.acquire()  # noqa: SLF001 - as if another thread's call were running
+    try:
+        team.run(_pieces(out, 3, value=3.0))
+    finally:
+        team._busy.release()  # noqa: SLF001
+    np.testing.assert_array_equal(out, 3.0 + np.arange(12))
+    assert team._job == 0 and not team._threads  # noqa: SLF001 - nothing was handed to a worker
+    team.run(_pieces(out, 3))
+    team.stop()
+    assert not any(thread.is_alive() for thread in team._threads)  # noqa: SLF001
+    team.run(_pieces(out, 3, value=4.0))
+    np.testing.assert_array_equal(out, 4.0 + np.arange(12))
+
+
+def test_team_calls_from_two_python_threads_at_once_all_complete(team):
+    outs = [np.zeros(50) for _ in range(2)]
+    errors = []
+
+    def caller(index):
+        try:
+            for call in range(100):
+                team.run(_pieces(outs[index], 3, value=float(call + index)))
+                np.testing.assert_array_equal(outs[index], call + index + np.arange(50))
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    callers = [threading.Thread(target=caller, args=(index,)) for index in range(2)]
+    for thread in callers:
+        thread.start()
+    for thread in callers:
+        thread.join(timeout=60)
+    assert not errors and not any(thread.is_alive() for thread in callers)
+
+
+def test_team_rejects_a_bad_worker_count():
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="`workers` must be a positive integer"):
+            Team(bad)
+
+
+def test_run_pieces_uses_the_policys_team_or_the_calling_thread(monkeypatch):
+    out = np.zeros(9)
+    threads.run_pieces(_pieces(out, 2, value=1.0))
+    np.testing.assert_array_equal(out, 1.0 + np.arange(9))
+    try:
+        threads.configure(num_threads=1)
+        assert threads.team() is None
+        threads.run_pieces(_pieces(out, 3, value=2.0))
+        np.testing.assert_array_equal(out, 2.0 + np.arange(9))
+    finally:
+        threads.configure()
+    if threads.num_threads() > 1:
+        assert threads.team().workers == threads.num_threads() - 1
