@@ -76,6 +76,7 @@ def test_conv2d_kernel_chunking_does_not_change_results(monkeypatch, chunk_bytes
     """One image per chunk and the whole batch in one chunk give the reference's results."""
     monkeypatch.setattr(kconv, "TEAM_PIECES", team)
     monkeypatch.setattr(kconv, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(kconv, "PIECE_CHUNK_BYTES", chunk_bytes)
     monkeypatch.setattr(kconv, "GATHER_MIN_CHANNELS", 1 if col2im == "gather" else 10**9)
     monkeypatch.setattr(kconv, "TRANSPOSED_DX", col2im == "transposed")
     monkeypatch.setattr(kconv, "KEEP_COLS_BYTES", 0)  # rebuild the columns chunk by chunk
@@ -105,6 +106,7 @@ def test_conv2d_kernel_split_over_worker_threads_matches_reference(monkeypatch, 
     monkeypatch.setattr(kconv, "GATHER_MIN_CHANNELS", 1 if col2im == "gather" else 10**9)
     monkeypatch.setattr(kconv, "TRANSPOSED_DX", col2im == "transposed")
     monkeypatch.setattr(kconv, "CHUNK_BYTES", 1)  # one image per chunk: 5 chunks over 2 threads
+    monkeypatch.setattr(kconv, "PIECE_CHUNK_BYTES", 1)
     pieces = []
     monkeypatch.setattr(threads, "run_pieces", lambda work, run=threads.run_pieces: (pieces.append(len(work)),
                                                                                    run(work)))

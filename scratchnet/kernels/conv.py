@@ -21,7 +21,7 @@ For a chunk of images, with K = KH*KW*CI and rows = images*OH*OW:
 
     cols (rows, K)     = im2col(x_padded chunk)     row (n, oh, ow), column (kh, kw, ci)
     y    (rows, CO)    = cols @ kernel.reshape(K, CO)
-    dkernel (K, CO)   += cols.T @ dy2d               (cols kept from the forward when small, else recomputed)
+    dkernel (K, CO)   += cols.T @ dy2d               (cols recomputed, or kept from the forward: see below)
     dcols (rows, K)    = dy2d @ kernel.reshape(K, CO).T
     dx_chunk           = col2im(dcols)               (overlapping windows accumulate)
 
@@ -40,9 +40,10 @@ as a FORWARD convolution of dy (padded by KH-1-pad_top, ...) with the kernel fli
 axes swapped: im2col over dy then one product, which copies faster than col2im gathers
 (``TRANSPOSED_DX``; that layer's backward measured 1.52 ms instead of 1.64 on one thread).
 
-A small convolution (column matrix up to KEEP_COLS_BYTES) keeps its whole column matrix,
-a new array, in the cache, so the backward skips rebuilding it: on the small CNNs' layers the im2col is
-as costly as the matrix product it feeds.
+On the parallel_map path a small convolution (column matrix up to KEEP_COLS_BYTES) keeps its whole
+column matrix, a new array, in the cache, so the backward skips rebuilding it. The team path keeps none:
+its chunks are small enough (PIECE_CHUNK_BYTES) that the columns are rebuilt in a core's L2 cache, which
+costs less than reading a kept matrix back from memory.
 """
 from __future__ import annotations
 
@@ -58,19 +59,19 @@ from scratchnet.ops.conv import padding_amounts
 __all__ = ["conv2d_forward", "conv2d_backward"]
 
 CHUNK_BYTES = 2 * 1024 * 1024
-"""Target size of one chunk's column matrix; a chunk holds at least one image. While a chunk runs, its
+"""On the parallel_map path, the target size of one chunk's column matrix; a chunk holds at least one image. While a chunk runs, its
 thread holds a column and a column-gradient matrix of about this size (2 MB: 8 MB on two threads; 1 MB
 made deep_mnist's step 10% slower)."""
 
 PARALLEL_MIN_MACS = 10_000_000
-"""Convolutions with at least this many multiply-adds (N*OH*OW*KH*KW*CI*CO) split their chunks over
+"""On the parallel_map path, convolutions with at least this many multiply-adds (N*OH*OW*KH*KW*CI*CO) split their chunks over
 the worker threads; smaller ones run on the calling thread (handing work over costs more than it saves).
 Measured on 2 idle cores: deep_mnist's and emnist_cnn's convs gain, and so does notmnist_cnn's second
 conv (20M: forward 0.71 ms instead of 1.19, backward 1.13 instead of 1.78); kaggle_cnn's convs (4M, 7M)
 and notmnist_cnn's first (5M) do not."""
 
 KEEP_COLS_BYTES = 6 * 1024 * 1024
-"""Convolutions whose whole column matrix is at most this big keep it for the backward (allocating it each
+"""On the parallel_map path (measured before the team path existed, on an Intel Xeon), convolutions whose whole column matrix is at most this big keep it for the backward (allocating it each
 call is cheap; rebuilding it costs a pass as long as the forward's product). Kept columns stay alive from
 the forward to the backward, through the whole step: emnist_cnn's first conv (14.7 MB of columns) kept
 them at 16 MB (backward 5.7 ms instead of 8.4, 1% of its step) but that was 5% of the step's peak memory
@@ -91,6 +92,22 @@ numba, `scratchnet.kernels.blas`), one piece per thread of `scratchnet.threads.t
 OpenBLAS offers its sgemm; otherwise (float64, another BLAS, or False here) chunks of numba copies and
 ``np.matmul`` run on `scratchnet.threads.parallel_map`. The two paths give the same results up to
 float32 rounding (tests/test_kernels.py)."""
+
+PIECE_CHUNK_BYTES = 256 * 1024
+"""On the team path, the target size of a chunk's work matrices (columns, and dy's columns for the
+transposed dx), well inside a core's L2 cache; the team path never keeps columns for the backward (it
+rebuilds them chunk by chunk). Measured on 2 cores of an AMD EPYC (2 MB L2 each), notmnist_cnn's step in
+one process, settings interleaved: 2.19 ms with 256 KB chunks, 2.24 with 128 KB or 400 KB, 2.67 with
+2 MB, and 3.4-4.5 with 2 MB chunks and its second conv's 5 MB of columns kept; kaggle_cnn 1.75 ms
+instead of 1.83; deep_mnist and emnist_cnn no slower (33.8 ms instead of 34.3, 125 instead of 129)."""
+
+COLS_T_MAX_RUN = 7
+"""On the team path, a stride-1 convolution whose windows' rows are this short or shorter (KW*CI values:
+the small CNNs' first convs, with one input channel) builds the TRANSPOSE of the column matrix
+(`_im2col_t`) and multiplies cols_t.T @ kernel: a run of 5 values cannot be copied with vector moves,
+but cols_t's rows are runs of OW values. notmnist_cnn's first conv on one thread: im2col 0.058 ms
+instead of 0.144, its product 0.145 instead of 0.139. With stride 2 (emnist_cnn's first conv) the strided
+reads made it slower (0.30 ms instead of 0.21)."""
 
 TEAM_MIN_MACS = 1_000_000
 """On the team path, convolutions with at least this many multiply-adds split their batch over the
@@ -137,17 +154,17 @@ def conv2d_forward(x, kernel, strides=1, padding="valid"):
     parallel = n * oh * ow * k * co >= PARALLEL_MIN_MACS
     kept_cols = None
     if y.size:
-        if n * oh * ow * k * x.itemsize <= KEEP_COLS_BYTES:
-            kept_cols = np.empty((n * oh * ow, k), dtype=x.dtype)  # a new array: it goes into the cache
         x_padded = _padded(x, pads)
         kernel2d = kernel.reshape(k, co)
         y2d = y.reshape(n * oh * ow, co)
         if _team_path(x.dtype):  # one nogil call per thread: im2col and sgemm, chunk by chunk
-            per_chunk = _images_per_chunk(oh * ow * k, x.itemsize)
-            cols = kept_cols if kept_cols is not None else np.empty((0, k), dtype=x.dtype)
+            per_chunk = _images_per_chunk(oh * ow * k, x.itemsize, PIECE_CHUNK_BYTES)
+            cols_t = _transposed_columns(kw, ci, sw)
             _run_pieces(_forward_piece, n, n * oh * ow * k * co,
-                        lambda n0, n1: (blas.sgemm(), x_padded, ci, n0, n1, per_chunk, geometry, cols, kernel2d, y2d))
-            return y, (x, kernel, geometry, pads, kept_cols)
+                        lambda n0, n1: (blas.sgemm(), x_padded, ci, n0, n1, per_chunk, geometry, cols_t, kernel2d, y2d))
+            return y, (x, kernel, geometry, pads, None)
+        if n * oh * ow * k * x.itemsize <= KEEP_COLS_BYTES:
+            kept_cols = np.empty((n * oh * ow, k), dtype=x.dtype)  # a new array: it goes into the cache
 
         def forward_chunk(images):
             n0, n1 = images
@@ -193,8 +210,7 @@ def conv2d_backward(dy, cache, need_dx=True):
         dy_padded = _padded(dy, ((kh - 1 - pad_top, kh - 1 - pad_bottom), (kw - 1 - pad_left, kw - 1 - pad_right)))
         dx_rows = dx_buffer.reshape(n * h * w, ci)
     if dy.size and _team_path(x.dtype):  # one nogil call per thread, as in the forward
-        x_padded = _padded(x, pads) if kept_cols is None else np.empty((0, 0, 0), dtype=x.dtype)
-        cols = kept_cols if kept_cols is not None else np.empty((0, k), dtype=x.dtype)
+        x_padded = _padded(x, pads)
         mode = _NO_DX if not need_dx else _TRANSPOSED if transposed else _GATHER if gather else _SCATTER
         none2d, none3d = np.empty((0, 0), dtype=x.dtype), np.empty((0, 0, 0), dtype=x.dtype)
         dx_arrays = (
@@ -203,12 +219,14 @@ def conv2d_backward(dy, cache, need_dx=True):
             dy_padded if transposed else none3d,
             flipped if transposed else none2d,
         )
-        per_chunk = _images_per_chunk(oh * ow * k + (h * w * kh * kw * co if transposed else 0), x.itemsize)
+        per_chunk = _images_per_chunk(oh * ow * k + (h * w * kh * kw * co if transposed else 0), x.itemsize,
+                                      PIECE_CHUNK_BYTES)
         parts = []
 
         def piece(n0, n1):
             parts.append(np.zeros((k, co), dtype=x.dtype))
-            return (blas.sgemm(), x_padded, ci, n0, n1, per_chunk, geometry, cols, dy.reshape(n * oh * ow, co),
+            return (blas.sgemm(), x_padded, ci, n0, n1, per_chunk, geometry, _transposed_columns(kw, ci, sw),
+                    dy.reshape(n * oh * ow, co),
                     parts[-1], mode, pad_top, pad_left, *dx_arrays)
 
         _run_pieces(_backward_piece, n, n * oh * ow * k * co, piece)
@@ -262,9 +280,14 @@ def _team_path(dtype):
     return TEAM_PIECES and dtype == np.float32 and blas.sgemm() is not None
 
 
-def _images_per_chunk(values_per_image, itemsize):
-    """Images per chunk so that a chunk's work matrices hold about CHUNK_BYTES (at least one image)."""
-    return max(1, CHUNK_BYTES // max(1, values_per_image * itemsize))
+def _transposed_columns(kw, ci, sw):
+    """True if the team path's pieces build the transposed column matrix (see COLS_T_MAX_RUN)."""
+    return sw == 1 and kw * ci <= COLS_T_MAX_RUN
+
+
+def _images_per_chunk(values_per_image, itemsize, chunk_bytes):
+    """Images per chunk so that a chunk's work matrices hold about `chunk_bytes` (at least one image)."""
+    return max(1, chunk_bytes // max(1, values_per_image * itemsize))
 
 
 def _run_pieces(kernel, n, macs, piece_args):
@@ -338,6 +361,32 @@ def _im2col(x_padded, ci_size, n0, n1, kh_size, kw_size, sh, sw, oh_size, ow_siz
                     else:
                         _copy(source_row[source : source + run], cols[row0 + ow, start : start + run])
             row0 += ow_size
+
+
+@njit(cache=True, nogil=True)
+def _im2col_t(x_padded, ci_size, n0, n1, kh_size, kw_size, sh, sw, oh_size, ow_size, cols_t):
+    """Fill cols_t (KH*KW*CI, rows) with the TRANSPOSE of `_im2col`'s column matrix (see COLS_T_MAX_RUN).
+
+    Row (kh, kw, ci), column (n - n0, oh, ow) holds x_padded[n, oh*SH + kh, (ow*SW + kw)*CI + ci]: for one
+    (n, oh, kh, kw, ci) that is a run of OW values taken every SW*CI values, written contiguously. With one
+    input channel and stride 1 the run is read contiguously too, and LLVM copies it with vector moves.
+    """
+    step = sw * ci_size
+    column0 = 0
+    for n in range(n0, n1):
+        for oh in range(oh_size):
+            for kh in range(kh_size):
+                source_row = x_padded[n, oh * sh + kh]
+                for kw in range(kw_size):
+                    for c in range(ci_size):
+                        target = cols_t[(kh * kw_size + kw) * ci_size + c, column0 : column0 + ow_size]
+                        start = kw * ci_size + c
+                        if step == 1:
+                            _copy(source_row[start : start + ow_size], target)
+                        else:
+                            for ow in range(ow_size):
+                                target[ow] = source_row[start + ow * step]
+            column0 += ow_size
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -416,60 +465,65 @@ _NO_DX, _TRANSPOSED, _GATHER, _SCATTER = 0, 1, 2, 3
 
 
 @njit(cache=True, nogil=True)
-def _forward_piece(sgemm, x_padded, ci, n0, n1, per_chunk, geometry, kept_cols, kernel2d, y2d,
-                   state, post_slot, done_slot, job):
+def _forward_piece(sgemm, x_padded, ci, n0, n1, per_chunk, geometry, cols_t, kernel2d, y2d, state, post_slot,
+                   done_slot, job):
     """y rows of images n0..n1-1 = im2col(x_padded) @ kernel2d, `per_chunk` images at a time.
 
-    With a kept column matrix (kept_cols has rows) the windows are copied into it, all at once; otherwise
-    into one chunk-sized matrix that is reused chunk after chunk and dies with the piece.
+    The windows go into one chunk-sized column matrix, reused chunk after chunk, that dies with the piece;
+    with `cols_t` into its transpose (`_im2col_t`), and the product is cols_t.T @ kernel2d.
     """
     team.post_done(state, post_slot, job)
     kh, kw, sh, sw, oh, ow = geometry
     rows = oh * ow
-    if kept_cols.shape[0] > 0:
-        per_chunk = n1 - n0
-    buffer = np.empty((0 if kept_cols.shape[0] > 0 else min(per_chunk, n1 - n0) * rows, kernel2d.shape[0]),
-                      dtype=y2d.dtype)
+    k = kernel2d.shape[0]
+    chunk_rows = min(per_chunk, n1 - n0) * rows
+    buffer = np.empty((k, chunk_rows) if cols_t else (chunk_rows, k), dtype=y2d.dtype)
     for c0 in range(n0, n1, per_chunk):
         c1 = min(n1, c0 + per_chunk)
-        cols = kept_cols[c0 * rows : c1 * rows] if kept_cols.shape[0] > 0 else buffer[: (c1 - c0) * rows]
-        _im2col(x_padded, ci, c0, c1, kh, kw, sh, sw, oh, ow, cols)
-        blas.sgemm_rows(sgemm, cols, kernel2d, y2d[c0 * rows : c1 * rows], False, 0.0)
+        y_rows = y2d[c0 * rows : c1 * rows]
+        if cols_t:
+            columns = buffer[:, : (c1 - c0) * rows]
+            _im2col_t(x_padded, ci, c0, c1, kh, kw, sh, sw, oh, ow, columns)
+            blas.sgemm_rows(sgemm, columns, kernel2d, y_rows, True, 0.0)
+        else:
+            cols = buffer[: (c1 - c0) * rows]
+            _im2col(x_padded, ci, c0, c1, kh, kw, sh, sw, oh, ow, cols)
+            blas.sgemm_rows(sgemm, cols, kernel2d, y_rows, False, 0.0)
     team.mark_done(state, done_slot, job)
 
 
 @njit(cache=True, nogil=True)
-def _backward_piece(sgemm, x_padded, ci, n0, n1, per_chunk, geometry, kept_cols, dy2d, dkernel2d, mode,
+def _backward_piece(sgemm, x_padded, ci, n0, n1, per_chunk, geometry, cols_t, dy2d, dkernel2d, mode,
                     pad_top, pad_left, kernel_t, dx_buffer, dy_padded, flipped, state, post_slot, done_slot, job):
     """Images n0..n1-1's share of the backward: dkernel2d += cols.T @ dy rows, and their dx (per `mode`).
 
-    cols are the kept columns or rebuilt chunk by chunk; dx as in `conv2d_backward`: _TRANSPOSED writes
+    cols are rebuilt chunk by chunk (`per_chunk` images), transposed with `cols_t`; dx as in `conv2d_backward`: _TRANSPOSED writes
     im2col(dy_padded) @ flipped into dx_buffer's rows, _GATHER and _SCATTER turn dcols = dy rows @ kernel_t
     into dx with `_col2im_gather` / `_col2im_add`.
     """
     team.post_done(state, post_slot, job)
     kh, kw, sh, sw, oh, ow = geometry
     rows = oh * ow
-    kept = kept_cols.shape[0] > 0
     k = dkernel2d.shape[0]
-    chunk = n1 - n0 if kept else min(per_chunk, n1 - n0)
-    step = n1 - n0 if kept else per_chunk
-    cols_buffer = np.empty((0 if kept else chunk * rows, k), dtype=dy2d.dtype)
+    chunk = min(per_chunk, n1 - n0)
+    cols_buffer = np.empty((k, chunk * rows) if cols_t else (chunk * rows, k), dtype=dy2d.dtype)
     dcols_buffer = np.empty((chunk * rows if mode == _GATHER or mode == _SCATTER else 0, k), dtype=dy2d.dtype)
     h = dx_buffer.shape[1]
     w = dx_buffer.shape[2] // ci if mode == _TRANSPOSED else 0
     co = dy2d.shape[1]
     dy_cols_buffer = np.empty((chunk * h * w, kh * kw * co), dtype=dy2d.dtype)
     dx_all_rows = dx_buffer.reshape((dx_buffer.shape[0] * h * w, ci)) if mode == _TRANSPOSED else dcols_buffer
-    for c0 in range(n0, n1, step):
-        c1 = min(n1, c0 + step)
+    for c0 in range(n0, n1, per_chunk):
+        c1 = min(n1, c0 + per_chunk)
         dy_rows = dy2d[c0 * rows : c1 * rows]
-        if kept:
-            cols = kept_cols[c0 * rows : c1 * rows]
+        if cols_t:
+            columns = cols_buffer[:, : (c1 - c0) * rows]
+            _im2col_t(x_padded, ci, c0, c1, kh, kw, sh, sw, oh, ow, columns)
+            blas.sgemm_rows(sgemm, columns, dy_rows, dkernel2d, False, 1.0)
         else:
             cols = cols_buffer[: (c1 - c0) * rows]
             _im2col(x_padded, ci, c0, c1, kh, kw, sh, sw, oh, ow, cols)
-        blas.sgemm_rows(sgemm, cols, dy_rows, dkernel2d, True, 1.0)
+            blas.sgemm_rows(sgemm, cols, dy_rows, dkernel2d, True, 1.0)
         if mode == _TRANSPOSED:
             dy_cols = dy_cols_buffer[: (c1 - c0) * h * w]
             _im2col(dy_padded, co, c0, c1, kh, kw, 1, 1, h, w, dy_cols)
