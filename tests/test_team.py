@@ -16,7 +16,7 @@ def _fill(out, n0, n1, value, state, post_slot, done_slot, job):
     post_done(state, post_slot, job)
     for i in range(n0, n1):
         out[i] = value + i
-    mark_done(state, done_slot, job)
+    mark_done(state, post_slot, done_slot, job)
 
 
 def _fail(message, state, post_slot, done_slot, job):
@@ -54,14 +54,32 @@ def test_team_runs_many_jobs_in_a_row_and_every_worker_takes_part(team):
 
 
 def test_team_wakes_workers_that_went_to_sleep(team, monkeypatch):
-    monkeypatch.setattr(team_module, "SPIN_ROUNDS", 1)  # idle workers sleep almost at once
+    monkeypatch.setattr(team_module, "SPIN_ROUNDS", 1)  # idle workers sleep soon after their piece's wait
     out = np.zeros(40)
     team.run(_pieces(out, 3))
-    for call in range(20):
-        deadline = threading.Event()
-        deadline.wait(0.002)  # long enough for both workers to be asleep
+    for call in range(5):
+        for _ in range(1000):  # until both workers sleep (a few ms)
+            if team._sleepers == team.workers:  # noqa: SLF001
+                break
+            threading.Event().wait(0.001)
+        assert team._sleepers == team.workers  # noqa: SLF001
         team.run(_pieces(out, 3, value=call))
         np.testing.assert_array_equal(out, call + np.arange(40))
+
+
+def test_a_pieces_waits_are_bounded_and_report_through_state():
+    """mark_done: a worker's piece stores its job, waits a bounded time for the next; the caller's piece
+    returns once every worker's slot holds the job; outside a team (slots -1) nothing is stored."""
+    state = np.array([5, 4, 4], dtype=np.int64)
+    mark_done(state, -1, 2, 5)  # a worker whose next job never comes: returns after its pauses
+    np.testing.assert_array_equal(state, [5, 4, 5])
+    mark_done(state, 0, -1, 5)  # the caller: worker 1 still on job 4, so it gives up after its pauses
+    mark_done(state, -1, 1, 5)
+    mark_done(state, 0, -1, 5)
+    assert team_module._finished(state, 5)  # noqa: SLF001
+    post_done(state, 0, 6)
+    mark_done(state, -1, -1, 6)
+    np.testing.assert_array_equal(state, [6, 5, 5])
 
 
 def test_team_reraises_a_workers_error_and_keeps_working(team):

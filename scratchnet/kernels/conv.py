@@ -489,7 +489,7 @@ def _forward_piece(sgemm, x_padded, ci, n0, n1, per_chunk, geometry, cols_t, ker
             cols = buffer[: (c1 - c0) * rows]
             _im2col(x_padded, ci, c0, c1, kh, kw, sh, sw, oh, ow, cols)
             blas.sgemm_rows(sgemm, cols, kernel2d, y_rows, False, 0.0)
-    team.mark_done(state, done_slot, job)
+    team.mark_done(state, post_slot, done_slot, job)
 
 
 @njit(cache=True, nogil=True)
@@ -535,4 +535,4 @@ def _backward_piece(sgemm, x_padded, ci, n0, n1, per_chunk, geometry, cols_t, dy
                 _col2im_gather(dcols, ci, c0, c1, kh, kw, sh, sw, oh, ow, pad_top, pad_left, dx_buffer)
             else:
                 _col2im_add(dcols, ci, c0, c1, kh, kw, sh, sw, oh, ow, dx_buffer)
-    team.mark_done(state, done_slot, job)
+    team.mark_done(state, post_slot, done_slot, job)

@@ -11,6 +11,7 @@ import numpy as np
 from numba import njit
 
 from scratchnet import threads
+from scratchnet.kernels import team
 from scratchnet.kernels.conv import SUPPORTED_DTYPES
 from scratchnet.ops import pooling as reference
 from scratchnet.ops._checks import check_dy, float_array, int_pair, padding_mode
@@ -18,9 +19,11 @@ from scratchnet.ops.conv import padding_amounts
 
 __all__ = ["max_pool2d_forward", "max_pool2d_backward"]
 
-PARALLEL_MIN_SIZE = 1_000_000
-"""Inputs with at least this many values are pooled in one slice of images per thread, on the worker
-threads of `scratchnet.threads` (emnist_cnn's 6.5M-value pooling took 8 ms forward and backward on one)."""
+PARALLEL_MIN_SIZE = 100_000
+"""Inputs with at least this many values are pooled in one slice of images per thread, each slice one
+nogil call on the spinning team of `scratchnet.threads.run_pieces` (handing a slice over costs ~10 us).
+emnist_cnn's 6.5M-value pooling took 8 ms forward and backward on one thread; notmnist_cnn's first
+(200K values) takes 0.07 ms forward on one."""
 
 
 def _image_spans(n, size):
@@ -51,10 +54,8 @@ def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid"):
 
     y = np.empty((n, oh, ow, c), dtype=x.dtype)
     argmax = np.empty((n, oh, ow, c), dtype=np.int32)  # flat index ih * W + iw of each window's max
-    spans = _image_spans(n, x.size)
-    threads.parallel_map(
-        lambda s: _max_pool_forward(x[s[0]:s[1]], ph, pw, sh, sw, pad_top, pad_left, y[s[0]:s[1]], argmax[s[0]:s[1]]),
-        spans, parallel=len(spans) > 1)
+    threads.run_pieces([(_forward_piece, (x, ph, pw, sh, sw, pad_top, pad_left, y, argmax, n0, n1))
+                        for n0, n1 in _image_spans(n, x.size)])
     cache = (x.shape, x.dtype, argmax)
     return y, cache
 
@@ -71,9 +72,7 @@ def max_pool2d_backward(dy, cache):
     dy = np.ascontiguousarray(check_dy(dy, argmax.shape, dtype, "max_pool2d_backward"))
     n, h, w, c = x_shape
     dx = np.empty((n, h * w, c), dtype=dtype)  # zeroed image by image in the kernel, in parallel
-    spans = _image_spans(n, dx.size)
-    threads.parallel_map(lambda s: _max_pool_backward(dy[s[0]:s[1]], argmax[s[0]:s[1]], dx[s[0]:s[1]]), spans,
-                         parallel=len(spans) > 1)
+    threads.run_pieces([(_backward_piece, (dy, argmax, dx, n0, n1)) for n0, n1 in _image_spans(n, dx.size)])
     return dx.reshape(x_shape)
 
 
@@ -128,3 +127,20 @@ def _max_pool_backward(dy, argmax, dx):
                     position = argmax[n, oh, ow, c]
                     if position >= 0:
                         dx[n, position, c] += dy[n, oh, ow, c]
+
+
+@njit(cache=True, nogil=True)
+def _forward_piece(x, ph_size, pw_size, sh, sw, pad_top, pad_left, y, argmax, n0, n1, state, post_slot, done_slot,
+                   job):
+    """`_max_pool_forward` of images n0..n1-1, as a piece of `scratchnet.threads.run_pieces`."""
+    team.post_done(state, post_slot, job)
+    _max_pool_forward(x[n0:n1], ph_size, pw_size, sh, sw, pad_top, pad_left, y[n0:n1], argmax[n0:n1])
+    team.mark_done(state, post_slot, done_slot, job)
+
+
+@njit(cache=True, nogil=True)
+def _backward_piece(dy, argmax, dx, n0, n1, state, post_slot, done_slot, job):
+    """`_max_pool_backward` of images n0..n1-1, as a piece of `scratchnet.threads.run_pieces`."""
+    team.post_done(state, post_slot, job)
+    _max_pool_backward(dy[n0:n1], argmax[n0:n1], dx[n0:n1])
+    team.mark_done(state, post_slot, done_slot, job)

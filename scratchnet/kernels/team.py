@@ -1,49 +1,57 @@
 """A team of worker threads for pieces of work that are each ONE nogil numba call, handed over in microseconds.
 
 `scratchnet.threads.parallel_map` hands Python functions to a thread pool. On this kind of machine a
-sleeping thread takes about 100 us to wake, and a convolution chunk that goes back and forth between
-Python and numba queues for the GIL each time. On notmnist_cnn's 20M-multiply-add convolutions (0.3-0.6
-ms of work per call) that overhead ate a third of what the second core brought. The team is built
-around the two costs:
+sleeping thread takes about 100 us to wake, and a thread that wants the GIL while another holds it
+sleeps until it is released, and then takes as long again to wake. On notmnist_cnn's 20M-multiply-add
+convolutions (0.3-0.6 ms of work per call) that overhead ate a third of what the second core brought.
+The team is built around the two costs:
 
-* **No sleeping between calls.** A worker that finished a piece spins, without the GIL, in a numba loop
-  that looks at a shared int64 array (`state`) and lets other threads run (``sched_yield``) between looks.
-  After SPIN_ROUNDS looks without work (a few milliseconds) it sleeps on a condition variable, and the
-  next caller wakes it.
-* **No GIL at the hand-over.** The caller's own piece is a nogil numba call too, and its FIRST store is
-  the job's number into ``state[0]`` (the post). So when a spinning worker sees the post and goes to
-  Python to take its piece, the GIL is free: the caller is busy in its own piece. The worker's piece
-  ends by storing the job's number into the worker's slot of `state`; the caller waits for those in a
-  nogil loop, then for each worker to be back in its nogil spin (so that neither waits for the GIL
-  the other holds).
+* **No sleeping between calls.** Between pieces a worker spins, without the GIL, on a shared int64
+  array (`state`), first inside its finished piece (`mark_done`), then in a numba loop that lets other
+  threads run between looks (``sched_yield``). After SPIN_ROUNDS looks without work (a few
+  milliseconds) it sleeps on a condition variable, and the next caller wakes it.
+* **No waiting for the GIL.** A thread needs the GIL only to go from one piece to the next, in Python.
+  The caller's own piece is a nogil numba call whose FIRST store posts the job's number into
+  ``state[0]`` (`post_done`), and a worker's finished piece waits inside itself for that post, so a
+  worker goes to Python, takes its next piece and calls it while the caller is busy in its own piece:
+  the GIL is free. The caller's piece, in turn, ends by waiting (in nogil code) for the workers' pieces
+  to be done, so that it takes the GIL back only when no worker needs it.
 
 A piece is a tuple ``(function, args)``: `function` is an ``@njit(nogil=True)`` kernel whose last four
 parameters are ``state, post_slot, done_slot, job``; it must start with
-``if post_slot >= 0: state[post_slot] = job`` and end with ``if done_slot >= 0: state[done_slot] = job``
-(`post_done` and `mark_done` below do exactly that). Pieces of one call must not write the same memory.
+``team.post_done(state, post_slot, job)`` and end with ``team.mark_done(state, post_slot, done_slot, job)``.
+Pieces of one call must not write the same memory.
 
-Layout of `state` (int64): [0] the last job posted; [1 + w] the last job worker w finished; [1 + W + w]
-the last job after which worker w was back in its spin loop; W = number of workers.
+Layout of `state` (int64): [0] the last job posted; [1 + w] the last job worker w finished.
 
-Safety nets, because a worker that never answers would hang the caller: the caller waits in rounds and,
-between rounds, checks that every worker thread is alive and wakes sleeping workers again; a worker
-whose piece raises marks its slot from Python and the caller re-raises the exception. A call from a
-second Python thread while the team works, or from inside a piece, runs its pieces on its own thread.
+Safety nets, because a worker that never answers would hang the caller: the waits inside pieces are
+bounded (SPIN_ROUNDS pauses); after them the caller waits in rounds and, between rounds, checks that
+every worker thread is alive and wakes sleeping workers again; a worker whose piece raises marks its
+slot from Python and the caller re-raises the exception. A call from a second Python thread while the
+team works runs its pieces on its own thread.
 """
 from __future__ import annotations
 
 import atexit
 import ctypes
+import platform
 import threading
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 __all__ = ["NO_STATE", "SPIN_ROUNDS", "Team", "mark_done", "post_done"]
 
+PIECE_WAIT_PAUSES = 20_000
+"""How many CPU pauses (~20-50 ns each) a finished piece waits inside itself: a worker's for the next job,
+the caller's for its workers (then Python takes over the wait). A constant of the compiled kernels."""
+
 SPIN_ROUNDS = 20_000
-"""How many times an idle worker looks for work (one sched_yield apart, ~0.2 us each on an idle core)
-before it sleeps: a few milliseconds, longer than the gaps between the convolutions of a training step."""
+"""How many more times an idle worker looks for work, one sched_yield apart (~0.2 us on an idle core),
+before it sleeps: a few milliseconds in all, longer than the gaps between the convolutions of a step."""
 
 NO_STATE = np.zeros(1, dtype=np.int64)
 """The `state` argument of a piece run outside a team (its slots are -1: it stores nothing)."""
@@ -60,29 +68,93 @@ def _sched_yield():
     return function
 
 
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+
+
+@intrinsic
+def _cpu_relax(typingctx):
+    """A spin-wait hint to the CPU (x86's ``pause``; nothing elsewhere), between two looks at `state`."""
+
+    def codegen(context, builder, signature, args):
+        if _X86:
+            pause = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                                   "llvm.x86.sse2.pause")
+            builder.call(pause, [])
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+@intrinsic
+def _load(typingctx, state, slot):
+    """state[slot] read with acquire ordering: read afresh on every round of a wait loop (a plain read
+    could be hoisted out of the loop, which would then spin forever), and what the writer stored before
+    its `_store` is visible after this read."""
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(context, builder, signature.args[0], array, [args[1]])
+        return builder.load_atomic(pointer, "acquire", 8)
+
+    return types.int64(state, slot), codegen
+
+
+@intrinsic
+def _store(typingctx, state, slot, value):
+    """state[slot] = value with release ordering: every store made before it is visible to a thread that
+    `_load`s this value."""
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(context, builder, signature.args[0], array, [args[1]])
+        builder.store_atomic(args[2], pointer, "release", 8)
+        return context.get_dummy_value()
+
+    return types.void(state, slot, types.int64), codegen
+
+
 @njit(cache=True, nogil=True, inline="always")
 def post_done(state, post_slot, job):
     """A piece's first statement: the caller's piece posts the job (`post_slot` 0); workers' pieces pass -1."""
     if post_slot >= 0:
-        state[post_slot] = job
-
-
-@njit(cache=True, nogil=True, inline="always")
-def mark_done(state, done_slot, job):
-    """A piece's last statement: a worker's piece reports the job done; the caller's piece passes -1."""
-    if done_slot >= 0:
-        state[done_slot] = job
+        _store(state, post_slot, job)
 
 
 @njit(cache=True, nogil=True)
-def _spin(state, seen, back_slot, rounds, yield_):
-    """A worker's idle loop: report being back (no GIL held), then look for a job newer than `seen`.
+def mark_done(state, post_slot, done_slot, job):
+    """A piece's last statement: report and wait, without the GIL, so the next step in Python finds it free.
 
-    Returns the new job's number, or `seen` if none came within `rounds` looks.
+    A worker's piece (`done_slot` >= 1) stores `job` into its slot, then waits up to PIECE_WAIT_PAUSES
+    pauses for the next job to be posted. The caller's piece (`post_slot` 0) waits as long for every
+    worker's slot to hold `job`. A piece run outside a team (both -1) does nothing.
     """
-    state[back_slot] = seen
+    if done_slot >= 0:
+        _store(state, done_slot, job)
+        for _ in range(PIECE_WAIT_PAUSES):
+            if _load(state, 0) != job:
+                return
+            _cpu_relax()
+    elif post_slot >= 0:
+        for _ in range(PIECE_WAIT_PAUSES):
+            if _finished(state, job):
+                return
+            _cpu_relax()
+
+
+@njit(cache=True, nogil=True)
+def _finished(state, job):
+    """True if every worker's slot holds `job`."""
+    for slot in range(1, state.size):
+        if _load(state, slot) != job:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _spin(state, seen, rounds, yield_):
+    """A worker's idle loop: look for a job newer than `seen`; its number, or `seen` if none came in `rounds` looks."""
     for _ in range(rounds):
-        job = state[0]
+        job = _load(state, 0)
         if job != seen:
             return job
         yield_()
@@ -90,15 +162,10 @@ def _spin(state, seen, back_slot, rounds, yield_):
 
 
 @njit(cache=True, nogil=True)
-def _wait_all(state, job, first_slot, last_slot, rounds, yield_):
-    """The caller's wait: True once state[first_slot:last_slot] all hold `job`, False after `rounds` looks."""
+def _wait_all(state, job, rounds, yield_):
+    """The caller's long wait: True once every worker's slot holds `job`, False after `rounds` looks."""
     for _ in range(rounds):
-        done = True
-        for slot in range(first_slot, last_slot):
-            if state[slot] != job:
-                done = False
-                break
-        if done:
+        if _finished(state, job):
             return True
         yield_()
     return False
@@ -114,7 +181,7 @@ class Team:
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"`workers` must be a positive integer; received: {workers!r}")
         self.workers = workers
-        self.state = np.zeros(1 + 2 * workers, dtype=np.int64)
+        self.state = np.zeros(1 + workers, dtype=np.int64)
         self._job = 0
         self._pieces: list = []
         self._errors: list = [None] * workers
@@ -152,21 +219,25 @@ class Team:
         job = self._job
         self._pieces = pieces[1:]
         function, args = pieces[0]
+        if self._sleepers:  # post from here and wake them, so they start while this thread works
+            self.state[0] = job
+            self._wake_sleepers()
         try:
-            function(*args, self.state, 0, -1, job)  # posts the job as its first store
+            function(*args, self.state, 0, -1, job)  # posts the job as its first store, waits at its end
         finally:
             if self.state[0] != job:  # it failed before posting (a typing error): post here
                 self.state[0] = job
-            self._wake_sleepers()
-            self._wait(job)
+            if not _finished(self.state, job):
+                self._wait(job)
         for w, error in enumerate(self._errors):
             if error is not None:
                 self._errors[w] = None
                 raise error
 
     def _wait(self, job) -> None:
-        """Wait for every worker to finish `job` and be back in its spin loop (so it holds no GIL)."""
-        while not _wait_all(self.state, job, 1, 1 + 2 * self.workers, WAIT_ROUNDS, self._yield):
+        """Wait for every worker to finish `job`, waking sleepers and checking that the workers live."""
+        self._wake_sleepers()
+        while not _wait_all(self.state, job, WAIT_ROUNDS, self._yield):
             dead = [thread.name for thread in self._threads if not thread.is_alive()]
             if dead:
                 raise RuntimeError(f"scratchnet worker thread(s) {', '.join(dead)} stopped unexpectedly")
@@ -190,10 +261,10 @@ class Team:
 
     def _work(self, w: int) -> None:
         """Worker w's loop: spin, else sleep; run piece w of each job; report it done."""
-        state, done_slot, back_slot = self.state, 1 + w, 1 + self.workers + w
+        state, done_slot = self.state, 1 + w
         seen = int(state[0])
         while True:
-            job = _spin(state, seen, back_slot, SPIN_ROUNDS, self._yield)
+            job = _spin(state, seen, SPIN_ROUNDS, self._yield)
             if job == seen:
                 with self._wake:
                     self._sleepers += 1
@@ -204,17 +275,18 @@ class Team:
                         self._sleepers -= 1
                 job = int(state[0])
             if self._stopping:
-                state[back_slot] = job
                 return
             seen = job
             pieces = self._pieces
             try:
                 if w < len(pieces):
                     function, args = pieces[w]
-                    function(*args, state, -1, done_slot, job)
+                    function(*args, state, -1, done_slot, job)  # returns once the next job is posted
+                else:
+                    state[done_slot] = job
             except BaseException as error:  # noqa: BLE001 - handed to the caller, who re-raises it
                 self._errors[w] = error
-            state[done_slot] = job  # (a piece that ran already did this in nogil code)
+                state[done_slot] = job
 
     def stop(self) -> None:
         """Stop the workers (waking sleeping ones) and wait for them; later calls run on the caller."""
