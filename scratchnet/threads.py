@@ -9,17 +9,20 @@ any moment.
   training step or forward pass holds BLAS at one thread once for all its ops. OpenBLAS's
   threads wait for work by spinning: on a busy machine an MLP training step took 32 ms instead of 0.4,
   and right after a 2-thread dense product deep_mnist's next convolution ran 1.5x slower.
-* A convolution splits its batch into chunks that the calling thread and `num_threads - 1` worker
-  threads share (`parallel_map`): each chunk copies its windows with a numba kernel (which releases the
-  GIL) and multiplies them with a one-thread BLAS call, so the copying is parallel too and no BLAS
-  thread spins while numba works.
+* The worker threads are ONE team (`team()`, `scratchnet.kernels.team`) of `num_threads - 1` threads
+  that spin without the GIL between pieces of work. float32 convolutions and max-pooling cut their
+  batch into one piece per thread, each piece ONE nogil numba call (a convolution piece copies its
+  windows and calls BLAS's sgemm from numba, at one thread) started through `run_pieces` in
+  microseconds; other parallel work (big dense products, Adam, big elementwise kernels) goes through
+  `parallel_map`, on the same threads. No BLAS thread spins while numba works, and no second pool
+  spins against the team.
 * numba's own thread pool is never started (no kernel uses ``parallel=True``): two pools that each spin
   on both cores cost 3-7x on small shapes.
 
 `configure()` is applied once, lazily, by `scratchnet.engine` the first time an op is looked up, so
 importing scratchnet starts no threads. Override with ``threads.configure(num_threads=1)`` or the
 environment variable SCRATCHNET_NUM_THREADS (1 is the safer choice when other busy processes share the
-cores: OpenBLAS's threads wait for each other by spinning).
+cores: the team's workers, like OpenBLAS's threads, wait for work by spinning for a few milliseconds).
 """
 from __future__ import annotations
 
@@ -36,8 +39,7 @@ __all__ = ["available_cores", "configure", "ensure_configured", "info", "num_thr
            "run_pieces", "serial_blas", "team"]
 
 _configured: dict[str, Any] | None = None
-_executor = None  # the worker threads of parallel_map, created on first use
-_team = None  # the worker threads of run_pieces (scratchnet.kernels.team.Team), created on first use
+_team = None  # the worker threads of run_pieces and parallel_map (scratchnet.kernels.team.Team), made on first use
 _blas = None  # threadpoolctl's handles on the BLAS libraries (one per library), created on first use
 _serial = threading.local()  # .depth: how many serial_blas blocks this thread has open (they nest)
 
@@ -79,13 +81,10 @@ def configure(num_threads: int | None = None) -> dict[str, Any]:
     global _configured
     from threadpoolctl import threadpool_limits
 
-    global _executor, _team
+    global _team
     count = _requested_threads(num_threads)
     threadpool_limits(limits=count, user_api="blas")  # a plain call sets the limit for the process
     _limit_numba_threads(count)
-    if _executor is not None and _executor._max_workers != count - 1:
-        _executor.shutdown(wait=True)
-        _executor = None
     if _team is not None and _team.workers != count - 1:
         _team.stop()
         _team = None
@@ -102,41 +101,37 @@ def num_threads() -> int:
 def parallel_map(function: Callable[[T], R], items: Sequence[T], *, parallel: bool = True) -> list[R]:
     """[function(item) for item in items] with BLAS held at one thread; results in order.
 
-    With `parallel` (and more than one thread and item) the calling thread and `num_threads() - 1`
-    worker threads take items one at a time until none is left (so a thread slowed by another process
-    takes fewer); otherwise the items run on the calling thread. `function` must release the GIL for
-    most of its time (numba ``nogil=True`` kernels, NumPy matrix products) to run in parallel, and
+    With `parallel` (and more than one thread and item) the calling thread and the `num_threads() - 1`
+    workers of `team()` take items one at a time until none is left (so a thread slowed by another
+    process takes fewer); otherwise the items run on the calling thread. `function` must release the GIL
+    for most of its time (numba ``nogil=True`` kernels, NumPy matrix products) to run in parallel, and
     different items must not write to the same memory.
 
     Notes: holding BLAS at one thread (~2 us) is what keeps OpenBLAS from spinning its second thread
-    against the numba kernels (or against another process's work).
+    against the numba kernels (or against another process's work). The items run on the same worker
+    threads as `run_pieces`: a second pool would spin against them for the cores. Unlike `run_pieces`,
+    a worker here needs the GIL to start, which costs ~100 us whenever the caller holds it.
     """
-    global _executor
     count = num_threads()
     if count == 1:
         return [function(item) for item in items]
     with serial_blas():
         if not parallel or len(items) < 2:
             return [function(item) for item in items]
-        if _executor is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            _executor = ThreadPoolExecutor(max_workers=count - 1, thread_name_prefix="scratchnet")
         results = [None] * len(items)
         next_index = itertools.count().__next__  # atomic under the GIL: each item is taken once
 
-        def take_items():
+        def take_items(state, post_slot, done_slot, job):  # a piece of `scratchnet.kernels.team`, in Python
+            if post_slot >= 0:
+                state[post_slot] = job
             index = next_index()
             while index < len(items):
                 results[index] = function(items[index])
                 index = next_index()
+            if done_slot >= 0:
+                state[done_slot] = job
 
-        helpers = [_executor.submit(take_items) for _ in range(min(count, len(items)) - 1)]
-        try:
-            take_items()
-        finally:
-            for helper in helpers:
-                helper.result()  # waits, and re-raises a helper's exception
+        team().run([(take_items, ())] * min(count, len(items)))  # re-raises an item's exception
         return results
 
 

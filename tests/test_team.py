@@ -103,6 +103,15 @@ def test_team_reraises_the_callers_error_after_the_workers_finished(team):
     np.testing.assert_array_equal(out, 1.0 + np.arange(10))
 
 
+def test_an_error_of_a_failed_job_is_not_raised_by_the_next_one(team):
+    out = np.zeros(9)
+    pieces = [(_fail, ("caller failed",)), (_fail, ("worker 0 failed",)), (_fail, ("worker 1 failed",))]
+    with pytest.raises(ValueError, match="caller failed"):
+        team.run(pieces)
+    team.run(_pieces(out, 3, value=5.0))  # the workers' errors went with their job
+    np.testing.assert_array_equal(out, 5.0 + np.arange(9))
+
+
 def test_a_busy_or_stopped_team_runs_the_pieces_on_the_calling_thread(team):
     out = np.zeros(12)
     team._busy.acquire()  # noqa: SLF001 - as if another thread's call were running

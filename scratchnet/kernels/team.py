@@ -222,6 +222,7 @@ class Team:
         if self._sleepers:  # post from here and wake them, so they start while this thread works
             self.state[0] = job
             self._wake_sleepers()
+        self._errors = [None] * self.workers  # this job's (a failed job's errors must not outlive it)
         try:
             function(*args, self.state, 0, -1, job)  # posts the job as its first store, waits at its end
         finally:
@@ -229,9 +230,8 @@ class Team:
                 self.state[0] = job
             if not _finished(self.state, job):
                 self._wait(job)
-        for w, error in enumerate(self._errors):
+        for error in self._errors:  # (if the caller's piece raised, its error is the one that propagates)
             if error is not None:
-                self._errors[w] = None
                 raise error
 
     def _wait(self, job) -> None:
