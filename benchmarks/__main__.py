@@ -35,6 +35,16 @@ def _csv(value, allowed, what):
     return items
 
 
+def _positive(value):
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; received {value!r}")
+    return number
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -47,6 +57,9 @@ def parse_args(argv):
     parser.add_argument("--isolate", action="store_true",
                         help="run the scratchnet and the TensorFlow benchmarks in two separate pytest processes "
                              "(default: one process, each model's pair back to back)")
+    parser.add_argument("--repeat", type=_positive, default=1,
+                        help="run the suites this many times, engines alternating; the report pools the rounds of "
+                             "all repeats and lists each repeat's training-step ratios")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory / first-step probes")
     parser.add_argument("--no-profile", action="store_true", help="skip the layer profiles")
     parser.add_argument("--probe-steps", type=int, default=None, help="training steps per memory probe (default 10)")
@@ -77,10 +90,13 @@ def run_suites(args) -> dict:
     groups = [("scratchnet,numpy", files), ("tensorflow", [f for f in files if "peak" not in f])] if args.isolate \
         else [(None, files)]
     merged = None
-    for engines, group_files in groups:
+    for repeat, (engines, group_files) in ((r, g) for r in range(args.repeat) for g in groups):
         if not group_files:
             continue
         path = json_path if engines is None else f"{json_path[:-5]}-{engines.split(',')[0]}.json"
+        if args.repeat > 1:
+            path = f"{path[:-5]}-{repeat + 1}.json"
+            print(f"      repeat {repeat + 1} of {args.repeat}", flush=True)
         if os.path.exists(path):
             os.remove(path)
         command = [sys.executable, "-m", "pytest", *group_files, "-p", "no:cacheprovider", "-q",
@@ -96,11 +112,13 @@ def run_suites(args) -> dict:
             print(f"warning: pytest exit code {completed.returncode}; the report shows what ran", file=sys.stderr)
         with open(path) as f:
             part = json.load(f)
+        for bench in part["benchmarks"]:
+            bench.setdefault("extra_info", {})["repeat"] = repeat + 1
         if merged is None:
             merged = part
         else:
             merged["benchmarks"].extend(part["benchmarks"])
-    if args.isolate:
+    if args.isolate or args.repeat > 1:
         with open(json_path, "w") as f:
             json.dump(merged, f)
     return merged

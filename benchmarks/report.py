@@ -11,6 +11,8 @@ import importlib.metadata
 import os
 import platform
 
+import numpy as np
+
 from benchmarks import workloads
 
 GOALS = {name: (2.0 if name in workloads.SLOW_MODELS else 1.0) for name in workloads.MODELS}
@@ -95,8 +97,12 @@ def _commit() -> str:
 # Reading pytest-benchmark's JSON
 # ------------------------------------------------------------------------------------------------------
 def index(bench_json: dict) -> dict:
-    """{(suite, key, engine): {"median": s, "first_call_s": s, "flops": f, "rounds": r, ...}}."""
-    results = {}
+    """{(suite, key, engine): {"median": s, "first_call_s": s, "flops": f, "rounds": r, ...}}.
+
+    A benchmark run several times (``--repeat``) pools the rounds of all its runs: the median, IQR and
+    minimum are those of the pooled rounds; "repeat_medians" lists each run's median, in order.
+    """
+    runs = {}
     for bench in bench_json.get("benchmarks", []):
         info = bench.get("extra_info", {})
         suite = info.get("suite")
@@ -106,12 +112,34 @@ def index(bench_json: dict) -> dict:
             key = (info["case"], info["direction"])
         else:
             key = suite
-        stats = bench["stats"]
-        results[(suite, key, info.get("engine"))] = {
-            **info, "median": stats["median"], "iqr": stats["iqr"], "rounds": stats["rounds"],
-            "min": stats["min"],
-        }
+        runs.setdefault((suite, key, info.get("engine")), []).append((info, bench["stats"]))
+    results = {}
+    for where, entries in runs.items():
+        info, stats = entries[0]
+        if len(entries) == 1 or not all(s.get("data") for _, s in entries):
+            results[where] = {**info, "median": stats["median"], "iqr": stats["iqr"], "rounds": stats["rounds"],
+                              "min": stats["min"], "repeat_medians": [s["median"] for _, s in entries]}
+            continue
+        pooled = np.sort(np.concatenate([np.asarray(s["data"], dtype=float) for _, s in entries]))
+        q1, q3 = np.percentile(pooled, [25, 75])
+        results[where] = {**info, "median": float(np.median(pooled)), "iqr": float(q3 - q1),
+                          "rounds": int(pooled.size), "min": float(pooled[0]),
+                          "repeat_medians": [s["median"] for _, s in entries]}
     return results
+
+
+def repeat_ratios(results: dict, suite: str = "train") -> list[str]:
+    """One line per model: scratchnet ÷ TF for each repeat (runs paired in order), when there were several."""
+    lines = []
+    for name in workloads.MODELS:
+        sn = results.get((suite, name, "scratchnet"))
+        tf = results.get((suite, name, "tensorflow"))
+        if not sn or not tf or len(sn["repeat_medians"]) < 2:
+            continue
+        ratios = [a / b for a, b in zip(sn["repeat_medians"], tf["repeat_medians"])]
+        lines.append(f"- {name}: " + ", ".join(f"{r:.2f}" for r in ratios)
+                     + f" (median {float(np.median(ratios)):.2f})")
+    return lines
 
 
 def _policy(results: dict) -> str:
@@ -328,6 +356,10 @@ def render(results: dict, probes: dict, profiles: list, info: dict, *, quick: bo
     table = model_table(results, "train", peak, goals=True)
     if len(table) > 2:
         out += ["## Training step (one optimizer update at the MODELS.md batch)", ""] + table + [""]
+        per_repeat = repeat_ratios(results)
+        if per_repeat:
+            out += ["The suites ran several times (`--repeat`), scratchnet's and TensorFlow's runs alternating; "
+                    "the table pools the rounds of all repeats. The ratio of each repeat:", ""] + per_repeat + [""]
     table = model_table(results, "infer", peak, goals=False)
     if len(table) > 2:
         out += [f"## Inference ({workloads.INFERENCE_IMAGES} images, batches of {workloads.INFERENCE_BATCH})", ""]

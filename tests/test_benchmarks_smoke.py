@@ -143,3 +143,23 @@ def test_command_line_defaults_write_docs_benchmarks_md():
     assert parse_args(["--quick"]).output.startswith(".benchmarks")
     with pytest.raises(SystemExit):
         parse_args(["--models", "nope"])
+
+
+def test_repeated_runs_pool_their_rounds_and_report_each_repeats_ratio():
+    def bench(engine, data, repeat):
+        return {"extra_info": {"suite": "train", "engine": engine, "model": "kaggle_cnn", "first_call_s": 0.5,
+                               "flops": 1e6, "batch": 32, "repeat": repeat},
+                "stats": {"median": float(np.median(data)), "iqr": 0.0, "rounds": len(data), "min": min(data),
+                          "data": data}}
+
+    data = {"benchmarks": [bench("scratchnet", [1.0, 1.0, 5.0], 1), bench("tensorflow", [2.0, 2.0, 2.0], 1),
+                           bench("scratchnet", [3.0, 3.0, 3.0], 2), bench("tensorflow", [2.0, 4.0, 4.0], 2)]}
+    results = report.index(data)
+    sn = results[("train", "kaggle_cnn", "scratchnet")]
+    assert sn["median"] == 3.0 and sn["rounds"] == 6 and sn["min"] == 1.0  # pooled: 1, 1, 3, 3, 3, 5
+    assert sn["repeat_medians"] == [1.0, 3.0]
+    assert report.repeat_ratios(results) == ["- kaggle_cnn: 0.50, 0.75 (median 0.62)"]
+    assert parse_args(["--repeat", "3"]).repeat == 3
+    for bad in ("0", "x"):
+        with pytest.raises(SystemExit):
+            parse_args(["--repeat", bad])
