@@ -225,6 +225,29 @@ def test_conv2d_with_bias_and_relu_runs_them_as_one_op_with_the_same_results():
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_conv2d_backward_may_write_relus_gradient_over_dy_with_the_same_results(backend):
+    """overwrite_dy=True (a Sequential training step's): the same dx and grads; dy then holds relu's gradient."""
+    from scratchnet import engine
+
+    x = np.random.default_rng(3).standard_normal((2, 6, 5, 2)).astype(np.float32)
+    dy = np.random.default_rng(4).standard_normal((2, 4, 3, 3)).astype(np.float32)
+    with engine.backend(backend):
+        layer = build(layers.Conv2D(3, 3, activation="relu", bias_initializer="random_normal"), (6, 5, 2))
+        y = layer.forward(x, training=True)
+        y_kept, dy_kept = y.copy(), dy.copy()
+        dx = layer.backward(dy)
+        grads = dict(layer.grads)
+        np.testing.assert_array_equal(dy, dy_kept)  # without overwrite_dy, dy is left alone
+        np.testing.assert_array_equal(y, y_kept)
+        layer.forward(x, training=True)
+        dx_overwriting = layer.backward(dy, overwrite_dy=True)
+    np.testing.assert_array_equal(dx_overwriting, dx)
+    for key in grads:
+        np.testing.assert_array_equal(layer.grads[key], grads[key])
+    np.testing.assert_array_equal(dy, np.where(y_kept > 0, dy_kept, 0))  # relu's gradient, written over dy
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_conv2d_training_forward_keeps_only_its_output_with_the_inference_results(backend):
     """In training, Conv2D(bias, relu) writes relu(z + bias) over its fresh z and keeps no logits; same y and grads."""
     from scratchnet import engine

@@ -248,5 +248,8 @@ def test_bias_add_relu_inplace_overwrites_x_with_bias_add_relu_and_has_its_gradi
     assert y is x_owned and cache is y
     np.testing.assert_array_equal(y, y_copying)
     dy = rng.standard_normal(shape)
-    for got, want in zip(bias_add_relu_inplace_backward(dy, cache), bias_add_relu_backward(dy, z)):
-        np.testing.assert_array_equal(got, want)
+    want = bias_add_relu_backward(dy, z)
+    dx, dbias = bias_add_relu_inplace_backward(dy, cache)
+    assert dx is dy  # the gradient is written over dy
+    for got, expected in zip((dx, dbias), want):
+        np.testing.assert_array_equal(got, expected)

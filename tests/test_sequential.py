@@ -336,3 +336,31 @@ def test_train_step_frees_every_layers_caches_once_the_backward_has_run():
             assert getattr(layer, name, None) is None, (layer.name, name)
         assert set(layer.grads) == set(layer.params)
     assert np.all(np.isfinite(losses_seen))
+
+
+
+def test_training_lets_conv_layers_write_over_dy_with_the_same_weights(monkeypatch):
+    """A training step passes overwrite_dy to its Conv2D layers (it never reads dy again); the weights come
+    out exactly as when the layers make new arrays."""
+    def make():
+        model = Sequential([layers.Conv2D(4, 3, activation="relu"), layers.Conv2D(3, 3, activation="relu"),
+                            layers.MaxPooling2D(2), layers.Flatten(), layers.Dense(3)], input_shape=(9, 9, 1), seed=5)
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        return model
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((6, 9, 9, 1)).astype(np.float32), rng.integers(0, 3, 6)
+    overwriting, copying = make(), make()
+    options = []
+    backward = layers.Conv2D.backward
+    monkeypatch.setattr(layers.Conv2D, "backward",
+                        lambda self, dy, **kwargs: options.append(kwargs) or backward(self, dy, **kwargs))
+    for _ in range(3):
+        overwriting.train_step(x, y)
+    assert len(options) == 6 and all(kwargs.get("overwrite_dy") for kwargs in options)
+    monkeypatch.setattr(layers.Conv2D, "backward",
+                        lambda self, dy, **kwargs: backward(self, dy, **{**kwargs, "overwrite_dy": False}))
+    for _ in range(3):
+        copying.train_step(x, y)
+    for a, b in zip(overwriting.get_weights(), copying.get_weights()):
+        np.testing.assert_array_equal(a, b)

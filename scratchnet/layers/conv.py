@@ -90,16 +90,21 @@ class Conv2D(ActivatedLayer):
             z, self._bias_cache = engine.bias_add_forward(z, self.params["bias"])
         return self._activate(z)
 
-    def backward(self, dy, from_logits=False, need_dx=True):
+    def backward(self, dy, from_logits=False, need_dx=True, overwrite_dy=False):
         """Fill ``grads`` and return dx; ``need_dx=False`` (a model's first layer) skips dx, returning None.
 
-        After a training forward with bias and relu, the kept output is used up here (freed before the
-        convolution's backward runs): a second backward needs a new forward.
+        After a training forward with bias and relu, the kept output is used up here (the layer lets go of
+        it before the convolution's backward runs): a second backward needs a new forward. With
+        ``overwrite_dy`` (what a Sequential model's training step passes: it never reads dy again) relu's
+        gradient is written over dy instead of a new array, so the output is freed before the
+        convolution's backward allocates dx (emnist_cnn: 26 MB less at the step's peak).
         """
         if self.use_bias and self.activation == "relu":
             if from_logits:  # dy is already the gradient of the pre-activation: only the bias remains
                 cached = self._activation_cache  # z (inference forward) or y (training), same shape
                 dz, dbias = engine.bias_add_backward(dy, (cached.shape, cached.dtype))
+            elif self.logits is None and overwrite_dy:  # the training step's dy: written over
+                dz, dbias = engine.bias_add_relu_inplace_backward(dy, self._activation_cache)
             else:  # y > 0 exactly where z > 0, so either cache gives the same gradient
                 dz, dbias = engine.bias_add_relu_backward(dy, self._activation_cache)
             if self.logits is None:  # a training forward's output y: used up, freed before the conv's backward

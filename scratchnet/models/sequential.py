@@ -242,6 +242,8 @@ class Sequential:
             options = {"from_logits": True} if fused and index == last else {}
             if index == self._backward_stop and self._first_skips_dx:
                 options["need_dx"] = False  # nothing below the first trainable layer needs a gradient
+            if isinstance(self.layers[index], layers_module.Conv2D):
+                options["overwrite_dy"] = True  # dy is this loop's own, never read again
             dy = self.layers[index].backward(dy, **options)
             self.layers[index].release_caches()  # its activations are freed as the backward moves down
         for layer in self.layers[:min(self._backward_stop, last)]:
