@@ -480,16 +480,26 @@ def _forward_piece(sgemm, x_padded, ci, n0, n1, per_chunk, geometry, cols_t, ker
     buffer = np.empty((k, chunk_rows) if cols_t else (chunk_rows, k), dtype=y2d.dtype)
     for c0 in range(n0, n1, per_chunk):
         c1 = min(n1, c0 + per_chunk)
-        y_rows = y2d[c0 * rows : c1 * rows]
-        if cols_t:
-            columns = buffer[:, : (c1 - c0) * rows]
-            _im2col_t(x_padded, ci, c0, c1, kh, kw, sh, sw, oh, ow, columns)
-            blas.sgemm_rows(sgemm, columns, kernel2d, y_rows, True, 0.0)
-        else:
-            cols = buffer[: (c1 - c0) * rows]
-            _im2col(x_padded, ci, c0, c1, kh, kw, sh, sw, oh, ow, cols)
-            blas.sgemm_rows(sgemm, cols, kernel2d, y_rows, False, 0.0)
+        _columns_product(sgemm, x_padded, ci, c0, c1, geometry, cols_t, buffer, kernel2d, y2d[c0 * rows : c1 * rows],
+                         False)
     team.mark_done(state, post_slot, done_slot, job)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _columns_product(sgemm, x_padded, ci, c0, c1, geometry, cols_t, buffer, b, c, backward):
+    """Fill the column matrix of images c0..c1-1 into `buffer` (transposed with `cols_t`) and multiply:
+    the forward's c = cols @ b, or with `backward` the kernel gradient's c += cols.T @ b."""
+    kh, kw, sh, sw, oh, ow = geometry
+    rows = (c1 - c0) * oh * ow
+    beta = 1.0 if backward else 0.0
+    if cols_t:
+        columns = buffer[:, :rows]
+        _im2col_t(x_padded, ci, c0, c1, kh, kw, sh, sw, oh, ow, columns)
+        blas.sgemm_rows(sgemm, columns, b, c, not backward, beta)
+    else:
+        cols = buffer[:rows]
+        _im2col(x_padded, ci, c0, c1, kh, kw, sh, sw, oh, ow, cols)
+        blas.sgemm_rows(sgemm, cols, b, c, backward, beta)
 
 
 @njit(cache=True, nogil=True)
@@ -497,9 +507,9 @@ def _backward_piece(sgemm, x_padded, ci, n0, n1, per_chunk, geometry, cols_t, dy
                     pad_top, pad_left, kernel_t, dx_buffer, dy_padded, flipped, state, post_slot, done_slot, job):
     """Images n0..n1-1's share of the backward: dkernel2d += cols.T @ dy rows, and their dx (per `mode`).
 
-    cols are rebuilt chunk by chunk (`per_chunk` images), transposed with `cols_t`; dx as in `conv2d_backward`: _TRANSPOSED writes
-    im2col(dy_padded) @ flipped into dx_buffer's rows, _GATHER and _SCATTER turn dcols = dy rows @ kernel_t
-    into dx with `_col2im_gather` / `_col2im_add`.
+    cols are rebuilt chunk by chunk (`per_chunk` images), transposed with `cols_t`; dx as in
+    `conv2d_backward`: _TRANSPOSED writes im2col(dy_padded) @ flipped into dx_buffer's rows, _GATHER and
+    _SCATTER turn dcols = dy rows @ kernel_t into dx with `_col2im_gather` / `_col2im_add`.
     """
     team.post_done(state, post_slot, job)
     kh, kw, sh, sw, oh, ow = geometry
@@ -516,14 +526,7 @@ def _backward_piece(sgemm, x_padded, ci, n0, n1, per_chunk, geometry, cols_t, dy
     for c0 in range(n0, n1, per_chunk):
         c1 = min(n1, c0 + per_chunk)
         dy_rows = dy2d[c0 * rows : c1 * rows]
-        if cols_t:
-            columns = cols_buffer[:, : (c1 - c0) * rows]
-            _im2col_t(x_padded, ci, c0, c1, kh, kw, sh, sw, oh, ow, columns)
-            blas.sgemm_rows(sgemm, columns, dy_rows, dkernel2d, False, 1.0)
-        else:
-            cols = cols_buffer[: (c1 - c0) * rows]
-            _im2col(x_padded, ci, c0, c1, kh, kw, sh, sw, oh, ow, cols)
-            blas.sgemm_rows(sgemm, cols, dy_rows, dkernel2d, True, 1.0)
+        _columns_product(sgemm, x_padded, ci, c0, c1, geometry, cols_t, cols_buffer, dy_rows, dkernel2d, True)
         if mode == _TRANSPOSED:
             dy_cols = dy_cols_buffer[: (c1 - c0) * h * w]
             _im2col(dy_padded, co, c0, c1, kh, kw, 1, 1, h, w, dy_cols)
