@@ -135,6 +135,17 @@ def parallel_map(function: Callable[[T], R], items: Sequence[T], *, parallel: bo
         return results
 
 
+def _forget_team_after_fork() -> None:
+    """In a forked child the team's threads do not exist (only the forking thread survives a fork): drop
+    the team, so the child makes its own on first use instead of waiting for workers that are not there."""
+    global _team
+    _team = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_team_after_fork)
+
+
 def team():
     """The `scratchnet.kernels.team.Team` of `num_threads() - 1` spinning workers, or None with one thread."""
     global _team

@@ -167,3 +167,37 @@ def test_run_pieces_uses_the_policys_team_or_the_calling_thread(monkeypatch):
         threads.configure()
     if threads.num_threads() > 1:
         assert threads.team().workers == threads.num_threads() - 1
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_makes_its_own_team():
+    """After a fork only the forking thread exists: the child must not wait for the parent's workers."""
+    import os
+
+    if threads.num_threads() < 2:
+        threads.configure(num_threads=2)
+    out = np.zeros(9)
+    threads.run_pieces(_pieces(out, 2, value=1.0))  # the parent's team is running
+    parent_team = threads.team()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: run pieces on a team of its own, report, exit without cleanup
+        code = 1
+        try:
+            child_out = np.zeros(9)
+            threads.run_pieces(_pieces(child_out, 2, value=2.0))
+            ok = threads.team() is not parent_team and np.array_equal(child_out, 2.0 + np.arange(9))
+            code = 0 if ok else 1
+        finally:
+            os.write(write, bytes([code]))
+            os._exit(code)
+    os.close(write)
+    try:
+        import select
+
+        ready, _, _ = select.select([read], [], [], 60)
+        assert ready, "the forked child did not answer within 60 s"
+        assert os.read(read, 1) == bytes([0])
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
