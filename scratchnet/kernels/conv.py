@@ -59,20 +59,22 @@ from scratchnet.ops.conv import padding_amounts
 __all__ = ["conv2d_forward", "conv2d_backward"]
 
 CHUNK_BYTES = 2 * 1024 * 1024
-"""On the parallel_map path, the target size of one chunk's column matrix; a chunk holds at least one image. While a chunk runs, its
-thread holds a column and a column-gradient matrix of about this size (2 MB: 8 MB on two threads; 1 MB
-made deep_mnist's step 10% slower)."""
+"""On the parallel_map path, the target size of one chunk's column matrix; a chunk holds at least one
+image. While a chunk runs, its thread holds a column and a column-gradient matrix of about this size
+(2 MB: 8 MB on two threads; 1 MB made deep_mnist's step 10% slower)."""
 
 PARALLEL_MIN_MACS = 10_000_000
-"""On the parallel_map path, convolutions with at least this many multiply-adds (N*OH*OW*KH*KW*CI*CO) split their chunks over
-the worker threads; smaller ones run on the calling thread (handing work over costs more than it saves).
+"""On the parallel_map path, convolutions with at least this many multiply-adds (N*OH*OW*KH*KW*CI*CO)
+split their chunks over the worker threads; smaller ones run on the calling thread (handing work over
+costs more than it saves).
 Measured on 2 idle cores: deep_mnist's and emnist_cnn's convs gain, and so does notmnist_cnn's second
 conv (20M: forward 0.71 ms instead of 1.19, backward 1.13 instead of 1.78); kaggle_cnn's convs (4M, 7M)
 and notmnist_cnn's first (5M) do not."""
 
 KEEP_COLS_BYTES = 6 * 1024 * 1024
-"""On the parallel_map path (measured before the team path existed, on an Intel Xeon), convolutions whose whole column matrix is at most this big keep it for the backward (allocating it each
-call is cheap; rebuilding it costs a pass as long as the forward's product). Kept columns stay alive from
+"""On the parallel_map path (measured before the team path existed, on an Intel Xeon), convolutions whose
+whole column matrix is at most this big keep it for the backward (allocating it each call is cheap;
+rebuilding it costs a pass as long as the forward's product). Kept columns stay alive from
 the forward to the backward, through the whole step: emnist_cnn's first conv (14.7 MB of columns) kept
 them at 16 MB (backward 5.7 ms instead of 8.4, 1% of its step) but that was 5% of the step's peak memory
 (issue 5 caps it at a third of TensorFlow's), so only the small CNNs' layers keep them now (the biggest,
