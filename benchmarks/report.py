@@ -351,7 +351,7 @@ def render(results: dict, probes: dict, profiles: list, info: dict, *, quick: bo
                                  "OMP_*, MKL_*, NUMBA_*, SCRATCHNET_*, TF_ENABLE_ONEDNN_OPTS set")
             + (" (**OPENBLAS_CORETYPE is set**: OpenBLAS uses that kernel family instead of detecting the CPU)"
                if "OPENBLAS_CORETYPE" in info["env"] else " (OPENBLAS_CORETYPE not set: OpenBLAS detects the CPU)"),
-            f"- Measured sgemm peak (NumPy 4096² float32 matmul, this run): "
+            "- Measured sgemm peak (NumPy 4096² float32 matmul, this run): "
             + (f"**{peak:.1f} GFLOP/s**" if peak else "not measured"), ""]
     table = model_table(results, "train", peak, goals=True)
     if len(table) > 2:
