@@ -36,7 +36,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 __all__ = ["available_cores", "configure", "ensure_configured", "info", "num_threads", "parallel_map",
-           "run_pieces", "serial_blas", "team"]
+           "run_pieces", "serial_blas", "spans", "team"]
 
 _configured: dict[str, Any] | None = None
 _team = None  # the worker threads of run_pieces and parallel_map (scratchnet.kernels.team.Team), made on first use
@@ -96,6 +96,13 @@ def num_threads() -> int:
     """The number of threads the policy gives the work (applying the default policy if needed)."""
     ensure_configured()
     return _configured["num_threads"]
+
+
+def spans(size: int, parts: int) -> list[tuple[int, int]]:
+    """(start, stop) pairs cutting range(size) into `parts` consecutive pieces (at least one, at most `size`)
+    whose lengths differ by at most one: one thread's share each."""
+    parts = max(1, min(parts, size))
+    return [(size * p // parts, size * (p + 1) // parts) for p in range(parts)]
 
 
 def parallel_map(function: Callable[[T], R], items: Sequence[T], *, parallel: bool = True) -> list[R]:
@@ -169,10 +176,9 @@ def run_pieces(pieces) -> None:
     workers = team() if len(pieces) > 1 else None
     with serial_blas():
         if workers is None:
-            from scratchnet.kernels.team import NO_STATE
+            from scratchnet.kernels.team import run_here
 
-            for kernel, args in pieces:
-                kernel(*args, NO_STATE, -1, -1, 0)
+            run_here(pieces)
         else:
             workers.run(pieces)
 

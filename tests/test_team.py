@@ -201,3 +201,13 @@ def test_a_forked_child_makes_its_own_team():
     finally:
         os.close(read)
         os.waitpid(pid, 0)
+
+
+@pytest.mark.parametrize(("size", "parts"), [(10, 3), (7, 2), (3, 5), (0, 2), (5, 1), (4, 0)])
+def test_spans_cut_a_range_into_consecutive_nearly_equal_pieces(size, parts):
+    spans = threads.spans(size, parts)
+    assert len(spans) == max(1, min(parts, size))
+    assert spans[0][0] == 0 and spans[-1][1] == size
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    lengths = [stop - start for start, stop in spans]
+    assert max(lengths) - min(lengths) <= 1

@@ -39,9 +39,7 @@ def _bias_block(bias):
 
 def _spans(rows, row_size=1):
     """(start, stop) spans of range(rows): one per thread when rows * row_size values are many, else one."""
-    parts = threads.num_threads() if rows * row_size >= PARALLEL_MIN_SIZE else 1
-    parts = max(1, min(parts, rows))
-    return [(rows * p // parts, rows * (p + 1) // parts) for p in range(parts)]
+    return threads.spans(rows, threads.num_threads() if rows * row_size >= PARALLEL_MIN_SIZE else 1)
 
 
 def _each_span(function, spans):

@@ -297,8 +297,8 @@ def _run_pieces(kernel, n, macs, piece_args):
 
     piece_args(n0, n1) gives the arguments of the piece for images n0..n1-1.
     """
-    parts = min(n, threads.num_threads()) if macs >= TEAM_MIN_MACS else 1
-    threads.run_pieces([(kernel, piece_args(n * p // parts, n * (p + 1) // parts)) for p in range(parts)])
+    parts = threads.num_threads() if macs >= TEAM_MIN_MACS else 1
+    threads.run_pieces([(kernel, piece_args(n0, n1)) for n0, n1 in threads.spans(n, parts)])
 
 
 def _padded(x, pads):
@@ -319,8 +319,7 @@ def _plan(n, cols_per_image, itemsize, parallel, kept_cols):
     the batch goes in one piece, or in one equal piece per thread (notmnist_cnn's second conv forward:
     0.55 ms in two pieces of 8 images, 0.63 ms in cache-sized pieces of 6, 6 and 4)."""
     if kept_cols is not None:
-        parts = min(n, threads.num_threads()) if parallel else 1
-        return [(n * p // parts, n * (p + 1) // parts) for p in range(parts)]
+        return threads.spans(n, threads.num_threads() if parallel else 1)
     return _chunks(n, cols_per_image, itemsize, parallel)
 
 

@@ -99,5 +99,4 @@ def _split(x, kernel):
 
 def _spans(size):
     """(start, stop) spans cutting range(size) into one piece per thread (fewer if size is smaller)."""
-    parts = max(1, min(threads.num_threads(), size))
-    return [(size * p // parts, size * (p + 1) // parts) for p in range(parts)]
+    return threads.spans(size, threads.num_threads())

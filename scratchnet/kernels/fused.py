@@ -42,8 +42,7 @@ def sigmoid_dense_gradients(x, kernel, bias, labels):
     offset = dtype.type(0) if bias is None else dtype.type(bias[0])
     inv_size = dtype.type(1.0) / dtype.type(n)  # the reference's dloss / logits.size, dloss = 1
     logits = np.empty(n, dtype=dtype)
-    parts = max(1, min(threads.num_threads(), n))
-    bounds = [(n * p // parts, n * (p + 1) // parts) for p in range(parts)]
+    bounds = threads.spans(n, threads.num_threads())
 
     def rows(span):
         dkernel = np.zeros(ci, dtype=dtype)

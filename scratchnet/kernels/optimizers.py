@@ -45,8 +45,8 @@ def adam_update(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, ep
     if parts == 1:
         _adam_update(*flat, *scalars)
         return True
-    bounds = [(size * p // parts, size * (p + 1) // parts) for p in range(parts)]
-    threads.parallel_map(lambda span: _adam_update(*(a[span[0]:span[1]] for a in flat), *scalars), bounds)
+    threads.parallel_map(lambda span: _adam_update(*(a[span[0]:span[1]] for a in flat), *scalars),
+                         threads.spans(size, parts))
     return True
 
 

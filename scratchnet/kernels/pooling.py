@@ -28,9 +28,7 @@ emnist_cnn's 6.5M-value pooling took 8 ms forward and backward on one thread; no
 
 def _image_spans(n, size):
     """(start, stop) spans of the batch: one per thread when the input has `size` >= PARALLEL_MIN_SIZE values."""
-    parts = threads.num_threads() if size >= PARALLEL_MIN_SIZE else 1
-    parts = max(1, min(parts, n))
-    return [(n * p // parts, n * (p + 1) // parts) for p in range(parts)]
+    return threads.spans(n, threads.num_threads() if size >= PARALLEL_MIN_SIZE else 1)
 
 
 def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid"):

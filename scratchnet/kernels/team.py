@@ -43,7 +43,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["NO_STATE", "SPIN_ROUNDS", "Team", "mark_done", "post_done"]
+__all__ = ["NO_STATE", "SPIN_ROUNDS", "Team", "mark_done", "post_done", "run_here"]
 
 PIECE_WAIT_PAUSES = 20_000
 """How many CPU pauses (~20-50 ns each) a finished piece waits inside itself: a worker's for the next job,
@@ -171,6 +171,12 @@ def _wait_all(state, job, rounds, yield_):
     return False
 
 
+def run_here(pieces) -> None:
+    """Run the pieces one after the other on the calling thread, outside any team."""
+    for function, args in pieces:
+        function(*args, NO_STATE, -1, -1, 0)
+
+
 class Team:
     """`workers` threads that run the pieces of `run` calls beside the calling thread.
 
@@ -203,8 +209,7 @@ class Team:
         if not pieces:
             return
         if len(pieces) == 1 or self._stopping or not self._busy.acquire(blocking=False):
-            for function, args in pieces:  # one piece, a busy team or a stopped one: run them here
-                function(*args, NO_STATE, -1, -1, 0)
+            run_here(pieces)  # one piece, a busy team or a stopped one
             return
         try:
             self._start()
