@@ -8,7 +8,7 @@ SIZE = 4096
 
 
 def test_sgemm_peak(measure):
-    from scratchnet import threads
+    from scratchnet.runtime import threads
 
     threads.ensure_configured()
     rng = np.random.default_rng(0)

@@ -12,7 +12,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = {
-    "ops", "kernels", "engine", "threads", "gradcheck", "initializers", "layers", "optimizers", "losses",
+    "ops", "kernels", "engine", "runtime", "gradcheck", "initializers", "layers", "optimizers", "losses",
     "metrics", "models", "zoo", "data", "datasets", "paths", "plots", "imageprep",
 }
 _ATTRIBUTES = {

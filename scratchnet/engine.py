@@ -13,12 +13,11 @@ so switching the backend takes effect at once:
 Choose with ``engine.set_backend("numpy")``, for a block with ``with engine.backend("numpy"): ...``, or
 for a whole process with the environment variable ``SCRATCHNET_BACKEND=numpy``.
 
-Memory: the first op lookup also fixes the C allocator's mmap and trim thresholds (glibc only; see
-`fix_mmap_threshold`), so a training step's big arrays go back to the OS when freed and its small ones
-stay in the heap from step to step.
+Everything that makes the numba backend fast (threads, in-place writes, fusion, BLAS bindings, allocator
+settings) is chosen inside `scratchnet.kernels` and `scratchnet.runtime`; this module only dispatches.
 
 Notes: importing this module compiles nothing and imports neither numba nor the ops: an op is looked
-up on first use (which also applies the thread policy of `scratchnet.threads` once) and then bound as
+up on first use and then bound as
 a plain module attribute, so a call through the engine costs one attribute lookup. Always call
 ``engine.<op>(...)``: ``from scratchnet.engine import conv2d_forward`` would freeze the backend of
 that moment.
@@ -54,27 +53,9 @@ ACCELERATED = (
 )
 """Op names the numba backend takes from `scratchnet.kernels` instead of `scratchnet.ops`."""
 
-MMAP_THRESHOLD_BYTES = 16 * 1024 * 1024
-"""Arrays at least this big get their own memory map from the C allocator (glibc), unmapped when freed.
-
-glibc's default threshold starts at 128 kB and rises to the size of the biggest block freed so far (up to
-32 MB), so from the second training step on, the activations come from the heap, which only shrinks from
-its top: the holes between them kept emnist_cnn's peak 25-37 MB above its live arrays (281-294 MB; 257-270
-with a fixed threshold). Fixed at 16 MB: 4 MB cut emnist_cnn's peak further but slowed deep_mnist's step
-by 25% (its 12.8 MB dense gradients were mapped and faulted in afresh every step); 16 MB did not."""
-
-TRIM_THRESHOLD_BYTES = 8 * 1024 * 1024
-"""Free memory glibc keeps at the top of its heap instead of handing it back to the OS.
-
-Fixing the mmap threshold also freezes this one at its 128 kB default, and then every step gave the top
-of the heap back and faulted it in again: kaggle_cnn 368 page faults a step (3.1 ms a step instead of
-2.5), deep_mnist 1,657 (42 ms instead of 36). 8 MB stops both; 16 MB added 13 MB to emnist_cnn's peak."""
-
 _CONTROL_NAMES = frozenset(
-    {"BACKENDS", "ACCELERATED", "MMAP_THRESHOLD_BYTES", "TRIM_THRESHOLD_BYTES", "set_backend", "get_backend",
-     "backend", "op_names", "implementation", "fix_mmap_threshold"}
+    {"BACKENDS", "ACCELERATED", "set_backend", "get_backend", "backend", "op_names", "implementation"}
 )
-_mmap_threshold_fixed = False
 
 
 def _check_backend(name: Any, source: str = "backend") -> str:
@@ -140,27 +121,6 @@ def implementation(name: str, backend_name: str | None = None) -> Callable[..., 
         ) from None
 
 
-def fix_mmap_threshold(num_bytes: int = MMAP_THRESHOLD_BYTES) -> bool:
-    """Fix glibc's mmap threshold at `num_bytes` (see MMAP_THRESHOLD_BYTES) and its trim threshold at
-    TRIM_THRESHOLD_BYTES; True if the allocator took both.
-
-    Done once by the first op lookup; a no-op returning False where the C library is not glibc.
-    """
-    global _mmap_threshold_fixed
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-        libc.gnu_get_libc_version  # noqa: B018 - present in glibc only
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's <malloc.h>
-    _mmap_threshold_fixed = mallopt(m_mmap_threshold, int(num_bytes)) == 1
-    _mmap_threshold_fixed = _mmap_threshold_fixed and mallopt(m_trim_threshold, TRIM_THRESHOLD_BYTES) == 1
-    return _mmap_threshold_fixed
-
-
 def _unbind() -> None:
     """Forget the ops bound for the current backend so the next access resolves them afresh."""
     module_globals = globals()
@@ -174,9 +134,6 @@ def __getattr__(name: str) -> Callable[..., Any]:
     if name.startswith("__") or name in _CONTROL_NAMES:
         raise AttributeError(f"module 'scratchnet.engine' has no attribute {name!r}")
     function = implementation(name)
-    importlib.import_module("scratchnet.threads").ensure_configured()
-    if not _mmap_threshold_fixed:
-        fix_mmap_threshold()
     globals()[name] = function
     _bound.add(name)
     return function

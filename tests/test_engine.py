@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from scratchnet import engine, kernels, ops, threads
+from scratchnet import engine, kernels, ops
+from scratchnet.runtime import allocator, threads
 
 
 @pytest.fixture(autouse=True)
@@ -252,10 +253,10 @@ def test_first_op_lookup_fixes_the_mmap_threshold_so_freed_big_arrays_leave_the_
     """With glibc's sliding threshold a second 20 MB array comes from the heap and stays resident when freed."""
     code = (
         "import numpy as np\n"
-        "from scratchnet import engine\n"
+        "from scratchnet.runtime import allocator\n"
         "def rss():\n"
         "    return int(open('/proc/self/statm').read().split()[1]) * 4096\n"
-        "fixed = engine.fix_mmap_threshold() if {fix} else False\n"
+        "fixed = allocator.fix_mmap_threshold() if {fix} else False\n"
         "before = rss()\n"
         "for _ in range(3):\n"
         "    a = np.ones(5_000_000, np.float32); del a\n"
@@ -276,8 +277,8 @@ def test_the_trim_threshold_keeps_small_freed_arrays_in_the_heap_instead_of_faul
     code = (
         "import ctypes, resource\n"
         "import numpy as np\n"
-        "from scratchnet import engine\n"
-        "fixed = engine.fix_mmap_threshold()\n"
+        "from scratchnet.runtime import allocator\n"
+        "fixed = allocator.fix_mmap_threshold()\n"
         "if not {trim}:\n"
         "    ctypes.CDLL(None).mallopt(-1, 128 * 1024)  # glibc's default trim threshold\n"
         "a = np.ones(500_000, np.float32); del a\n"
@@ -294,8 +295,7 @@ def test_the_trim_threshold_keeps_small_freed_arrays_in_the_heap_instead_of_faul
     assert int(faults_without_trim) > 20 * 400  # 2 MB = 488 pages a round: the test would catch a lost setting
 
 
-def test_engine_op_lookup_fixes_the_mmap_threshold_once():
-    engine.set_backend("numpy")
-    engine.relu_forward  # noqa: B018 - a lookup
+def test_the_numba_backend_fixes_the_mmap_threshold_when_its_kernels_load():
+    engine.implementation("relu_forward", "numba")  # imports scratchnet.kernels, which prepares the runtime
     if sys.platform.startswith("linux"):
-        assert engine._mmap_threshold_fixed
+        assert allocator.is_fixed()

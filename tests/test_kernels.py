@@ -6,7 +6,8 @@ import numba
 import numpy as np
 import pytest
 
-from scratchnet import kernels, ops, threads
+from scratchnet import kernels, ops
+from scratchnet.runtime import threads
 from scratchnet.kernels import activations as kact
 from scratchnet.kernels import conv as kconv
 from scratchnet.kernels import dropout as kdrop
@@ -129,7 +130,7 @@ def test_conv2d_kernel_split_over_worker_threads_matches_reference(monkeypatch, 
 
 def test_conv2d_float32_takes_the_team_path_with_numpys_openblas():
     """NumPy's wheels ship OpenBLAS with cblas_sgemm under a name scratchnet finds; the fast path is in use."""
-    from scratchnet.kernels import blas
+    from scratchnet.runtime import blas
 
     assert blas.sgemm() is not None
     assert kconv._team_path(np.dtype(np.float32)) and not kconv._team_path(np.dtype(np.float64))
@@ -140,7 +141,7 @@ def test_conv2d_float32_takes_the_team_path_with_numpys_openblas():
 @pytest.mark.parametrize("shape", [(7, 5, 3), (1, 4, 2), (6, 0, 3), (0, 3, 2), (4, 3, 0)])
 def test_sgemm_rows_matches_matmul_on_views(shape, trans_a, beta):
     """blas.sgemm_rows, the numba-callable sgemm: c = op(a) @ b + beta c, also on row slices of bigger arrays."""
-    from scratchnet.kernels import blas
+    from scratchnet.runtime import blas
 
     m, k, n = shape
     rng = np.random.default_rng(m * 100 + k * 10 + n)
@@ -434,7 +435,7 @@ def test_threaded_kernels_release_the_gil_for_the_worker_threads():
 
 @pytest.mark.skipif(numba.config.DISABLE_JIT, reason="NUMBA_DISABLE_JIT=1 leaves plain functions")
 def test_the_team_and_blas_helpers_are_nogil_and_cached_for_the_pieces_that_call_them():
-    from scratchnet.kernels import blas, team
+    from scratchnet.runtime import blas, team
 
     for function in (blas.sgemm_rows, team.post_done, team.mark_done, team._spin, team._wait_all):
         assert function.targetoptions.get("nopython") is True and function.targetoptions.get("nogil") is True

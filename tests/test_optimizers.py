@@ -128,7 +128,8 @@ def test_bad_arguments_raise_value_errors_naming_them(make, message):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_adam_fused_kernel_equals_the_numpy_update_bit_for_bit(dtype, sliced, monkeypatch):
     """The numba backend's one-pass Adam (scratchnet.kernels.optimizers) repeats the NumPy update exactly."""
-    from scratchnet import engine, threads
+    from scratchnet import engine
+    from scratchnet.runtime import threads
     from scratchnet.kernels import optimizers as kernel_optimizers
 
     if sliced:  # every parameter split over two worker threads

@@ -1,13 +1,13 @@
-"""scratchnet.kernels.team: pieces of nogil work handed to spinning worker threads, and their safety nets."""
+"""scratchnet.runtime.team: pieces of nogil work handed to spinning worker threads, and their safety nets."""
 import threading
 
 import numpy as np
 import pytest
 from numba import njit
 
-from scratchnet import threads
-from scratchnet.kernels import team as team_module
-from scratchnet.kernels.team import Team, mark_done, post_done
+from scratchnet.runtime import threads
+from scratchnet.runtime import team as team_module
+from scratchnet.runtime.team import Team, mark_done, post_done
 
 
 @njit(nogil=True)

@@ -12,35 +12,9 @@ training step, used by `scratchnet.models.Sequential`).
 compiles nothing: each kernel is compiled on its first call for the dtypes it meets (float32 and float64)
 and cached on disk (``cache=True``: in ``__pycache__`` next to the module, or under NUMBA_CACHE_DIR).
 """
-import sys
+from scratchnet import runtime
 
-
-class _HideSciPyBlasFromNumbaStartup:
-    """An import hook: while numba initialises its CPU target, ``scipy.linalg`` looks absent.
-
-    numba imports ``scipy.linalg.cython_blas`` when it first compiles or loads a function (in its
-    ``numba.np.arraymath`` module), only to back ``np.dot`` & co. inside jitted code; that loads
-    scipy.linalg and SciPy's own OpenBLAS, 15 MB resident in every training process, and no scratchnet
-    kernel uses numba's ``np.dot`` (the convolution pieces call NumPy's own OpenBLAS through ctypes,
-    `scratchnet.kernels.blas`). While that one module is being imported, this
-    finder answers "not installed" for scipy.linalg, so numba's inner products fall back to its loops;
-    at any other moment it defers to the normal finders (a user's own jitted ``np.dot`` imports SciPy as
-    usual). It costs nothing until numba starts (models without a numba kernel never start it).
-    """
-
-    HIDDEN = ("scipy.linalg", "scipy.linalg.cython_blas")
-
-    def find_spec(self, name, path=None, target=None):
-        if name in self.HIDDEN:
-            arraymath = sys.modules.get("numba.np.arraymath")
-            if arraymath is not None and not hasattr(arraymath, "_HAVE_BLAS"):  # mid-import: its BLAS check
-                raise ModuleNotFoundError(f"{name} is hidden while numba starts (scratchnet.kernels)", name=name)
-        return None
-
-
-if "numba.np.arraymath" not in sys.modules and not any(
-        isinstance(finder, _HideSciPyBlasFromNumbaStartup) for finder in sys.meta_path):
-    sys.meta_path.insert(0, _HideSciPyBlasFromNumbaStartup())
+runtime.prepare()  # the thread policy and allocator settings the kernels are tuned for
 
 from scratchnet.kernels.activations import (  # noqa: E402
     bias_add_backward,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from scratchnet import threads
+from scratchnet.runtime import threads
 from scratchnet.kernels.conv import SUPPORTED_DTYPES
 from scratchnet.ops import activations as reference_activations
 from scratchnet.ops import conv as reference_conv
@@ -22,7 +22,7 @@ __all__ = ["relu_forward", "relu_backward", "bias_add_forward", "bias_add_backwa
 
 PARALLEL_MIN_SIZE = 1_000_000
 """Arrays with at least this many values are cut into one slice per thread and run by the worker
-threads of `scratchnet.threads` (one core does not saturate memory bandwidth: emnist_cnn's 6.5M-value
+threads of `scratchnet.runtime.threads` (one core does not saturate memory bandwidth: emnist_cnn's 6.5M-value
 activations went through bias and relu, forward and backward, in 9 ms on one thread)."""
 
 

@@ -2,15 +2,15 @@
 
 The arithmetic runs in matrix products (BLAS sgemm/dgemm on 2-D arrays); numba only moves data. The
 batch is processed in chunks of images so the column matrix of one chunk stays in cache. Two paths run
-the chunks on the threads of `scratchnet.threads`, both with BLAS at one thread per thread:
+the chunks on the threads of `scratchnet.runtime.threads`, both with BLAS at one thread per thread:
 
 * float32 (the zoo's dtype), the TEAM PATH: the batch is cut into one piece of equal images per thread,
   and each piece is ONE nogil numba call (`_forward_piece`, `_backward_piece`) that copies windows and
-  calls NumPy's own OpenBLAS sgemm from numba (`scratchnet.kernels.blas`), chunk after chunk. The pieces
-  run on the spinning workers of `scratchnet.kernels.team`, so handing a piece over costs ~10 us instead
+  calls NumPy's own OpenBLAS sgemm from numba (`scratchnet.runtime.blas`), chunk after chunk. The pieces
+  run on the spinning workers of `scratchnet.runtime.team`, so handing a piece over costs ~10 us instead
   of ~100, and convolutions from 1M multiply-adds (TEAM_MIN_MACS) use every core.
 * float64, or a NumPy without that sgemm: each chunk copies its windows with a numba kernel and
-  multiplies them with ``np.matmul``, and `scratchnet.threads.parallel_map` shares the chunks out.
+  multiplies them with ``np.matmul``, and `scratchnet.runtime.threads.parallel_map` shares the chunks out.
 
 Each chunk's column matrices are new arrays that die with the chunk: with the
 allocator's trim threshold fixed (`scratchnet.engine`) they come back from the heap without page faults,
@@ -50,8 +50,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from scratchnet import threads
-from scratchnet.kernels import blas, team
+from scratchnet.runtime import threads
+from scratchnet.runtime import blas, team
 from scratchnet.ops import conv as reference
 from scratchnet.ops._checks import check_dy, float_array, int_pair, padding_mode
 from scratchnet.ops.conv import padding_amounts
@@ -90,9 +90,9 @@ TRANSPOSED_DX = True
 
 TEAM_PIECES = True
 """float32 convolutions run as pieces that are one nogil numba call each (im2col plus sgemm called from
-numba, `scratchnet.kernels.blas`), one piece per thread of `scratchnet.threads.team()`, when NumPy's
+numba, `scratchnet.runtime.blas`), one piece per thread of `scratchnet.runtime.threads.team()`, when NumPy's
 OpenBLAS offers its sgemm; otherwise (float64, another BLAS, or False here) chunks of numba copies and
-``np.matmul`` run on `scratchnet.threads.parallel_map`. The two paths give the same results up to
+``np.matmul`` run on `scratchnet.runtime.threads.parallel_map`. The two paths give the same results up to
 float32 rounding (tests/test_kernels.py)."""
 
 PIECE_CHUNK_BYTES = 256 * 1024
@@ -459,7 +459,7 @@ def _col2im_gather(dcols, ci_size, n0, n1, kh_size, kw_size, sh, sw, oh_size, ow
 
 
 # ----------------------------------------------------------------------------------------------------
-# The team path's pieces: one nogil call each (see TEAM_PIECES and scratchnet.kernels.team).
+# The team path's pieces: one nogil call each (see TEAM_PIECES and scratchnet.runtime.team).
 # ----------------------------------------------------------------------------------------------------
 _NO_DX, _TRANSPOSED, _GATHER, _SCATTER = 0, 1, 2, 3
 """How a backward piece computes dx: not at all, as a convolution of dy, or by col2im gather / scatter."""

@@ -7,7 +7,7 @@ threads then fight them for the cores (deep_mnist's conv2 ran 1.5x slower right 
 dense products). So:
 
 * a product below DENSE_PARALLEL_MIN_MACS runs on the calling thread with BLAS held at one thread;
-* a bigger one is cut into pieces that the worker threads of `scratchnet.threads.parallel_map` run,
+* a bigger one is cut into pieces that the worker threads of `scratchnet.runtime.threads.parallel_map` run,
   each a one-thread BLAS call, cutting the bigger operand so that each thread reads only its part of
   it: x's rows when the batch is the bigger (emnist_cnn), the kernel's columns or rows when the
   kernel is (deep_mnist's 3136 x 1024 kernel, 12.8 MB).
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scratchnet import threads
+from scratchnet.runtime import threads
 from scratchnet.ops import dense as reference
 from scratchnet.ops._checks import check_dy, float_array
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from scratchnet import threads
+from scratchnet.runtime import threads
 from scratchnet.kernels.conv import SUPPORTED_DTYPES
 
 __all__ = ["FUSED_MIN_BYTES", "sigmoid_dense_gradients"]

@@ -12,14 +12,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from scratchnet import threads
+from scratchnet.runtime import threads
 from scratchnet.kernels.conv import SUPPORTED_DTYPES
 
 __all__ = ["adam_update"]
 
 PARALLEL_MIN_SIZE = 1_000_000
 """Parameters with at least this many values are updated in slices by the worker threads of
-`scratchnet.threads` (the update is bound by memory bandwidth, which one core does not saturate)."""
+`scratchnet.runtime.threads` (the update is bound by memory bandwidth, which one core does not saturate)."""
 
 
 def adam_update(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from scratchnet import threads
-from scratchnet.kernels import team
+from scratchnet.runtime import threads
+from scratchnet.runtime import team
 from scratchnet.kernels.conv import SUPPORTED_DTYPES
 from scratchnet.ops import pooling as reference
 from scratchnet.ops._checks import check_dy, float_array, int_pair, padding_mode
@@ -21,7 +21,7 @@ __all__ = ["max_pool2d_forward", "max_pool2d_backward"]
 
 PARALLEL_MIN_SIZE = 100_000
 """Inputs with at least this many values are pooled in one slice of images per thread, each slice one
-nogil call on the spinning team of `scratchnet.threads.run_pieces` (handing a slice over costs ~10 us).
+nogil call on the spinning team of `scratchnet.runtime.threads.run_pieces` (handing a slice over costs ~10 us).
 emnist_cnn's 6.5M-value pooling took 8 ms forward and backward on one thread; notmnist_cnn's first
 (200K values) takes 0.07 ms forward on one."""
 
@@ -130,7 +130,7 @@ def _max_pool_backward(dy, argmax, dx):
 @njit(cache=True, nogil=True)
 def _forward_piece(x, ph_size, pw_size, sh, sw, pad_top, pad_left, y, argmax, n0, n1, state, post_slot, done_slot,
                    job):
-    """`_max_pool_forward` of images n0..n1-1, as a piece of `scratchnet.threads.run_pieces`."""
+    """`_max_pool_forward` of images n0..n1-1, as a piece of `scratchnet.runtime.threads.run_pieces`."""
     team.post_done(state, post_slot, job)
     _max_pool_forward(x[n0:n1], ph_size, pw_size, sh, sw, pad_top, pad_left, y[n0:n1], argmax[n0:n1])
     team.mark_done(state, post_slot, done_slot, job)
@@ -138,7 +138,7 @@ def _forward_piece(x, ph_size, pw_size, sh, sw, pad_top, pad_left, y, argmax, n0
 
 @njit(cache=True, nogil=True)
 def _backward_piece(dy, argmax, dx, n0, n1, state, post_slot, done_slot, job):
-    """`_max_pool_backward` of images n0..n1-1, as a piece of `scratchnet.threads.run_pieces`."""
+    """`_max_pool_backward` of images n0..n1-1, as a piece of `scratchnet.runtime.threads.run_pieces`."""
     team.post_done(state, post_slot, job)
     _max_pool_backward(dy[n0:n1], argmax[n0:n1], dx[n0:n1])
     team.mark_done(state, post_slot, done_slot, job)

@@ -18,7 +18,8 @@ import numpy as np
 
 from scratchnet import engine
 from scratchnet import layers as layers_module
-from scratchnet import losses, optimizers, threads
+from scratchnet import losses, optimizers
+from scratchnet.runtime import threads
 from scratchnet import metrics as metrics_module
 from scratchnet.layers.base import ActivatedLayer, Layer, shape_tuple, snake_case
 

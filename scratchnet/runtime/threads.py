@@ -9,7 +9,7 @@ any moment.
   training step or forward pass holds BLAS at one thread once for all its ops. OpenBLAS's
   threads wait for work by spinning: on a busy machine an MLP training step took 32 ms instead of 0.4,
   and right after a 2-thread dense product deep_mnist's next convolution ran 1.5x slower.
-* The worker threads are ONE team (`team()`, `scratchnet.kernels.team`) of `num_threads - 1` threads
+* The worker threads are ONE team (`team()`, `scratchnet.runtime.team`) of `num_threads - 1` threads
   that spin without the GIL between pieces of work. float32 convolutions and max-pooling cut their
   batch into one piece per thread, each piece ONE nogil numba call (a convolution piece copies its
   windows and calls BLAS's sgemm from numba, at one thread) started through `run_pieces` in
@@ -39,7 +39,7 @@ __all__ = ["available_cores", "configure", "ensure_configured", "info", "num_thr
            "run_pieces", "serial_blas", "spans", "team"]
 
 _configured: dict[str, Any] | None = None
-_team = None  # the worker threads of run_pieces and parallel_map (scratchnet.kernels.team.Team), made on first use
+_team = None  # the worker threads of run_pieces and parallel_map (scratchnet.runtime.team.Team), made on first use
 _blas = None  # threadpoolctl's handles on the BLAS libraries (one per library), created on first use
 _serial = threading.local()  # .depth: how many serial_blas blocks this thread has open (they nest)
 
@@ -128,7 +128,7 @@ def parallel_map(function: Callable[[T], R], items: Sequence[T], *, parallel: bo
         results = [None] * len(items)
         next_index = itertools.count().__next__  # atomic under the GIL: each item is taken once
 
-        def take_items(state, post_slot, done_slot, job):  # a piece of `scratchnet.kernels.team`, in Python
+        def take_items(state, post_slot, done_slot, job):  # a piece of `scratchnet.runtime.team`, in Python
             if post_slot >= 0:
                 state[post_slot] = job
             index = next_index()
@@ -154,13 +154,13 @@ if hasattr(os, "register_at_fork"):
 
 
 def team():
-    """The `scratchnet.kernels.team.Team` of `num_threads() - 1` spinning workers, or None with one thread."""
+    """The `scratchnet.runtime.team.Team` of `num_threads() - 1` spinning workers, or None with one thread."""
     global _team
     count = num_threads()
     if count == 1:
         return None
     if _team is None:
-        from scratchnet.kernels.team import Team
+        from scratchnet.runtime.team import Team
 
         _team = Team(count - 1)
     return _team
@@ -170,13 +170,13 @@ def run_pieces(pieces) -> None:
     """Run pieces of work that are each one nogil numba call, one per thread, with BLAS held at one thread.
 
     pieces: ``(kernel, args)`` pairs, called as ``kernel(*args, state, post_slot, done_slot, job)``; see
-    `scratchnet.kernels.team` for the four last parameters. The calling thread runs the first piece and
+    `scratchnet.runtime.team` for the four last parameters. The calling thread runs the first piece and
     the team's workers the others, so a call costs microseconds where `parallel_map` costs ~100 us.
     """
     workers = team() if len(pieces) > 1 else None
     with serial_blas():
         if workers is None:
-            from scratchnet.kernels.team import run_here
+            from scratchnet.runtime.team import run_here
 
             run_here(pieces)
         else:

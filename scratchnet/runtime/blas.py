@@ -2,7 +2,7 @@
 
 A convolution chunk that copies its windows (numba) and then multiplies them (``np.matmul``) goes back to
 Python between the two, and takes the GIL there. With sgemm called from inside the numba kernel, a whole
-chunk is ONE call that holds no GIL from start to end, which is what lets `scratchnet.kernels.team` hand
+chunk is ONE call that holds no GIL from start to end, which is what lets `scratchnet.runtime.team` hand
 chunks to a worker thread without the two threads queueing for the GIL.
 
 NumPy's wheels ship OpenBLAS built for 64-bit integers with the symbols renamed

@@ -1,6 +1,6 @@
 """A team of worker threads for pieces of work that are each ONE nogil numba call, handed over in microseconds.
 
-`scratchnet.threads.parallel_map` hands Python functions to a thread pool. On this kind of machine a
+`scratchnet.runtime.threads.parallel_map` hands Python functions to a thread pool. On this kind of machine a
 sleeping thread takes about 100 us to wake, and a thread that wants the GIL while another holds it
 sleeps until it is released, and then takes as long again to wake. On notmnist_cnn's 20M-multiply-add
 convolutions (0.3-0.6 ms of work per call) that overhead ate a third of what the second core brought.
