@@ -48,13 +48,15 @@ ACCELERATED = (
     "bias_add_backward",
     "bias_add_relu_forward",
     "bias_add_relu_backward",
-    "bias_add_relu_inplace_forward",
-    "bias_add_relu_inplace_backward",
+    "conv2d_bias_relu_forward",
+    "conv2d_bias_relu_backward",
+    "logistic_regression_gradients",
+    "adam_update",
 )
 """Op names the numba backend takes from `scratchnet.kernels` instead of `scratchnet.ops`."""
 
 _CONTROL_NAMES = frozenset(
-    {"BACKENDS", "ACCELERATED", "set_backend", "get_backend", "backend", "op_names", "implementation"}
+    {"BACKENDS", "ACCELERATED", "set_backend", "get_backend", "backend", "op_names", "implementation", "step"}
 )
 
 
@@ -95,6 +97,18 @@ def backend(name: str) -> Iterator[str]:
         yield get_backend()
     finally:
         set_backend(previous)
+
+
+def step() -> contextlib.AbstractContextManager:
+    """A context manager around one training step or forward pass of a model.
+
+    The block is one unit of work: the backend may hold what its ops share for the whole block instead of
+    taking and giving it back op by op (the numba backend holds BLAS at one thread; the NumPy reference
+    holds nothing). Nothing computed changes.
+    """
+    if _backend == "numba":
+        return importlib.import_module("scratchnet.kernels").step()
+    return contextlib.nullcontext()
 
 
 def op_names() -> tuple[str, ...]:

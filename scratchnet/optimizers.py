@@ -5,9 +5,8 @@ Keras order) and updates every parameter IN PLACE, then adds one to ``optimizer.
 state (momentum, Adam's m and v) is created on the first call and can be read and restored with
 ``get_state()`` / ``set_state(arrays)`` (it is what ``Sequential.save`` stores).
 
-On the numba backend (`scratchnet.engine`) Adam's update runs as one fused pass
-(`scratchnet.kernels.optimizers`, the same float operations in the same order: equal bit for bit); the
-NumPy statements in ``Adam._update`` are the readable reference.
+Adam's arithmetic is the op `scratchnet.ops.updates.adam_update`, called through `scratchnet.engine`
+(which may run it as one fused pass: the same float operations in the same order, equal bit for bit).
 
 Notes: every coefficient is cast to the parameter's dtype before it touches an array, as Keras casts
 the learning rate and betas to the variable's dtype: a float32 model stays float32 (NumPy 2 would
@@ -166,22 +165,10 @@ class Adam(Optimizer):
 
     def _update(self, param, grad, slots, coefficients):
         m, v = slots
-        if engine.get_backend() == "numba" and _adam_kernel()(param, grad, m, v, *coefficients):
-            return  # the same arithmetic fused into one pass (scratchnet.kernels.optimizers)
-        alpha, one_minus_beta_1, one_minus_beta_2, epsilon = coefficients
-        m += (grad - m) * one_minus_beta_1
-        v += (grad * grad - v) * one_minus_beta_2
-        param -= m * alpha / (np.sqrt(v) + epsilon)
+        engine.adam_update(param, grad, m, v, *coefficients)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
-
-
-def _adam_kernel():
-    """The fused numba Adam update (imported on first use, so importing this module imports no numba)."""
-    from scratchnet.kernels.optimizers import adam_update
-
-    return adam_update
 
 
 _CLASSES = {"SGD": SGD, "Adam": Adam}

@@ -497,7 +497,7 @@ def test_dropout_kernels_follow_the_reference_for_masks_inference_and_bad_argume
 @pytest.mark.parametrize("shape", [(2, 0), (0, 3), (0, 0), (2, 0, 4, 3)])
 def test_bias_kernels_take_empty_inputs_as_the_reference_does(shape):
     x, bias = np.ones(shape, np.float32), np.ones(shape[-1], np.float32)
-    for name in ("bias_add_forward", "bias_add_relu_forward", "bias_add_relu_inplace_forward"):
+    for name in ("bias_add_forward", "bias_add_relu_forward"):
         y, _ = getattr(kernels, name)(x.copy(), bias)
         np.testing.assert_array_equal(y, getattr(ops, name)(x.copy(), bias)[0])
     for name, cache in (("bias_add_relu_backward", x), ("bias_add_backward", (x.shape, x.dtype))):
@@ -537,34 +537,48 @@ def test_bias_add_relu_kernels_equal_reference_and_the_two_ops_in_a_row(shape, d
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(5, 3), (2, 6, 5, 4), (1, 1), (3, 5, 5, 8), (2, 3, 100)])
-def test_bias_add_relu_inplace_kernels_equal_reference_and_the_copying_op(shape, dtype, elementwise_slicing):
-    """The in-place forward writes bias_add_relu's y over x and caches it; its backward gives the same grads."""
+def test_bias_add_relu_over_writes_the_reference_forward_over_its_input(shape, dtype, elementwise_slicing):
+    """The in-place kernel that conv2d_bias_relu runs on its own convolution output."""
     rng = np.random.default_rng(len(shape))
     x = rng.standard_normal(shape).astype(dtype)
     bias = rng.standard_normal(shape[-1])
     flat = x.reshape(-1)
     flat[0], flat[-1] = -bias[0], np.nan  # exactly 0 after the bias (the kink), and a NaN
-    y_copying, z = ops.bias_add_relu_forward(x, bias)
-    x_kernel, x_ref = x.copy(), x.copy()
-    y, cache = kernels.bias_add_relu_inplace_forward(x_kernel, bias)
-    y_ref, cache_ref = ops.bias_add_relu_inplace_forward(x_ref, bias)
-    assert y is x_kernel and cache is y and y_ref is x_ref and cache_ref is y_ref
-    np.testing.assert_array_equal(y, y_copying)
-    np.testing.assert_array_equal(y_ref, y_copying)
-    assert y.dtype == dtype
-    dy = rng.standard_normal(shape).astype(dtype)
-    dy_kernel, dy_ref, cache_before = dy.copy(), dy.copy(), cache.copy()
-    dx_copying, dbias_copying = ops.bias_add_relu_backward(dy, z)
-    dx, dbias = kernels.bias_add_relu_inplace_backward(dy_kernel, cache)
-    dx_ref, dbias_ref = ops.bias_add_relu_inplace_backward(dy_ref, cache_ref)
-    assert dx is dy_kernel and dx_ref is dy_ref  # written over dy
-    np.testing.assert_array_equal(dx, dx_copying)
-    np.testing.assert_array_equal(dx_ref, dx_copying)
-    assert_matches_reference(dbias, dbias_ref)
-    assert_matches_reference(dbias, dbias_copying)
-    np.testing.assert_array_equal(cache, cache_before)
+    y_ref, _ = ops.bias_add_relu_forward(x, bias)
+    x_owned = x.copy()
+    y = kact.bias_add_relu_over(x_owned, bias)
+    assert y is x_owned and y.dtype == dtype
+    np.testing.assert_array_equal(y, y_ref)
     with pytest.raises(ValueError, match="bias"):
-        kernels.bias_add_relu_inplace_forward(x.copy(), bias[:0])
+        kact.bias_add_relu_over(x.copy(), bias[:0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, kernel_shape, strides, padding", [
+    ((3, 8, 9, 1), (5, 5, 1, 8), 1, "same"),
+    ((2, 9, 8, 4), (3, 3, 4, 6), 2, "valid"),
+])
+def test_conv2d_bias_relu_kernels_equal_reference(shape, kernel_shape, strides, padding, dtype):
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal(shape).astype(dtype)
+    kernel = rng.standard_normal(kernel_shape).astype(dtype)
+    bias = rng.standard_normal(kernel_shape[-1]).astype(dtype)
+    y, cache = kernels.conv2d_bias_relu_forward(x, kernel, bias, strides, padding)
+    y_ref, cache_ref = ops.conv2d_bias_relu_forward(x, kernel, bias, strides, padding)
+    assert_matches_reference(y, y_ref)
+    assert y.dtype == dtype
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dy_before = dy.copy()
+    for need_dx in (True, False):
+        got = kernels.conv2d_bias_relu_backward(dy, cache, need_dx)
+        want = ops.conv2d_bias_relu_backward(dy, cache_ref, need_dx)
+        for g, w in zip(got, want):
+            if w is None:
+                assert g is None
+            else:
+                assert_matches_reference(g, w)
+                assert g.dtype == dtype
+    np.testing.assert_array_equal(dy, dy_before)  # dy is never written
 
 
 @pytest.mark.skipif(numba.config.DISABLE_JIT, reason="NUMBA_DISABLE_JIT=1 initialises no numba target")

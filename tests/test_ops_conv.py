@@ -13,9 +13,9 @@ from scratchnet.ops import (
     bias_add_forward,
     bias_add_relu_backward,
     bias_add_relu_forward,
-    bias_add_relu_inplace_backward,
-    bias_add_relu_inplace_forward,
     conv2d_backward,
+    conv2d_bias_relu_backward,
+    conv2d_bias_relu_forward,
     conv2d_forward,
     padding_amounts,
 )
@@ -237,19 +237,26 @@ def test_bias_add_relu_backward_matches_numerical_gradient(shape):
     assert max(errors.values()) < GRAD_TOLERANCE, errors
 
 
-@pytest.mark.parametrize("shape", [(3, 4), (2, 3, 3, 4)])
-def test_bias_add_relu_inplace_overwrites_x_with_bias_add_relu_and_has_its_gradients(shape):
+@pytest.mark.parametrize("strides, padding", [(1, "valid"), (2, "same")])
+def test_conv2d_bias_relu_is_conv2d_then_bias_add_relu_and_matches_numerical_gradient(strides, padding):
     rng = np.random.default_rng(6)
-    x = rng.standard_normal(shape)
-    bias = rng.uniform(-0.5, 0.5, shape[-1])
-    y_copying, z = bias_add_relu_forward(x, bias)
-    x_owned = x.copy()
-    y, cache = bias_add_relu_inplace_forward(x_owned, bias)
-    assert y is x_owned and cache is y
-    np.testing.assert_array_equal(y, y_copying)
-    dy = rng.standard_normal(shape)
-    want = bias_add_relu_backward(dy, z)
-    dx, dbias = bias_add_relu_inplace_backward(dy, cache)
-    assert dx is dy  # the gradient is written over dy
-    for got, expected in zip((dx, dbias), want):
-        np.testing.assert_array_equal(got, expected)
+    x = rng.standard_normal((2, 5, 6, 3))
+    kernel = rng.standard_normal((3, 2, 3, 4))
+    bias = rng.uniform(-0.1, 0.1, 4)
+    y, cache = conv2d_bias_relu_forward(x, kernel, bias, strides, padding)
+    z, conv_cache = conv2d_forward(x, kernel, strides, padding)
+    y_two_ops, z_bias = bias_add_relu_forward(z, bias)
+    np.testing.assert_array_equal(y, y_two_ops)
+    dy = rng.standard_normal(y.shape)
+    dz, dbias_want = bias_add_relu_backward(dy, z_bias)
+    dx_want, dkernel_want = conv2d_backward(dz, conv_cache)
+    for got, want in zip(conv2d_bias_relu_backward(dy, cache), (dx_want, dkernel_want, dbias_want)):
+        np.testing.assert_array_equal(got, want)
+    assert conv2d_bias_relu_backward(dy, cache, need_dx=False)[0] is None
+    assert np.abs(z_bias).min() > 1e-3  # no pre-activation near relu's kink, where differences mislead
+    errors = check_gradients(
+        lambda x, kernel, bias: conv2d_bias_relu_forward(x, kernel, bias, strides, padding),
+        conv2d_bias_relu_backward,
+        {"x": x, "kernel": kernel, "bias": bias},
+    )
+    assert max(errors.values()) < GRAD_TOLERANCE, errors

@@ -295,9 +295,11 @@ def test_train_step_asks_only_the_first_trainable_layer_to_skip_its_input_gradie
     assert calls == [("dense_1", {"from_logits": True}), ("dense", {"need_dx": False})]
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize("use_bias", [False, True])
-def test_logistic_regression_one_pass_step_equals_the_layer_by_layer_step(monkeypatch, use_bias):
-    """The big-batch one-pass path (scratchnet.kernels.fused) gives the reference step's loss and update."""
+def test_logistic_regression_step_equals_the_layer_by_layer_step(monkeypatch, use_bias, backend):
+    """The logistic-regression step (one engine op for its gradients; on numba, the one-pass kernel of
+    scratchnet.kernels.fused) gives the layer-by-layer step's losses, logits and updates."""
     from scratchnet import engine
     from scratchnet.kernels import fused
 
@@ -308,16 +310,18 @@ def test_logistic_regression_one_pass_step_equals_the_layer_by_layer_step(monkey
     kernel = rng.standard_normal((20, 1)) * 1e-3
 
     results = {}
-    for backend in ("numpy", "numba"):
+    for path in ("one op", "layer by layer"):
         model = Sequential([layers.Dense(1, activation="sigmoid", use_bias=use_bias, input_shape=(20,))],
                            dtype="float64")
         model.compile(optimizers.SGD(0.01), "binary_crossentropy")
         model.set_weights([kernel] + ([np.array([0.2])] if use_bias else []))
+        assert model._is_logistic_regression(x, y)
+        if path == "layer by layer":
+            monkeypatch.setattr(model, "_is_logistic_regression", lambda *args: False)
         with engine.backend(backend):
-            assert model._one_pass_applies(x, y) == (backend == "numba")
             losses_seen = [model.train_step(x, y) for _ in range(3)]
-            results[backend] = losses_seen, model.get_weights(), model.layers[0].logits
-    (loss_a, weights_a, logits_a), (loss_b, weights_b, logits_b) = results["numba"], results["numpy"]
+        results[path] = losses_seen, model.get_weights(), model.layers[0].logits
+    (loss_a, weights_a, logits_a), (loss_b, weights_b, logits_b) = results["one op"], results["layer by layer"]
     np.testing.assert_allclose(loss_a, loss_b, rtol=1e-12)
     np.testing.assert_allclose(logits_a, logits_b, rtol=1e-12, atol=1e-12)
     for got, want in zip(weights_a, weights_b):
@@ -339,9 +343,11 @@ def test_train_step_frees_every_layers_caches_once_the_backward_has_run():
 
 
 
-def test_training_lets_conv_layers_write_over_dy_with_the_same_weights(monkeypatch):
-    """A training step passes overwrite_dy to its Conv2D layers (it never reads dy again); the weights come
-    out exactly as when the layers make new arrays."""
+def test_a_training_step_never_writes_over_the_arrays_it_hands_between_layers():
+    """Whatever the engine does in place stays inside its ops: every dy a layer receives and every output a
+    layer hands on are unchanged after the step, and both backends train to the same weights."""
+    from scratchnet import engine
+
     def make():
         model = Sequential([layers.Conv2D(4, 3, activation="relu"), layers.Conv2D(3, 3, activation="relu"),
                             layers.MaxPooling2D(2), layers.Flatten(), layers.Dense(3)], input_shape=(9, 9, 1), seed=5)
@@ -350,17 +356,25 @@ def test_training_lets_conv_layers_write_over_dy_with_the_same_weights(monkeypat
 
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((6, 9, 9, 1)).astype(np.float32), rng.integers(0, 3, 6)
-    overwriting, copying = make(), make()
-    options = []
-    backward = layers.Conv2D.backward
-    monkeypatch.setattr(layers.Conv2D, "backward",
-                        lambda self, dy, **kwargs: options.append(kwargs) or backward(self, dy, **kwargs))
-    for _ in range(3):
-        overwriting.train_step(x, y)
-    assert len(options) == 6 and all(kwargs.get("overwrite_dy") for kwargs in options)
-    monkeypatch.setattr(layers.Conv2D, "backward",
-                        lambda self, dy, **kwargs: backward(self, dy, **{**kwargs, "overwrite_dy": False}))
-    for _ in range(3):
-        copying.train_step(x, y)
-    for a, b in zip(overwriting.get_weights(), copying.get_weights()):
-        np.testing.assert_array_equal(a, b)
+    weights = {}
+    for backend in ("numba", "numpy"):
+        model, seen = make(), []
+        for layer in model.layers:
+            def spy_forward(x, training=False, _forward=layer.forward):
+                out = _forward(x, training=training)
+                seen.append((out, out.copy()))
+                return out
+
+            def spy_backward(dy, _backward=layer.backward, **options):
+                seen.append((dy, dy.copy()))
+                return _backward(dy, **options)
+
+            layer.forward, layer.backward = spy_forward, spy_backward
+        with engine.backend(backend):
+            for _ in range(2):
+                model.train_step(x, y)
+        for array, copy in seen:
+            np.testing.assert_array_equal(array, copy)
+        weights[backend] = model.get_weights()
+    for a, b in zip(weights["numba"], weights["numpy"]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

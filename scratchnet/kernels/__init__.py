@@ -1,12 +1,11 @@
-"""The numba twins of the hot ops of scratchnet.ops: same names, same signatures, faster.
+"""The numba twins of the hot ops of scratchnet.ops: same names, same signatures, same values, faster.
 
-conv2d and max-pool (forward/backward) are the engine's hot spots; relu, bias_add, bias_add_relu (a
-Conv2D's bias and relu as one op; its in-place form in training) and dropout joined because profiles of the CNN training steps showed
-their NumPy versions costing several times one memory pass. dense is the reference's NumPy code run
-under the thread policy (one BLAS thread for small products, the worker threads for big ones). Two
-modules serve callers other than the engine: `optimizers` (the fused Adam update that
-`scratchnet.optimizers.Adam` uses on the numba backend) and `fused` (logistic regression's one-pass
-training step, used by `scratchnet.models.Sequential`).
+conv2d and max-pool (forward/backward) are the engine's hot spots; relu, bias_add, bias_add_relu, the
+Conv2D op conv2d_bias_relu (bias and relu written over the convolution's own output) and dropout joined
+because profiles of the CNN training steps showed their NumPy versions costing several times one memory
+pass; adam_update is Adam's three updates in one pass; logistic_regression_gradients reads a big batch
+once instead of twice. dense is the reference's NumPy code run under the thread policy (one BLAS thread
+for small products, the worker threads for big ones).
 
 `scratchnet.engine` picks between these and the readable NumPy reference. Importing this package
 compiles nothing: each kernel is compiled on its first call for the dtypes it meets (float32 and float64)
@@ -16,26 +15,29 @@ from scratchnet import runtime
 
 runtime.prepare()  # the thread policy and allocator settings the kernels are tuned for
 
+from scratchnet.runtime import threads as _threads  # noqa: E402
+
 from scratchnet.kernels.activations import (  # noqa: E402
     bias_add_backward,
     bias_add_forward,
     bias_add_relu_backward,
     bias_add_relu_forward,
-    bias_add_relu_inplace_backward,
-    bias_add_relu_inplace_forward,
     relu_backward,
     relu_forward,
 )
 from scratchnet.kernels.conv import conv2d_backward, conv2d_forward
+from scratchnet.kernels.conv_bias_relu import conv2d_bias_relu_backward, conv2d_bias_relu_forward
 from scratchnet.kernels.dense import dense_backward, dense_forward
 from scratchnet.kernels.dropout import dropout_backward, dropout_forward
+from scratchnet.kernels.fused import logistic_regression_gradients
+from scratchnet.kernels.optimizers import adam_update
 from scratchnet.kernels.pooling import max_pool2d_backward, max_pool2d_forward
 
 __all__ = [
     "bias_add_relu_forward",
     "bias_add_relu_backward",
-    "bias_add_relu_inplace_forward",
-    "bias_add_relu_inplace_backward",
+    "conv2d_bias_relu_forward",
+    "conv2d_bias_relu_backward",
     "dense_forward",
     "dense_backward",
     "dropout_forward",
@@ -48,4 +50,18 @@ __all__ = [
     "relu_backward",
     "bias_add_forward",
     "bias_add_backward",
+    "logistic_regression_gradients",
+    "adam_update",
 ]
+
+
+def step():
+    """A context manager around one training step or forward pass (what `scratchnet.engine.step` returns
+    on this backend): BLAS held at one thread for the whole block.
+
+    The kernels never use BLAS's own threads (each holds BLAS at one thread, or cuts a big product into
+    pieces for the worker threads); held once per step, their own holds cost nothing instead of switching
+    the thread count back and forth a dozen times a step.
+    """
+    return _threads.serial_blas()
+

@@ -18,7 +18,7 @@ from scratchnet.ops import conv as reference_conv
 from scratchnet.ops._checks import check_dy, float_array
 
 __all__ = ["relu_forward", "relu_backward", "bias_add_forward", "bias_add_backward", "bias_add_relu_forward",
-           "bias_add_relu_backward", "bias_add_relu_inplace_forward", "bias_add_relu_inplace_backward"]
+           "bias_add_relu_backward", "bias_add_relu_over"]
 
 PARALLEL_MIN_SIZE = 1_000_000
 """Arrays with at least this many values are cut into one slice per thread and run by the worker
@@ -154,34 +154,23 @@ def bias_add_relu_forward(x, bias):
     return y, z
 
 
-def bias_add_relu_inplace_forward(x, bias):
-    """``x[...] = relu(x + bias)`` in one pass over x itself; returns (x, cache x), as the reference.
+def bias_add_relu_over(x, bias):
+    """``x[...] = relu(x + bias)`` in one pass over x itself; returns x.
 
-    What a Conv2D layer runs in training on its fresh convolution output: no second activation-sized
-    array is written or kept (emnist_cnn's second conv: 26 MB less). The loop is `bias_add_relu_forward`'s
+    For a fresh array that a kernel made and nobody else has seen (`conv2d_bias_relu_forward`'s
+    convolution output): no second activation-sized array is written. The loop is `bias_add_relu_forward`'s
     with one array for input and output (three arguments that might overlap would make LLVM check at
     run time, find that they do, and take its scalar path).
     """
     prepared = _channel_rows(x, bias, in_place=True)
     if prepared is None:
-        return reference_conv.bias_add_relu_inplace_forward(x, bias)
+        y, _ = reference_conv.bias_add_relu_forward(x, bias)
+        x[...] = y
+        return x
     x, bias, rows = prepared
     block = _bias_block(bias)
     _each_span(lambda s: _add_bias_relu_inplace(rows[s[0]:s[1]].reshape(-1), block), _spans(*rows.shape))
-    return x, x
-
-
-def bias_add_relu_inplace_backward(dy, cache):
-    """Gradients of `bias_add_relu_inplace_forward`, dx written over dy, as the reference.
-
-    The one-pass kernel of `bias_add_relu_backward` with dy as both its input and its dx: each value of
-    dy is read before its gradient is written over it.
-    """
-    y = cache
-    if not (isinstance(dy, np.ndarray) and isinstance(y, np.ndarray) and dy.shape == y.shape
-            and dy.dtype == y.dtype and dy.flags.c_contiguous and dy.flags.writeable):
-        return reference_conv.bias_add_relu_inplace_backward(dy, cache)
-    return _bias_add_relu_backward(dy, y, dy)
+    return x
 
 
 def bias_add_relu_backward(dy, cache):
@@ -192,19 +181,11 @@ def bias_add_relu_backward(dy, cache):
     of 8.7 on emnist_cnn's second conv (6.5M values, one thread).
     """
     z = cache
-    return _bias_add_relu_backward(dy, z, None)
-
-
-def _bias_add_relu_backward(dy, z, dx):
-    """`bias_add_relu_backward` into dx (a new array when None; dy itself for the in-place form)."""
     if z.dtype not in SUPPORTED_DTYPES or z.ndim < 1 or z.size == 0:
-        if dx is None:
-            return reference_conv.bias_add_relu_backward(dy, z)
-        return reference_conv.bias_add_relu_inplace_backward(dy, z)
+        return reference_conv.bias_add_relu_backward(dy, z)
     dy = np.ascontiguousarray(check_dy(dy, z.shape, z.dtype, "bias_add_relu_backward"))
     channels = z.shape[-1]
-    if dx is None:
-        dx = np.empty(z.shape, dtype=z.dtype)
+    dx = np.empty(z.shape, dtype=z.dtype)
     rows, dx_rows = dy.reshape(-1, channels), dx.reshape(-1, channels)
     z_rows = np.ascontiguousarray(z).reshape(-1, channels)
     spans = _spans(*rows.shape)

@@ -1,6 +1,6 @@
 """Fast optimizer updates: Adam's three in-place updates (m, v, the weights) fused into one numba pass.
 
-The readable update is `scratchnet.optimizers.Adam._update` (three NumPy statements, each several passes
+The readable update is `scratchnet.ops.updates.adam_update` (three NumPy statements, each several passes
 over memory with temporaries); on deep_mnist's 3.3M parameters it cost about a fifth of a training step.
 This kernel reads g, m, v, w once and writes m, v, w once, doing the same float operations in the same
 order (no fast-math, no fused multiply-add), so its results equal the reference bit for bit.
@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from scratchnet.runtime import threads
 from scratchnet.kernels.conv import SUPPORTED_DTYPES
+from scratchnet.ops import updates as reference
+from scratchnet.runtime import threads
 
 __all__ = ["adam_update"]
 
@@ -30,24 +31,23 @@ def adam_update(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, ep
     `scratchnet.optimizers.Adam`). param, m, v: C-contiguous arrays of one shape and dtype; grad: same
     shape (cast to param's dtype by the caller).
 
-    Returns False, touching nothing, when the arrays do not suit the kernel (a dtype numba cannot do,
-    or a non-contiguous parameter or moment): the caller then runs the NumPy update.
+    Arrays that do not suit the kernel (a dtype numba cannot do, or a non-contiguous parameter or moment)
+    get the reference's NumPy update. Returns None, as the reference.
     """
     dtype = param.dtype
-    if dtype not in SUPPORTED_DTYPES or grad.dtype != dtype or m.dtype != dtype or v.dtype != dtype:
-        return False
-    if not (param.flags.c_contiguous and m.flags.c_contiguous and v.flags.c_contiguous):
-        return False
+    suits = dtype in SUPPORTED_DTYPES and grad.dtype == dtype and m.dtype == dtype and v.dtype == dtype
+    if not (suits and param.flags.c_contiguous and m.flags.c_contiguous and v.flags.c_contiguous):
+        return reference.adam_update(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon)
     flat = [a.reshape(-1) for a in (param, np.ascontiguousarray(grad), m, v)]
     scalars = [dtype.type(s) for s in (alpha, one_minus_beta_1, one_minus_beta_2, epsilon)]
     size = param.size
     parts = threads.num_threads() if size >= PARALLEL_MIN_SIZE else 1
     if parts == 1:
         _adam_update(*flat, *scalars)
-        return True
+        return None
     threads.parallel_map(lambda span: _adam_update(*(a[span[0]:span[1]] for a in flat), *scalars),
                          threads.spans(size, parts))
-    return True
+    return None
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -83,6 +83,12 @@ class Layer:
     def backward(self, dy):
         raise NotImplementedError
 
+    def _use_up_cache(self):
+        """Return the forward's ``_cache`` and forget it: passed straight to a backward op, the cache then
+        belongs to that op alone, which can free the activations it holds as soon as it has read them."""
+        cache, self._cache = self._cache, None
+        return cache
+
     def release_caches(self):
         """Forget what the last forward kept for the backward (a model calls this once the backward has run).
 

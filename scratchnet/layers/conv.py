@@ -75,45 +75,34 @@ class Conv2D(ActivatedLayer):
             self.params["bias"] = self.bias_initializer((self.filters,), self.dtype, rng)
 
     def forward(self, x, training=False):
+        if self.use_bias and self.activation == "relu":  # the common case, as one op
+            y, self._cache = engine.conv2d_bias_relu_forward(x, self.params["kernel"], self.params["bias"],
+                                                             self.strides, self.padding)
+            self.logits = None  # the op keeps the output, from which relu's gradient is read
+            return y
         z, self._conv_cache = engine.conv2d_forward(x, self.params["kernel"], self.strides, self.padding)
-        if self.use_bias and self.activation == "relu" and training:
-            # bias and relu as one op, written over the fresh z: only the output is kept (relu's gradient
-            # reads it), so there are no logits (no loss fuses with relu; predict keeps them, below)
-            y, self._activation_cache = engine.bias_add_relu_inplace_forward(z, self.params["bias"])
-            self.logits = None
-            return y
-        if self.use_bias and self.activation == "relu":  # bias and relu as one op (one pass on numba)
-            y, self._activation_cache = engine.bias_add_relu_forward(z, self.params["bias"])
-            self.logits = self._activation_cache  # the pre-activation z + bias, as _activate keeps it
-            return y
         if self.use_bias:
             z, self._bias_cache = engine.bias_add_forward(z, self.params["bias"])
         return self._activate(z)
 
-    def backward(self, dy, from_logits=False, need_dx=True, overwrite_dy=False):
+    def backward(self, dy, from_logits=False, need_dx=True):
         """Fill ``grads`` and return dx; ``need_dx=False`` (a model's first layer) skips dx, returning None.
 
-        After a training forward with bias and relu, the kept output is used up here (the layer lets go of
-        it before the convolution's backward runs): a second backward needs a new forward. With
-        ``overwrite_dy`` (what a Sequential model's training step passes: it never reads dy again) relu's
-        gradient is written over dy instead of a new array, so the output is freed before the
-        convolution's backward allocates dx (emnist_cnn: 26 MB less at the step's peak).
+        The forward's cache is used up here (a second backward needs a new forward), so the activations
+        it holds can be freed while the gradients are computed.
         """
-        if self.use_bias and self.activation == "relu":
-            if from_logits:  # dy is already the gradient of the pre-activation: only the bias remains
-                cached = self._activation_cache  # z (inference forward) or y (training), same shape
-                dz, dbias = engine.bias_add_backward(dy, (cached.shape, cached.dtype))
-            elif self.logits is None and overwrite_dy:  # the training step's dy: written over
-                dz, dbias = engine.bias_add_relu_inplace_backward(dy, self._activation_cache)
-            else:  # y > 0 exactly where z > 0, so either cache gives the same gradient
-                dz, dbias = engine.bias_add_relu_backward(dy, self._activation_cache)
-            if self.logits is None:  # a training forward's output y: used up, freed before the conv's backward
-                self._activation_cache = None
+        if self.use_bias and self.activation == "relu" and from_logits:
+            # dy is already the gradient of the pre-activation: only the bias and the convolution remain
+            conv_cache, y = self._use_up_cache()
+            dz, dbias = engine.bias_add_backward(dy, (y.shape, y.dtype))
+            dx, dkernel = engine.conv2d_backward(dz, conv_cache, need_dx)
+        elif self.use_bias and self.activation == "relu":
+            dx, dkernel, dbias = engine.conv2d_bias_relu_backward(dy, self._use_up_cache(), need_dx)
         else:
             dz = self._activation_backward(dy, from_logits)
             if self.use_bias:
                 dz, dbias = engine.bias_add_backward(dz, self._bias_cache)
-        dx, dkernel = engine.conv2d_backward(dz, self._conv_cache, need_dx)
+            dx, dkernel = engine.conv2d_backward(dz, self._conv_cache, need_dx)
         self.grads = {"kernel": dkernel, "bias": dbias} if self.use_bias else {"kernel": dkernel}
         return dx
 

@@ -9,7 +9,6 @@ One training step is: forward through every layer (training mode), the loss of t
 backward through every layer in reverse (each fills its ``grads``), one optimizer update in place.
 """
 
-import contextlib
 import inspect
 import math
 import sys
@@ -19,7 +18,6 @@ import numpy as np
 from scratchnet import engine
 from scratchnet import layers as layers_module
 from scratchnet import losses, optimizers
-from scratchnet.runtime import threads
 from scratchnet import metrics as metrics_module
 from scratchnet.layers.base import ActivatedLayer, Layer, shape_tuple, snake_case
 
@@ -201,7 +199,7 @@ class Sequential:
 
     def _forward(self, x, training):
         x = x.astype(self.dtype, copy=False)
-        with _engine_blas():
+        with engine.step():
             for layer in self.layers:
                 x = layer.forward(x, training=training)
         return x
@@ -224,13 +222,13 @@ class Sequential:
 
     def _train_batch(self, x, y, fused):
         """One step on a prepared batch; returns (loss as a float, outputs in training mode)."""
-        with _engine_blas():
-            return self._train_batch_blas_held(x, y, fused)
+        with engine.step():
+            if fused and self._is_logistic_regression(x, y):
+                return self._train_logistic_regression(x, y)
+            return self._train_layer_by_layer(x, y, fused)
 
-    def _train_batch_blas_held(self, x, y, fused):
-        """`_train_batch`'s work, with BLAS's thread count already set for the whole step."""
-        if fused and self._one_pass_applies(x, y):
-            return self._train_batch_one_pass(x, y)
+    def _train_layer_by_layer(self, x, y, fused):
+        """`_train_batch` for every model: forward, loss, backward layer by layer, one update."""
         y_pred = self._forward(x, training=True)
         loss, cache = self._loss(y, y_pred, fused)
         loss = self._finite(loss)
@@ -243,8 +241,6 @@ class Sequential:
             options = {"from_logits": True} if fused and index == last else {}
             if index == self._backward_stop and self._first_skips_dx:
                 options["need_dx"] = False  # nothing below the first trainable layer needs a gradient
-            if isinstance(self.layers[index], layers_module.Conv2D):
-                options["overwrite_dy"] = True  # dy is this loop's own, never read again
             dy = self.layers[index].backward(dy, **options)
             self.layers[index].release_caches()  # its activations are freed as the backward moves down
         for layer in self.layers[:min(self._backward_stop, last)]:
@@ -253,26 +249,22 @@ class Sequential:
         self.optimizer.apply(self._params, grads)
         return loss, y_pred
 
-    def _one_pass_applies(self, x, y):
-        """True for logistic regression on a big batch (one sigmoid unit, binary cross-entropy, numba
-        backend): memory-bound, it runs as ONE pass over x (`scratchnet.kernels.fused`)."""
-        if len(self.layers) != 1 or engine.get_backend() != "numba":
+    def _is_logistic_regression(self, x, y):
+        """True for logistic regression: one Dense unit with a sigmoid, binary cross-entropy from its logits."""
+        if len(self.layers) != 1:
             return False
         layer = self.layers[0]
-        if not (type(layer) is layers_module.Dense and layer.activation == "sigmoid" and layer.units == 1
+        return (type(layer) is layers_module.Dense and layer.activation == "sigmoid" and layer.units == 1
                 and self.loss.LOGITS_OP == "sigmoid_binary_cross_entropy" and x.ndim == 2
-                and x.dtype == self.dtype and x.flags.c_contiguous and np.shape(y) == (len(x), 1)):
-            return False
-        from scratchnet.kernels.fused import FUSED_MIN_BYTES
+                and np.shape(y) == (len(x), 1))
 
-        return x.nbytes >= FUSED_MIN_BYTES
-
-    def _train_batch_one_pass(self, x, y):
-        """`_train_batch` for `_one_pass_applies` models: the layer-by-layer step's results, x read once."""
-        from scratchnet.kernels.fused import sigmoid_dense_gradients
-
+    def _train_logistic_regression(self, x, y):
+        """`_train_batch` for logistic regression: its gradients come from one op, the textbook formula
+        (`scratchnet.ops.losses.logistic_regression_gradients`), with the layer-by-layer step's values."""
         layer = self.layers[0]
-        logits, dkernel, dbias = sigmoid_dense_gradients(x, layer.params["kernel"], layer.params.get("bias"), y)
+        x = x.astype(self.dtype, copy=False)
+        logits, dkernel, dbias = engine.logistic_regression_gradients(
+            x, layer.params["kernel"], layer.params.get("bias"), y.astype(self.dtype, copy=False))
         loss = self._finite(self.loss.forward(y, logits, from_logits=True)[0])
         layer.logits = logits
         y_pred, layer._activation_cache = engine.sigmoid_forward(logits)
@@ -532,14 +524,3 @@ def _progress_bar(total, description, enabled):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=description, unit="step", file=sys.stderr, leave=True, dynamic_ncols=True)
-
-
-def _engine_blas():
-    """The BLAS thread setting for a whole training step or forward pass: one thread on the numba backend.
-
-    Its ops never use BLAS's own threads (`scratchnet.threads`: each holds BLAS at one thread, or cuts a big
-    product into pieces for the worker threads). Held once for the whole step, the ops' own holds are
-    no-ops instead of switching the thread count back and forth 12 times a step (0.14 ms of kaggle_cnn's
-    2.6 ms). The numpy backend, the readable reference, keeps BLAS's threads for its products.
-    """
-    return threads.serial_blas() if engine.get_backend() == "numba" else contextlib.nullcontext()

@@ -8,9 +8,8 @@ Every op is a pair of free functions (the cs231n contract):
 
 A backward never modifies ``dy`` or its cache and returns new arrays; the dtype of the forward's
 first input is the dtype of every output (float32 stays float32). ``scratchnet.gradcheck`` checks
-every backward against central differences. One forward writes over its input on purpose:
-``bias_add_relu_inplace_forward``, for a fresh array its caller owns (a Conv2D's convolution output in
-training), so a step keeps one activation per layer instead of two.
+every backward against central differences. Ops say WHAT is computed; how fast (in place, fused, on
+several threads) is the business of the numba twins that `scratchnet.engine` may pick instead.
 """
 
 from .activations import (
@@ -26,9 +25,9 @@ from .conv import (
     bias_add_forward,
     bias_add_relu_backward,
     bias_add_relu_forward,
-    bias_add_relu_inplace_backward,
-    bias_add_relu_inplace_forward,
     conv2d_backward,
+    conv2d_bias_relu_backward,
+    conv2d_bias_relu_forward,
     conv2d_forward,
     padding_amounts,
 )
@@ -39,6 +38,7 @@ from .losses import (
     binary_cross_entropy_forward,
     categorical_cross_entropy_backward,
     categorical_cross_entropy_forward,
+    logistic_regression_gradients,
     sigmoid_binary_cross_entropy_backward,
     sigmoid_binary_cross_entropy_forward,
     softmax_cross_entropy_backward,
@@ -46,6 +46,7 @@ from .losses import (
 )
 from .pooling import max_pool2d_backward, max_pool2d_forward
 from .reshape import flatten_backward, flatten_forward
+from .updates import adam_update
 
 __all__ = [
     "dense_forward",
@@ -57,8 +58,8 @@ __all__ = [
     "bias_add_backward",
     "bias_add_relu_forward",
     "bias_add_relu_backward",
-    "bias_add_relu_inplace_forward",
-    "bias_add_relu_inplace_backward",
+    "conv2d_bias_relu_forward",
+    "conv2d_bias_relu_backward",
     "max_pool2d_forward",
     "max_pool2d_backward",
     "relu_forward",
@@ -79,4 +80,6 @@ __all__ = [
     "categorical_cross_entropy_backward",
     "binary_cross_entropy_forward",
     "binary_cross_entropy_backward",
+    "logistic_regression_gradients",
+    "adam_update",
 ]

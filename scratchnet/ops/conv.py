@@ -275,46 +275,35 @@ def bias_add_relu_backward(dy, cache):
     return dx, dx.reshape(math.prod(z.shape[:-1]), z.shape[-1]).sum(axis=0)
 
 
-def bias_add_relu_inplace_forward(x, bias):
-    """`bias_add_relu_forward` written over ``x`` itself: ``x[...] = relu(x + bias)``, keeping only the output.
+def conv2d_bias_relu_forward(x, kernel, bias, strides=1, padding="valid"):
+    """``y = relu(conv2d(x, kernel) + bias)``: a Conv2D layer with a bias and a relu, as one op.
 
-    For a fresh array the caller owns and will not read again (a Conv2D layer's new convolution output in
-    training), so no second array of x's size is allocated and no pre-activation is kept.
+    `conv2d_forward`, then `bias_add_relu_forward`; nothing new but the bundling, which lets the numba
+    twin add the bias and apply the relu in the same memory the convolution just wrote.
 
     Args:
-        x: (..., C) writable float array, overwritten; bias: (C,), cast to x's dtype.
+        x: (N, H, W, CI); kernel: (KH, KW, CI, CO); bias: (CO,); strides, padding: as `conv2d_forward`.
 
     Returns:
-        y: x itself (a converted copy if x was not a float array); cache: y, for
-        ``bias_add_relu_inplace_backward``.
+        y: (N, OH, OW, CO) in x's dtype; cache: (the convolution's cache, y).
 
-    Notes: relu's gradient can be read from its output: ``y > 0`` exactly where ``z = x + bias > 0`` (a NaN
-    is neither), so the backward is `bias_add_relu_backward` with y in place of z, with the same values.
+    Notes: the cache keeps the output y, not the pre-activation: relu's gradient can be read from its
+    output, since ``y > 0`` exactly where ``conv + bias > 0`` (a NaN is neither).
     """
-    x = float_array(x, "x")
-    bias = float_array(bias, "bias", ndim=1).astype(x.dtype, copy=False)
-    if x.ndim < 1 or x.shape[-1] != bias.shape[0]:
-        bias_add_forward(x, bias)  # raises the error that names the shapes
-    np.add(x, bias, out=x)
-    np.maximum(x, 0, out=x)
-    return x, x
+    z, conv_cache = conv2d_forward(x, kernel, strides, padding)
+    y, _ = bias_add_relu_forward(z, bias)
+    return y, (conv_cache, y)
 
 
-def bias_add_relu_inplace_backward(dy, cache):
-    """Gradients of `bias_add_relu_inplace_forward`, with dx written over ``dy``: the in-place form of the
-    backward, as the forward is of the forward.
-
-    The values of `bias_add_relu_backward` with the output y in place of z. For a dy its caller owns and
-    will not read again (a Sequential model's training step): no array of y's size is allocated, and the
-    layer can free y before its convolution's backward (emnist_cnn's step: 26 MB less at its peak). The
-    one backward that modifies dy.
+def conv2d_bias_relu_backward(dy, cache, need_dx=True):
+    """Gradients of `conv2d_bias_relu_forward`: relu's and the bias's (`bias_add_relu_backward`, with the
+    output y in place of the pre-activation), then the convolution's (`conv2d_backward`).
 
     Returns:
-        (dx, dbias): dx (..., C) is dy itself, now holding the gradient (a new array if dy is not a
-        writable array of y's shape and dtype); dbias (C,); y's dtype.
+        (dx, dkernel, dbias): dx (N, H, W, CI), or None when ``need_dx`` is False; dkernel (KH, KW, CI, CO);
+        dbias (CO,).
     """
-    dx, dbias = bias_add_relu_backward(dy, cache)
-    if isinstance(dy, np.ndarray) and dy.shape == dx.shape and dy.dtype == dx.dtype and dy.flags.writeable:
-        dy[...] = dx
-        dx = dy
-    return dx, dbias
+    conv_cache, y = cache
+    dz, dbias = bias_add_relu_backward(dy, y)
+    dx, dkernel = conv2d_backward(dz, conv_cache, need_dx)
+    return dx, dkernel, dbias

@@ -13,6 +13,7 @@ import numpy as np
 
 from ._checks import float_array
 from .activations import sigmoid
+from .dense import dense_backward, dense_forward
 
 __all__ = [
     "softmax_cross_entropy_forward",
@@ -23,6 +24,7 @@ __all__ = [
     "categorical_cross_entropy_backward",
     "binary_cross_entropy_forward",
     "binary_cross_entropy_backward",
+    "logistic_regression_gradients",
 ]
 
 EPSILON = 1e-7
@@ -199,6 +201,31 @@ def sigmoid_binary_cross_entropy_backward(dloss, cache):
     logits, labels = cache
     dloss = _dloss(dloss, logits.dtype)
     return (sigmoid(logits) - labels) * (dloss / logits.size)
+
+
+def logistic_regression_gradients(x, kernel, bias, labels):
+    """One training pass of logistic regression: its logits and the gradients of its loss, in one op.
+
+    The model is one Dense unit with a sigmoid, trained with mean binary cross-entropy:
+    ``z = x @ kernel + bias``, ``loss = mean BCE(sigmoid(z), labels)``, whose gradients are the textbook
+    ``dkernel = x.T @ (sigmoid(z) - labels) / N`` and ``dbias = sum(sigmoid(z) - labels) / N``. This is
+    `dense_forward`, `sigmoid_binary_cross_entropy_backward` and `dense_backward` in a row (no dx: x is the
+    data).
+
+    Args:
+        x: (N, CI) float array; kernel: (CI, 1); bias: (1,) or None; labels: (N, 1) in [0, 1].
+
+    Returns:
+        (logits (N, 1), dkernel (CI, 1), dbias (1,) or None), in x's dtype.
+
+    Notes: bundled as one op because it reads x twice (forward and backward) and nothing else: the numba
+    twin reads each row once, for both.
+    """
+    logits, dense_cache = dense_forward(x, kernel, bias)
+    _, loss_cache = sigmoid_binary_cross_entropy_forward(logits, labels)
+    dlogits = sigmoid_binary_cross_entropy_backward(1.0, loss_cache)
+    _, dkernel, dbias = dense_backward(dlogits, dense_cache, need_dx=False)
+    return logits, dkernel, dbias
 
 
 # ----------------------------------------------------------------------------------------------
