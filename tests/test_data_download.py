@@ -7,8 +7,9 @@ import urllib.error
 
 import pytest
 
-from scratchnet.data import DataError, DownloadError, atomic_write, atomic_write_bytes, cache_dir
 from scratchnet.data import download as dl
+from scratchnet.data.download import atomic_write, atomic_write_bytes, cache_dir
+from scratchnet.data.errors import DataError, DownloadError
 
 
 def test_cache_dir_follows_environment(monkeypatch, tmp_path):

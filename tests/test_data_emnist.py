@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from scratchnet import datasets
-from scratchnet.data import DataError
 from scratchnet.data.emnist import SPLITS, load_emnist, load_emnist_with_source, member_names
+from scratchnet.data.errors import DataError
 from scratchnet.data.idx import idx_bytes
 
 CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from scratchnet import datasets
-from scratchnet.data import DataError, write_idx
 from scratchnet.data import download as dl
 from scratchnet.data import fashion_mnist as fm
+from scratchnet.data.errors import DataError
 from scratchnet.data.folder import FILES
-from scratchnet.data.idx import idx_bytes
+from scratchnet.data.idx import idx_bytes, write_idx
 
 
 def no_network(url, timeout):

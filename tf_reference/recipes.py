@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from scratchnet import reproduce, train, zoo
-from scratchnet.data import DataError
+from scratchnet.datasets import DataError
 from scratchnet.fileio import atomic_write
 from tf_reference import models as twins
 from tf_reference.config import describe, deterministic

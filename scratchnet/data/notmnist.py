@@ -22,14 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from . import download as _download
+from . import notmnist_synthetic
 from .archive import safe_extract
 from .download import atomic_write
 from .errors import DataError, DownloadError, one_line
+from .notmnist_layout import IMAGE_SIZE, LETTERS, SYNTHETIC_MARKER
 
 log = logging.getLogger(__name__)
 
-LETTERS = tuple("ABCDEFGHIJ")
-IMAGE_SIZE = 28
 PIXEL_DEPTH = 255.0
 SEED = 133
 MIRRORS = ("https://commondatastorage.googleapis.com/books1000/", "http://yaroslavvb.com/upload/notMNIST/")
@@ -38,7 +38,6 @@ REAL_MIN_IMAGES = {"notMNIST_large": 45_000, "notMNIST_small": 1_800}
 REAL_SIZES = (200_000, 10_000, 10_000)  # train, validation, test
 SYNTHETIC_SIZES = (10_000, 1_000, 1_000)
 SPARE = 10  # synthetic images rendered per class beyond what the requested sizes need
-SYNTHETIC_MARKER = "SYNTHETIC-README.txt"  # in notMNIST_<large|small>/ of every archive notmnist_synthetic makes
 
 
 @dataclass
@@ -60,8 +59,8 @@ class NotMNIST:
 
     x_train: np.ndarray
     y_train: np.ndarray
-    x_valid: np.ndarray
-    y_valid: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
     synthetic: bool
@@ -133,29 +132,29 @@ def letter_arrays(root, *, min_images=0, work_dir=None):
     return arrays, reports
 
 
-def merge(arrays, size, valid_size=0, rng=None):
+def merge(arrays, size, val_size=0, rng=None):
     """Balanced sets from per-class arrays, as the source's ``merge_datasets``.
 
-    Each class is shuffled; its first ``valid_size / 10`` images go to validation and the next
-    ``size / 10`` to the main set. Returns (x, y, x_valid, y_valid) in class order (shuffle afterwards).
+    Each class is shuffled; its first ``val_size / 10`` images go to validation and the next
+    ``size / 10`` to the main set. Returns (x, y, x_val, y_val) in class order (shuffle afterwards).
     """
     rng = rng or np.random.default_rng(SEED)
     classes = len(arrays)
-    if size % classes or valid_size % classes:
-        raise ValueError(f"merge: sizes {size} and {valid_size} must be multiples of the {classes} classes")
-    per, per_valid = size // classes, valid_size // classes
+    if size % classes or val_size % classes:
+        raise ValueError(f"merge: sizes {size} and {val_size} must be multiples of the {classes} classes")
+    per, per_val = size // classes, val_size // classes
     x = np.empty((size, IMAGE_SIZE, IMAGE_SIZE), np.float32)
-    x_valid = np.empty((valid_size, IMAGE_SIZE, IMAGE_SIZE), np.float32)
+    x_val = np.empty((val_size, IMAGE_SIZE, IMAGE_SIZE), np.float32)
     for label, (letter, images) in enumerate(arrays.items()):
-        if len(images) < per + per_valid:
-            raise DataError(f"notMNIST class {letter}: {len(images)} images, expected at least {per + per_valid} "
+        if len(images) < per + per_val:
+            raise DataError(f"notMNIST class {letter}: {len(images)} images, expected at least {per + per_val} "
                             f"for the requested sizes")
         order = rng.permutation(len(images))
-        x_valid[label * per_valid:(label + 1) * per_valid] = images[order[:per_valid]]
-        x[label * per:(label + 1) * per] = images[order[per_valid:per_valid + per]]
+        x_val[label * per_val:(label + 1) * per_val] = images[order[:per_val]]
+        x[label * per:(label + 1) * per] = images[order[per_val:per_val + per]]
     y = np.repeat(np.arange(classes, dtype=np.uint8), per)
-    y_valid = np.repeat(np.arange(classes, dtype=np.uint8), per_valid)
-    return x, y, x_valid, y_valid
+    y_val = np.repeat(np.arange(classes, dtype=np.uint8), per_val)
+    return x, y, x_val, y_val
 
 
 def shuffle(x, y, rng):
@@ -174,27 +173,27 @@ def remove_duplicates(x_train, x_test, y_test):
 def build(large_dir, small_dir, *, sizes=REAL_SIZES, seed=SEED, min_images=(0, 0), dedup=False, work_dir=None,
           synthetic=False, source=""):
     """Run the pipeline from extracted folders (``<large_dir>/A..J``, ``<small_dir>/A..J``) -> NotMNIST."""
-    train_size, valid_size, test_size = sizes
+    train_size, val_size, test_size = sizes
     work = Path(work_dir) if work_dir is not None else None
     large, large_reports = letter_arrays(large_dir, min_images=min_images[0],
                                          work_dir=work / "large" if work else None)
     small, small_reports = letter_arrays(small_dir, min_images=min_images[1],
                                          work_dir=work / "small" if work else None)
     rng = np.random.default_rng(seed)
-    x_train, y_train, x_valid, y_valid = merge(large, train_size, valid_size, rng)
+    x_train, y_train, x_val, y_val = merge(large, train_size, val_size, rng)
     x_test, y_test, _, _ = merge(small, test_size, 0, rng)
     x_train, y_train = shuffle(x_train, y_train, rng)
-    x_valid, y_valid = shuffle(x_valid, y_valid, rng)
+    x_val, y_val = shuffle(x_val, y_val, rng)
     x_test, y_test = shuffle(x_test, y_test, rng)
     removed = 0
     if dedup:
         x_test, y_test, removed = remove_duplicates(x_train, x_test, y_test)
         log.info("notMNIST: removed %d test images that also occur in train", removed)
-    return NotMNIST(x_train, y_train, x_valid, y_valid, x_test, y_test, synthetic, source, removed,
+    return NotMNIST(x_train, y_train, x_val, y_val, x_test, y_test, synthetic, source, removed,
                     large_reports + small_reports)
 
 
-KEYS = ("x_train", "y_train", "x_valid", "y_valid", "x_test", "y_test")
+KEYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 
 
 def save(path, data: NotMNIST):
@@ -213,7 +212,7 @@ def load_saved(path, source=""):
     except (OSError, ValueError, KeyError, EOFError) as exc:
         raise DataError(f"{path}: unreadable notMNIST cache ({one_line(exc)[:80]}), expected a .npz with "
                         f"{', '.join(KEYS)}; delete it to rebuild") from None
-    for part in ("train", "valid", "test"):
+    for part in ("train", "val", "test"):
         x, y = arrays[f"x_{part}"], arrays[f"y_{part}"]
         if x.dtype != np.float32 or x.shape[1:] != (28, 28) or len(x) != len(y) or y.ndim != 1:
             raise DataError(f"{path}: x_{part}/y_{part} have shapes {x.shape}/{y.shape}, expected float32 "
@@ -304,8 +303,6 @@ def _scratch_dir(cache):
 
 def _synthetic_archives(cache, sizes, seed):
     """The folder of SYNTHETIC archives for these sizes and seed, rendered first if missing."""
-    from . import notmnist_synthetic
-
     large_n = (sizes[0] + sizes[1]) // 10 + SPARE
     small_n = sizes[2] // 10 + SPARE
     where = cache / "notmnist-synthetic" / f"seed{seed}-{large_n}-{small_n}"

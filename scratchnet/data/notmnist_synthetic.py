@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .download import atomic_write
-from .notmnist import IMAGE_SIZE, LETTERS, SYNTHETIC_MARKER
+from .notmnist_layout import IMAGE_SIZE, LETTERS, SYNTHETIC_MARKER
 
 MARKER_TEXT = (b"SYNTHETIC: rendered by scratchnet.data.notmnist_synthetic from local fonts. This is NOT notMNIST;\n"
                b"it only has notMNIST's layout so the real pipeline can run offline.\n")

@@ -142,9 +142,9 @@ def make_photos(out: Path, count: int, *, seed: int = 0, source: str = "mnist") 
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
     if source == "mnist":
-        from scratchnet.data.mnist import load_mnist
+        from scratchnet.datasets import mnist
 
-        _, (x_test, y_test) = load_mnist(download=False, progress=False)
+        _, (x_test, y_test) = mnist.load_data(download=False, progress=False)
         picks = rng.choice(len(x_test), size=count, replace=False)
         digits = [(x_test[i], int(y_test[i])) for i in picks]
     else:
