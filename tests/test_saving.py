@@ -107,3 +107,33 @@ def test_uncompiled_model_saves_and_loads_without_optimizer(tmp_path):
     loaded = load_model(tmp_path / "m.npz")
     assert loaded.optimizer is None
     np.testing.assert_array_equal(loaded.get_weights()[0], model.get_weights()[0])
+
+
+def test_unbuilt_model_cannot_be_saved_and_leaves_no_file(tmp_path):
+    model = Sequential([layers.Dense(2)])
+    with pytest.raises(ValueError, match="not built yet"):
+        model.save(tmp_path / "m.npz")
+    assert os.listdir(tmp_path) == []
+
+
+def test_file_naming_an_unknown_model_class_is_rejected(tmp_path):
+    path = tmp_path / "m.npz"
+    cnn().save(path)
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    header = json.loads(str(arrays["config"][()]))
+    header["class_name"] = "Functional"
+    arrays["config"] = np.array(json.dumps(header))
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=r"m\.npz.*class_name 'Functional' is none of Sequential"):
+        load_model(path)
+
+
+def test_only_a_registered_model_class_can_be_saved(tmp_path):
+    class Custom(Sequential):
+        pass
+
+    model = Custom([layers.Dense(2, input_shape=(3,))])
+    with pytest.raises(TypeError, match="registered model class.*received Custom"):
+        model.save(tmp_path / "m.npz")
+    assert os.listdir(tmp_path) == []
