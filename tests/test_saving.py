@@ -77,7 +77,7 @@ def test_truncated_file_raises_a_value_error_naming_the_file(tmp_path):
     path = tmp_path / "m.npz"
     cnn().save(path)
     path.write_bytes(path.read_bytes()[:-200])
-    with pytest.raises(ValueError, match="m.npz.*not a valid scratchnet model file"):
+    with pytest.raises(ValueError, match=r"m\.npz.*not a valid scratchnet model file"):
         load_model(path)
 
 
@@ -85,19 +85,19 @@ def test_truncated_file_raises_a_value_error_naming_the_file(tmp_path):
 def test_non_npz_file_raises_a_value_error_naming_the_file(tmp_path, content):
     path = tmp_path / "page.npz"
     path.write_bytes(content)
-    with pytest.raises(ValueError, match="page.npz"):
+    with pytest.raises(ValueError, match=r"page\.npz"):
         load_model(path)
 
 
 def test_npz_without_a_scratchnet_config_is_rejected(tmp_path):
     path = tmp_path / "other.npz"
     np.savez(path, a=np.zeros(3))
-    with pytest.raises(ValueError, match="other.npz.*no 'config'"):
+    with pytest.raises(ValueError, match=r"other\.npz.*no 'config'"):
         load_model(path)
 
 
 def test_missing_file_raises_file_not_found(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nothing.npz"):
+    with pytest.raises(FileNotFoundError, match=r"nothing\.npz"):
         load_model(tmp_path / "nothing.npz")
 
 
@@ -134,6 +134,6 @@ def test_only_a_registered_model_class_can_be_saved(tmp_path):
         pass
 
     model = Custom([layers.Dense(2, input_shape=(3,))])
-    with pytest.raises(TypeError, match="registered model class.*received Custom"):
+    with pytest.raises(TypeError, match=r"registered model class.*received Custom"):
         model.save(tmp_path / "m.npz")
     assert os.listdir(tmp_path) == []
