@@ -3,6 +3,7 @@
 #   ./run.sh train [ARGS...]   train the default model (any `python -m scratchnet.train` flags)
 #   ./run.sh test  [ARGS...]   install the test extras and run the whole test suite (pytest flags)
 #   ./run.sh bench [ARGS...]   run the benchmarks against TensorFlow and print the table
+#   ./run.sh lint  [ARGS...]   ruff (style and common bugs; ruff flags such as --fix) and lint-imports (the layering)
 # Nothing is installed outside ./.venv, except Debian's Fashion-MNIST files for the tests when run as root.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -11,7 +12,8 @@ shift || true
 case "$job" in
     train) extras="" ;;
     test|bench) extras="[tf,dev]" ;;
-    *) echo "usage: ./run.sh train|test|bench [ARGS...]" >&2; exit 2 ;;
+    lint) extras="[dev]" ;;
+    *) echo "usage: ./run.sh train|test|bench|lint [ARGS...]" >&2; exit 2 ;;
 esac
 
 if [ ! -x .venv/bin/python ]; then
@@ -27,7 +29,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     touch "$stamp"
 fi
 
-if [ "$job" != train ] && [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$(id -u)" = 0 ] \
+if [ "$job" != train ] && [ "$job" != lint ] && [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$(id -u)" = 0 ] \
         && command -v apt-get >/dev/null; then
     echo "installing Debian's dataset-fashion-mnist ..." >&2
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) >/dev/null \
@@ -38,4 +40,8 @@ case "$job" in
     train) exec .venv/bin/python -m scratchnet.train "$@" ;;
     test) exec .venv/bin/python -m pytest "$@" ;;
     bench) exec .venv/bin/python -m benchmarks "$@" ;;
+    lint) status=0
+        .venv/bin/ruff check . "$@" || status=1
+        .venv/bin/lint-imports || status=1
+        exit "$status" ;;
 esac

@@ -33,9 +33,8 @@ def _child(engine: str, model: str, steps: int) -> dict:
 
         side.tensorflow()
     else:
-        from benchmarks import sn_side as side
-
         import scratchnet  # noqa: F401
+        from benchmarks import sn_side as side
     t1 = time.perf_counter()
     step = side.make_train_step(model)
     t2 = time.perf_counter()

@@ -44,13 +44,12 @@ def machine() -> dict:
 
     blas = []
     try:
-        from threadpoolctl import threadpool_info
-
         import numpy  # noqa: F401  (loads numpy's BLAS so threadpoolctl sees it)
+        from threadpoolctl import threadpool_info
 
         blas = [f"{e.get('internal_api')} {e.get('version')} ({e.get('architecture')}, {e.get('num_threads')} threads)"
                 for e in threadpool_info() if e.get("user_api") == "blas"]
-    except Exception:  # pragma: no cover - reporting only
+    except Exception:  # noqa: BLE001  pragma: no cover - reporting only: no BLAS line is no reason to fail
         pass
     try:
         affinity = len(os.sched_getaffinity(0))
@@ -73,7 +72,7 @@ def machine() -> dict:
         "pytest-benchmark": version("pytest-benchmark"),
         "blas": blas,
         "env": env,
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
 
@@ -268,8 +267,8 @@ def optimizer_table(results: dict) -> list[str]:
 
 
 def warmup_table(results: dict) -> list[str]:
-    lines = ["| model | sn train first call s | TF train first call s | sn infer first call s "
-             "| TF infer first call s |", "|---|---:|---:|---:|---:|"]
+    lines = [("| model | sn train first call s | TF train first call s | sn infer first call s "
+              "| TF infer first call s |"), "|---|---:|---:|---:|---:|"]
     for name in workloads.MODELS:
         cells = []
         for suite in ("train", "infer"):
@@ -282,8 +281,8 @@ def warmup_table(results: dict) -> list[str]:
 
 
 def memory_table(probes: dict) -> list[str]:
-    lines = ["| model | sn peak RSS MB | TF peak RSS MB | sn / TF | goal | sn first step s (run 1) | "
-             "sn first step s (run 2, cached) | TF first step s | sn import s | TF import s |",
+    lines = [("| model | sn peak RSS MB | TF peak RSS MB | sn / TF | goal | sn first step s (run 1) | "
+              "sn first step s (run 2, cached) | TF first step s | sn import s | TF import s |"),
              "|---|" + "---:|" * 9]
     for name in workloads.MODELS:
         runs = probes.get(name)
@@ -319,32 +318,32 @@ def render(results: dict, probes: dict, profiles: list, info: dict, *, quick: bo
     peak = peak_gflops(results)
     out = ["# scratchnet vs TensorFlow: benchmarks", ""]
     if quick:
-        out += ["> **SMOKE RUN (`--quick`): 2-3 rounds per benchmark on a possibly busy machine. These numbers "
-                "say the harness works, nothing about speed.**", ""]
+        out += [("> **SMOKE RUN (`--quick`): 2-3 rounds per benchmark on a possibly busy machine. These numbers "
+                 "say the harness works, nothing about speed.**"), ""]
     # The load at the start says whether other work shared the machine; the load at the end is mostly the
     # benchmark's own (it keeps both cores busy for minutes), so it is reported in the machine line only.
     busy = info["loadavg"][0] > 0.5 * (info["usable_cpus"] or 1)
     if busy and not quick:
-        out += [f"> **Warning: the machine was busy (load average {info['loadavg'][0]:.1f} at start on "
-                f"{info['usable_cpus']} CPUs).** Multi-threaded BLAS calls degrade badly under load (a thread "
-                "that waits for a descheduled partner), so the scratchnet numbers are pessimistic and noisy. "
-                "Re-run on a quiet machine.", ""]
-    out += [f"Written by `{command}` on {info['date']}. Times are medians of pytest-benchmark rounds, in "
-            "milliseconds; **ratio = scratchnet ÷ TensorFlow in the same run** (below 1: scratchnet is faster). "
-            "TensorFlow runs as users run it: oneDNN on, `@tf.function(jit_compile=False)` train steps "
-            "(GradientTape + `optimizer.apply_gradients`), inputs already tensors. Warm-up (numba compile or "
-            "cache load, TF tracing) is outside the timed rounds and reported apart. Data are synthetic, "
-            "at the MODELS.md batch sizes. FLOPs are analytic: 2 per multiply-add of the convs and dense "
-            "layers; a training step counts 3x the forward pass.", ""]
+        out += [(f"> **Warning: the machine was busy (load average {info['loadavg'][0]:.1f} at start on "
+                 f"{info['usable_cpus']} CPUs).** Multi-threaded BLAS calls degrade badly under load (a thread "
+                 "that waits for a descheduled partner), so the scratchnet numbers are pessimistic and noisy. "
+                 "Re-run on a quiet machine."), ""]
+    out += [(f"Written by `{command}` on {info['date']}. Times are medians of pytest-benchmark rounds, in "
+             "milliseconds; **ratio = scratchnet ÷ TensorFlow in the same run** (below 1: scratchnet is faster). "
+             "TensorFlow runs as users run it: oneDNN on, `@tf.function(jit_compile=False)` train steps "
+             "(GradientTape + `optimizer.apply_gradients`), inputs already tensors. Warm-up (numba compile or "
+             "cache load, TF tracing) is outside the timed rounds and reported apart. Data are synthetic, "
+             "at the MODELS.md batch sizes. FLOPs are analytic: 2 per multiply-add of the convs and dense "
+             "layers; a training step counts 3x the forward pass."), ""]
     out += ["## Machine", ""]
     out += [f"- CPU: {info['cpu']} ({', '.join(info['simd']) or 'no AVX'}); {info['logical_cpus']} logical CPUs, "
             f"{info['usable_cpus']} usable by this process; load average at start "
             f"{' / '.join(f'{x:.2f}' for x in info['loadavg'])}"
             + (f", at end {' / '.join(f'{x:.2f}' for x in info['loadavg_end'])}" if "loadavg_end" in info else ""),
             f"- scratchnet commit: {info.get('commit', 'unknown')}",
-            f"- Python {info['python']}, numpy {info['numpy']}, numba {info['numba']}, TensorFlow "
-            f"{info['tensorflow']} (Keras {info['keras']}, oneDNN {info.get('onednn', 'on')}), pytest-benchmark "
-            f"{info['pytest-benchmark']}",
+            (f"- Python {info['python']}, numpy {info['numpy']}, numba {info['numba']}, TensorFlow "
+             f"{info['tensorflow']} (Keras {info['keras']}, oneDNN {info.get('onednn', 'on')}), pytest-benchmark "
+             f"{info['pytest-benchmark']}"),
             f"- BLAS: {'; '.join(info['blas']) or 'unknown'}",
             f"- scratchnet thread policy in the benchmark process: {_policy(results)}",
             "- Environment: " + (", ".join(f"`{k}={v}`" for k, v in info["env"].items()) or "none of OPENBLAS_*, "
@@ -358,8 +357,8 @@ def render(results: dict, probes: dict, profiles: list, info: dict, *, quick: bo
         out += ["## Training step (one optimizer update at the MODELS.md batch)", ""] + table + [""]
         per_repeat = repeat_ratios(results)
         if per_repeat:
-            out += ["The suites ran several times (`--repeat`), scratchnet's and TensorFlow's runs alternating; "
-                    "the table pools the rounds of all repeats. The ratio of each repeat:", ""] + per_repeat + [""]
+            out += [("The suites ran several times (`--repeat`), scratchnet's and TensorFlow's runs alternating; "
+                     "the table pools the rounds of all repeats. The ratio of each repeat:"), ""] + per_repeat + [""]
     table = model_table(results, "infer", peak, goals=False)
     if len(table) > 2:
         out += [f"## Inference ({workloads.INFERENCE_IMAGES} images, batches of {workloads.INFERENCE_BATCH})", ""]
@@ -367,9 +366,9 @@ def render(results: dict, probes: dict, profiles: list, info: dict, *, quick: bo
     table = op_table(results, peak)
     if len(table) > 2:
         out += ["## Hot ops at the zoo's shapes (batch = the model's training batch)", "",
-                "scratchnet = the numba kernels (the default backend); numpy ref = the readable `scratchnet.ops`; "
-                "TF = `tf.nn.conv2d` / `Conv2DBackpropInput` + `Conv2DBackpropFilter` / `max_pool2d` / "
-                "`MaxPoolGrad` in a `tf.function`. Backward = dx and dkernel (conv) or dx (pool).", ""]
+                ("scratchnet = the numba kernels (the default backend); numpy ref = the readable `scratchnet.ops`; "
+                 "TF = `tf.nn.conv2d` / `Conv2DBackpropInput` + `Conv2DBackpropFilter` / `max_pool2d` / "
+                 "`MaxPoolGrad` in a `tf.function`. Backward = dx and dkernel (conv) or dx (pool)."), ""]
         out += table + [""]
     for name in workloads.SLOW_MODELS:
         breakdown = op_breakdown(results, name)
@@ -381,14 +380,14 @@ def render(results: dict, probes: dict, profiles: list, info: dict, *, quick: bo
     table = warmup_table(results)
     if len(table) > 2:
         out += ["## Warm-up (first call, outside the timed rounds)", "",
-                "scratchnet: numba compile or disk-cache load plus first-touch allocation; TF: tracing the "
-                "tf.function.", ""] + table + [""]
+                ("scratchnet: numba compile or disk-cache load plus first-touch allocation; TF: tracing the "
+                 "tf.function."), ""] + table + [""]
     if probes:
         out += [f"## Peak memory and first step (fresh processes, {probe_steps} training steps each)", "",
-                "Peak RSS = `ru_maxrss` of the child process from `os.wait4` (imports, model, one synthetic "
-                "batch, optimizer state, the steps). scratchnet runs twice: run 1 may compile kernels, run 2 "
-                "loads them from numba's disk cache (the 'second run' figure; goal < 1 s). Goal for memory: "
-                "scratchnet ≤ 1/3 of TF.", ""]
+                ("Peak RSS = `ru_maxrss` of the child process from `os.wait4` (imports, model, one synthetic "
+                 "batch, optimizer state, the steps). scratchnet runs twice: run 1 may compile kernels, run 2 "
+                 "loads them from numba's disk cache (the 'second run' figure; goal < 1 s). Goal for memory: "
+                 "scratchnet ≤ 1/3 of TF."), ""]
         out += memory_table(probes) + [""]
     if profiles:
         out += ["## Where a scratchnet training step goes (instrumented, `python -m benchmarks.stepprofile`)", ""]
@@ -397,6 +396,6 @@ def render(results: dict, probes: dict, profiles: list, info: dict, *, quick: bo
         for result in profiles:
             out += [format_profile(result), ""]
     out += ["## Reproduce", "", "```", command, "```", "",
-            "Raw pytest-benchmark JSON: `.benchmarks/latest.json` (not committed). One suite by hand: "
-            "`python -m pytest benchmarks/bench_ops.py --bench-models deep_mnist`.", ""]
+            ("Raw pytest-benchmark JSON: `.benchmarks/latest.json` (not committed). One suite by hand: "
+             "`python -m pytest benchmarks/bench_ops.py --bench-models deep_mnist`."), ""]
     return "\n".join(out)

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from scratchnet import engine, zoo
-
 from benchmarks import workloads
+from scratchnet import engine, zoo
 
 
 def make_train_step(name: str, n: int | None = None, seed: int = 0, backend: str = "numba"):

@@ -17,9 +17,8 @@ from collections import defaultdict
 
 def profile(name: str, steps: int = 5, seed: int = 0) -> dict:
     """Median seconds per training step of every part of zoo model ``name``'s step, in execution order."""
-    from scratchnet import zoo
-
     from benchmarks import workloads
+    from scratchnet import zoo
 
     model = zoo.build(name, seed=seed)
     x, y = workloads.make_data(name, workloads.batch_size(name), seed)
@@ -70,8 +69,8 @@ def profile(name: str, steps: int = 5, seed: int = 0) -> dict:
 
 
 def format_profile(result: dict) -> str:
-    lines = [f"{result['model']} (batch {result['batch']}): {result['step_ms']:.2f} ms per step "
-             f"(median of {result['steps']}, instrumented)", "",
+    lines = [(f"{result['model']} (batch {result['batch']}): {result['step_ms']:.2f} ms per step "
+              f"(median of {result['steps']}, instrumented)"), "",
              "| part | ms | share |", "|---|---:|---:|"]
     for part in sorted(result["parts"], key=lambda p: -p["ms"]):
         lines.append(f"| {part['part']} | {part['ms']:.2f} | {100 * part['share']:.0f}% |")

@@ -19,6 +19,7 @@ import numpy as np
 
 from benchmarks import workloads
 
+
 def tensorflow():
     """Import and return TensorFlow (quietly). Does not touch oneDNN: the entry points decide that."""
     if "tensorflow" not in sys.modules:

@@ -11,7 +11,7 @@ the dense layers (bias, activations, pooling and the loss are noise next to them
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -49,8 +49,8 @@ def dtype(name: str) -> np.dtype:
     return np.dtype(zoo.defaults(name).dtype)
 
 
-@lru_cache(maxsize=None)
-def plan(name: str) -> tuple["LayerInfo", ...]:
+@cache
+def plan(name: str) -> tuple[LayerInfo, ...]:
     """The layers of zoo model ``name`` with the per-example input/output shape of each."""
     model = zoo.build(name)
     return tuple(

@@ -136,7 +136,8 @@ def _truncated_normal_01():
 
 
 def _build_logreg(num_classes):
-    """``logreg``: (binary: ``num_classes`` is ignored) p = sigmoid(X @ w), X the 784 raw pixels with a ones column in front (785), w zeros.
+    """``logreg``: (binary: ``num_classes`` is ignored) p = sigmoid(X @ w), X the 784 raw pixels with a ones
+    column in front (785), w zeros.
 
     Source: a from-scratch NumPy logistic regression deciding "is this digit a 4?", trained by 200 full-batch
     gradient-descent steps at 1e-5. Reported: loss ln 2 at iteration 0, about 0.069 at iteration 195, and the

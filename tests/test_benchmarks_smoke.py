@@ -32,7 +32,7 @@ def test_importing_the_harness_does_not_import_tensorflow():
 def test_workloads_describe_every_zoo_model_with_its_parameter_count():
     from scratchnet import zoo
 
-    assert workloads.MODELS == tuple(zoo.NAMES)
+    assert tuple(zoo.NAMES) == workloads.MODELS
     for name in workloads.MODELS:
         assert workloads.num_params(name) == zoo.build(name).count_params()
         assert workloads.train_flops(name) == 3 * workloads.forward_flops(name, workloads.batch_size(name)) > 0

@@ -33,16 +33,14 @@ def test_atomic_write_replaces_file_completely(tmp_path):
 
 def test_atomic_write_leaves_no_partial_file_on_failure(tmp_path):
     path = tmp_path / "f.bin"
-    with pytest.raises(RuntimeError):
-        with atomic_write(path) as f:
-            f.write(b"half of it")
-            raise RuntimeError("disk full")
+    with pytest.raises(RuntimeError), atomic_write(path) as f:
+        f.write(b"half of it")
+        raise RuntimeError("disk full")
     assert os.listdir(tmp_path) == []
     atomic_write_bytes(path, b"kept")
-    with pytest.raises(RuntimeError):
-        with atomic_write(path) as f:
-            f.write(b"replacement")
-            raise RuntimeError("interrupted")
+    with pytest.raises(RuntimeError), atomic_write(path) as f:
+        f.write(b"replacement")
+        raise RuntimeError("interrupted")
     assert path.read_bytes() == b"kept" and os.listdir(tmp_path) == ["f.bin"]
 
 

@@ -132,7 +132,7 @@ def test_missing_and_unreadable_files_are_prep_errors(tmp_path):
     buffer = io.BytesIO()
     draw_digit().save(buffer, "PNG")
     truncated.write_bytes(buffer.getvalue()[:200])
-    with pytest.raises(ImagePrepError, match="truncated.png"):
+    with pytest.raises(ImagePrepError, match=r"truncated\.png"):
         prepare(truncated)
 
 

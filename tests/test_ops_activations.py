@@ -84,5 +84,5 @@ def test_activations_keep_the_dtype(name, forward, backward, dtype):
 
 @pytest.mark.parametrize("name, forward, backward", ACTIVATIONS)
 def test_activations_reject_integer_input(name, forward, backward):
-    with pytest.raises(ValueError, match="x.dtype=int64"):
+    with pytest.raises(ValueError, match=r"x\.dtype=int64"):
         forward(np.arange(4, dtype=np.int64))

@@ -160,7 +160,7 @@ def test_conv2d_rejects_bad_arguments_naming_them(x_shape, kernel_shape, kwargs,
 
 
 def test_conv2d_rejects_integer_images():
-    with pytest.raises(ValueError, match="x.dtype=uint8"):
+    with pytest.raises(ValueError, match=r"x\.dtype=uint8"):
         conv2d_forward(np.zeros((1, 4, 4, 1), np.uint8), np.zeros((2, 2, 1, 1)))
 
 

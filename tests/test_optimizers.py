@@ -129,8 +129,8 @@ def test_bad_arguments_raise_value_errors_naming_them(make, message):
 def test_adam_fused_kernel_equals_the_numpy_update_bit_for_bit(dtype, sliced, monkeypatch):
     """The numba backend's one-pass Adam (scratchnet.kernels.optimizers) repeats the NumPy update exactly."""
     from scratchnet import engine
-    from scratchnet.runtime import threads
     from scratchnet.kernels import optimizers as kernel_optimizers
+    from scratchnet.runtime import threads
 
     if sliced:  # every parameter split over two worker threads
         monkeypatch.setattr(kernel_optimizers, "PARALLEL_MIN_SIZE", 1)

@@ -77,7 +77,7 @@ def test_truncated_file_raises_a_value_error_naming_the_file(tmp_path):
     path = tmp_path / "m.npz"
     cnn().save(path)
     path.write_bytes(path.read_bytes()[:-200])
-    with pytest.raises(ValueError, match="m.npz.*not a valid scratchnet model file"):
+    with pytest.raises(ValueError, match=r"m\.npz.*not a valid scratchnet model file"):
         load_model(path)
 
 
@@ -85,19 +85,19 @@ def test_truncated_file_raises_a_value_error_naming_the_file(tmp_path):
 def test_non_npz_file_raises_a_value_error_naming_the_file(tmp_path, content):
     path = tmp_path / "page.npz"
     path.write_bytes(content)
-    with pytest.raises(ValueError, match="page.npz"):
+    with pytest.raises(ValueError, match=r"page\.npz"):
         load_model(path)
 
 
 def test_npz_without_a_scratchnet_config_is_rejected(tmp_path):
     path = tmp_path / "other.npz"
     np.savez(path, a=np.zeros(3))
-    with pytest.raises(ValueError, match="other.npz.*no 'config'"):
+    with pytest.raises(ValueError, match=r"other\.npz.*no 'config'"):
         load_model(path)
 
 
 def test_missing_file_raises_file_not_found(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nothing.npz"):
+    with pytest.raises(FileNotFoundError, match=r"nothing\.npz"):
         load_model(tmp_path / "nothing.npz")
 
 
@@ -107,3 +107,33 @@ def test_uncompiled_model_saves_and_loads_without_optimizer(tmp_path):
     loaded = load_model(tmp_path / "m.npz")
     assert loaded.optimizer is None
     np.testing.assert_array_equal(loaded.get_weights()[0], model.get_weights()[0])
+
+
+def test_unbuilt_model_cannot_be_saved_and_leaves_no_file(tmp_path):
+    model = Sequential([layers.Dense(2)])
+    with pytest.raises(ValueError, match="not built yet"):
+        model.save(tmp_path / "m.npz")
+    assert os.listdir(tmp_path) == []
+
+
+def test_file_naming_an_unknown_model_class_is_rejected(tmp_path):
+    path = tmp_path / "m.npz"
+    cnn().save(path)
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    header = json.loads(str(arrays["config"][()]))
+    header["class_name"] = "Functional"
+    arrays["config"] = np.array(json.dumps(header))
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=r"m\.npz.*class_name 'Functional' is none of Sequential"):
+        load_model(path)
+
+
+def test_only_a_registered_model_class_can_be_saved(tmp_path):
+    class Custom(Sequential):
+        pass
+
+    model = Custom([layers.Dense(2, input_shape=(3,))])
+    with pytest.raises(TypeError, match=r"registered model class.*received Custom"):
+        model.save(tmp_path / "m.npz")
+    assert os.listdir(tmp_path) == []

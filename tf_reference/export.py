@@ -109,7 +109,7 @@ def import_from_keras(source: Path, target: Path) -> str:
 
     try:
         keras_model = keras.models.load_model(source)
-    except Exception as error:  # Keras raises many kinds (ValueError, OSError, BadZipFile, ...)
+    except Exception as error:  # noqa: BLE001 - Keras raises many kinds (ValueError, OSError, BadZipFile, ...)
         raise ExportError(f"cannot read Keras model {source}: {_one_line(error)}") from None
     try:
         model = from_keras(keras_model)

@@ -314,7 +314,8 @@ def render(rows, seconds: float) -> str:
         "from the zoo's initial weights.",
         "",
         f"Tolerances: float64 {TOLERANCE['float64']:.0e}; float32 {TOLERANCE['float32']:.0e}, except weights after",
-        f"Adam steps in float32, {ADAM_FLOAT32_TOLERANCE:.0e} in the max norm AND {TOLERANCE['float32']:.0e} in the relative",
+        (f"Adam steps in float32, {ADAM_FLOAT32_TOLERANCE:.0e} in the max norm AND {TOLERANCE['float32']:.0e} "
+         "in the relative"),
         f"2-norm `||scratchnet - tf||_2 / ||tf||_2` (column \"{ADAM_L2}\"): Adam's first steps amplify the",
         "float32 rounding of near-zero gradients in single entries (TensorFlow float32 is itself about 1e-5",
         "from float64 in the max norm, last column; see `ADAM_FLOAT32_TOLERANCE` in tf_reference/parity.py).",

@@ -10,6 +10,10 @@ File layout (a plain NumPy ``.npz``, readable with ``np.load(path, allow_pickle=
 
 The file is written to a temporary file in the same directory and then renamed over the target
 (``os.replace``), so a crash never leaves a half-written model behind.
+
+This module knows the file format, not the model classes: a class registers itself with
+`register_model_class` (Keras's ``register_keras_serializable`` in miniature) and the file names it in
+``class_name``. So ``Sequential.save`` can use this module without this module importing ``Sequential``.
 """
 
 import json
@@ -21,22 +25,32 @@ import numpy as np
 from scratchnet import losses, optimizers
 from scratchnet.fileio import atomic_write
 
-from .sequential import Sequential
-
-__all__ = ["save_model", "load_model", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["save_model", "load_model", "register_model_class", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT, FORMAT_VERSION = "scratchnet", 1
+
+# class_name -> the class whose from_config() rebuilds it; filled by register_model_class.
+MODEL_CLASSES = {}
+
+
+def register_model_class(cls):
+    """Class decorator: models of ``cls`` can be saved, and loaded back from files naming ``cls.__name__``."""
+    MODEL_CLASSES[cls.__name__] = cls
+    return cls
 
 
 def save_model(model, path):
     """Write ``model`` to ``path`` atomically (the name is used as given; ".npz" is not appended)."""
-    model._check_built()
+    class_name = type(model).__name__
+    if MODEL_CLASSES.get(class_name) is not type(model):
+        raise TypeError(f"save_model expects a registered model class ({', '.join(sorted(MODEL_CLASSES))}); "
+                        f"received {class_name}")
     path = os.fspath(path)
-    weights = model.get_weights()
+    weights = model.get_weights()  # first: it raises the "not built yet" error for an unbuilt model
     names = [f"{layer.name}/{key}" for layer in model.layers for key in layer.params]
     state = model.optimizer.get_state() if model.optimizer is not None else []
     header = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "class_name": "Sequential",
+        "format": FORMAT, "format_version": FORMAT_VERSION, "class_name": class_name,
         "config": model.get_config(), "compile_config": model.get_compile_config(),
         "weights": [{"name": n, "shape": list(w.shape), "dtype": w.dtype.name} for n, w in zip(names, weights)],
         "optimizer": None if model.optimizer is None else
@@ -84,15 +98,19 @@ def load_model(path, compile=True):
     except (OSError, EOFError, KeyError, TypeError, zipfile.BadZipFile, json.JSONDecodeError) as error:
         raise bad(f"{type(error).__name__}: {error}") from None
 
+    model_class = MODEL_CLASSES.get(header.get("class_name"))
+    if model_class is None:
+        raise bad(f"its class_name {header.get('class_name')!r} is none of {', '.join(sorted(MODEL_CLASSES))}")
     try:
-        model = Sequential.from_config(header["config"])
+        model = model_class.from_config(header["config"])
         model.set_weights(weights)
         compile_config = header.get("compile_config")
         if compile and compile_config is not None:
             model.compile(optimizer=optimizers.deserialize(compile_config["optimizer"]),
                           loss=losses.deserialize(compile_config["loss"]), metrics=compile_config["metrics"])
             if state or optimizer_info.get("iterations"):
-                model.optimizer.set_state(state, model._params, optimizer_info["iterations"])
+                # The weights give the slots' shapes and dtypes, in the order the optimizer sees the parameters.
+                model.optimizer.set_state(state, model.get_weights(), optimizer_info["iterations"])
     except (KeyError, TypeError, ValueError) as error:
         raise bad(f"its contents do not describe a model ({type(error).__name__}: {error})") from None
     return model

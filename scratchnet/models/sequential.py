@@ -22,6 +22,7 @@ from scratchnet import metrics as metrics_module
 from scratchnet.layers.base import ActivatedLayer, Layer, shape_tuple, snake_case
 
 from .history import Callback, History
+from .saving import register_model_class, save_model
 
 __all__ = ["Sequential", "DivergenceError"]
 
@@ -51,6 +52,7 @@ def _check_positive_int(value, name, allow_none=False):
     return int(value)
 
 
+@register_model_class
 class Sequential:
     """A linear stack of layers.
 
@@ -509,8 +511,6 @@ class Sequential:
 
     def save(self, path):
         """Save config, weights and optimizer state to ONE ``.npz`` file (see ``scratchnet.models.saving``)."""
-        from .saving import save_model
-
         save_model(self, path)
 
     def __repr__(self):
