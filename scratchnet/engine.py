@@ -27,8 +27,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-from collections.abc import Iterator
-from typing import Any, Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 BACKENDS = ("numba", "numpy")
 """The backends `set_backend` accepts."""

@@ -115,13 +115,13 @@ def _write_table(path, rows, seeds):
     lines = [
         "# Reproduction report",
         "",
-        "Every model of MODELS.md trained with its source's recipe (`scratchnet.zoo.defaults`) by "
-        "`python -m scratchnet.reproduce`, on real data, one run per seed. Accuracy is the figure the source "
-        "reported: test accuracy, except kaggle_cnn (validation accuracy on its 80/20 split) and logreg "
-        "(binary \"is it a 4?\" test accuracy). Time is training time per run, without data loading.",
+        ("Every model of MODELS.md trained with its source's recipe (`scratchnet.zoo.defaults`) by "
+         "`python -m scratchnet.reproduce`, on real data, one run per seed. Accuracy is the figure the source "
+         "reported: test accuracy, except kaggle_cnn (validation accuracy on its 80/20 split) and logreg "
+         "(binary \"is it a 4?\" test accuracy). Time is training time per run, without data loading."),
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}; written {time.strftime('%Y-%m-%d')}.",
+        (f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
+         f"{platform.python_version()}; written {time.strftime('%Y-%m-%d')}."),
         "",
         "| model | dataset | reported by the source | ours: mean (seeds " + ", ".join(map(str, seeds)) +
         ") | per seed | loss (mean) | training time (mean) |",

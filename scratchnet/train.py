@@ -340,7 +340,7 @@ def _train_full_batch(model, x, y, recipe, args):
         loss = model.train_step(x, y)
         if not math.isfinite(loss):
             raise DivergenceError(f"training diverged at iteration {iteration}: the loss is {loss}")
-        print("Iteration %4d => Loss: %.20f" % (iteration, loss), file=stream)
+        print("Iteration %4d => Loss: %.20f" % (iteration, loss), file=stream)  # noqa: UP031 - the source's format
         history["loss"].append(float(loss))
     history["epochs"] = None
     return history, recipe.steps, recipe.steps * len(x)

@@ -104,14 +104,15 @@ def test_emnist_counts_come_from_headers(tmp_path):
 def test_emnist_zip_missing_a_split_names_the_member(tmp_path):
     path = tmp_path / "gzip.zip"
     make_zip(path, splits=("digits", "mnist"))
-    with pytest.raises(DataError, match="missing member gzip/emnist-letters-mapping.txt, expected EMNIST's gzip.zip"):
+    expected = r"missing member gzip/emnist-letters-mapping\.txt, expected EMNIST's gzip\.zip"
+    with pytest.raises(DataError, match=expected):
         load_emnist("letters", path)
 
 
 def test_emnist_unknown_split_and_missing_sources(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="unknown split 'upper'"):
         load_emnist("upper", tmp_path)
-    with pytest.raises(DataError, match="no gzip.zip and no emnist-digits"):
+    with pytest.raises(DataError, match=r"no gzip\.zip and no emnist-digits"):
         load_emnist("digits", tmp_path)
     with pytest.raises(DataError, match="not cached and download disabled"):
         load_emnist("digits", cache_dir=tmp_path, download=False)

@@ -57,7 +57,7 @@ def test_reader_header_only_gives_empty_arrays(tmp_path):
 def test_submission_is_one_based_image_id(tmp_path):
     path = kaggle.write_submission(tmp_path / "submission.csv", np.array([3, 0, 9]))
     assert path.read_text() == "ImageId,Label\n1,3\n2,0\n3,9\n"
-    with pytest.raises(ValueError, match="integers 0..9"):
+    with pytest.raises(ValueError, match=r"integers 0\.\.9"):
         kaggle.write_submission(tmp_path / "bad.csv", np.array([10]))
     assert not (tmp_path / "bad.csv").exists()
 

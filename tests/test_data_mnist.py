@@ -87,7 +87,7 @@ def test_load_mnist_count_mismatch_between_images_and_labels(tmp_path):
     data = tiny_mnist()
     folder = write_folder(tmp_path / "d", data)
     write_idx(folder / "train-labels-idx1-ubyte", data[0][1][:4])
-    with pytest.raises(DataError, match="4 labels for the 5 images of train-images-idx3-ubyte.gz"):
+    with pytest.raises(DataError, match=r"4 labels for the 5 images of train-images-idx3-ubyte\.gz"):
         load_mnist(folder)
 
 
@@ -163,7 +163,7 @@ def test_load_mnist_corrupt_cache_is_an_error_naming_the_file(tmp_path, fake_off
     load_mnist(progress=False)
     target = tmp_path / "cache" / "mnist" / "t10k-labels-idx1-ubyte.gz"
     target.write_bytes(b"<html>captive portal</html>")
-    with pytest.raises(DataError, match="HTML.*delete") as info:
+    with pytest.raises(DataError, match=r"HTML.*delete") as info:
         load_mnist(download=False)
     assert str(target) in str(info.value)
 

@@ -42,7 +42,7 @@ def test_synthetic_archives_are_deterministic(tmp_path):
 def test_pipeline_runs_end_to_end_on_synthetic_archives(archives, tmp_path):
     d = nm.load_notmnist(archives, sizes=SIZES, min_images=(0, 0), cache_dir=tmp_path)
     assert d.x_train.shape == (200, 28, 28) and d.x_val.shape == (40, 28, 28) and d.x_test.shape == (50, 28, 28)
-    assert d.x_train.dtype == np.float32 and -0.5 <= d.x_train.min() and d.x_train.max() <= 0.5
+    assert d.x_train.dtype == np.float32 and d.x_train.min() >= -0.5 and d.x_train.max() <= 0.5
     assert np.bincount(d.y_train, minlength=10).tolist() == [20] * 10  # balanced
     assert np.bincount(d.y_test, minlength=10).tolist() == [5] * 10
     assert d.y_train[:20].tolist() != sorted(d.y_train[:20].tolist())  # shuffled

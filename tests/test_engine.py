@@ -64,9 +64,8 @@ def test_backend_context_manager_restores_the_previous_backend_even_on_error():
         assert name == "numpy" and engine.get_backend() == "numpy"
         assert engine.max_pool2d_forward is ops.max_pool2d_forward
     assert engine.get_backend() == "numba"
-    with pytest.raises(RuntimeError):
-        with engine.backend("numpy"):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), engine.backend("numpy"):
+        raise RuntimeError("boom")
     assert engine.get_backend() == "numba"
     assert engine.max_pool2d_forward is kernels.max_pool2d_forward
 

@@ -68,7 +68,7 @@ def test_logreg_prints_the_source_loss_lines_reproducible_to_1e_12(capsys):
     assert train.main(["--model", "logreg", "--steps", "4", "--no-save"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Iteration")]
     assert len(lines) == 4
-    assert lines[0] == "Iteration    0 => Loss: %.20f" % np.log(2.0)
+    assert lines[0] == f"Iteration    0 => Loss: {np.log(2.0):.20f}"
 
     (x, y), _ = mnist.load_data()
     X = np.hstack([np.ones((len(x), 1)), x.reshape(len(x), -1).astype(np.float64)])

@@ -66,7 +66,7 @@ def read_idx(path, *, ndim=None, dtype=None, md5=None, fileobj=None) -> np.ndarr
         return _read_stream(path, fileobj, ndim, dtype, md5)
     path = Path(path)
     try:
-        raw = open(path, "rb")
+        raw = open(path, "rb")  # noqa: SIM115 - closed by the reader it is handed to
     except FileNotFoundError:
         raise DataError(f"{path}: file not found, expected an IDX file") from None
     except IsADirectoryError:

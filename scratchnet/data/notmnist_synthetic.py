@@ -41,7 +41,7 @@ def font_files():
     return list(unique.values())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _font(path, size):
     from PIL import ImageFont
 

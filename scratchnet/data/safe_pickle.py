@@ -34,7 +34,7 @@ _ALLOWED = {
     ("numpy", "dtype"): np.dtype,
 }
 for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-    _ALLOWED[(_module, "_reconstruct")] = _multiarray._reconstruct
+    _ALLOWED[(_module, "_reconstruct")] = _multiarray._reconstruct  # noqa: SLF001 - what np.save pickles
     _ALLOWED[(_module, "scalar")] = _multiarray.scalar
 
 
