@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from scratchnet.runtime import threads
-from scratchnet.kernels.conv import SUPPORTED_DTYPES
+from scratchnet.kernels._common import SUPPORTED_DTYPES
 from scratchnet.ops import activations as reference_activations
 from scratchnet.ops import conv as reference_conv
 from scratchnet.ops._checks import check_dy, float_array
+from scratchnet.runtime import threads
 
 __all__ = ["relu_forward", "relu_backward", "bias_add_forward", "bias_add_backward", "bias_add_relu_forward",
            "bias_add_relu_backward", "bias_add_relu_inplace_forward", "bias_add_relu_inplace_backward"]

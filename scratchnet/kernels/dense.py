@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from scratchnet.runtime import threads
 from scratchnet.ops import dense as reference
 from scratchnet.ops._checks import check_dy, float_array
+from scratchnet.runtime import threads
 
-__all__ = ["dense_forward", "dense_backward"]
+__all__ = ["dense_backward", "dense_forward"]
 
 DENSE_PARALLEL_MIN_MACS = 8_000_000
 """Dense products with at least this many multiply-adds (N*CI*CO) are split over the worker threads

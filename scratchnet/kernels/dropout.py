@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from scratchnet.kernels.conv import SUPPORTED_DTYPES
+from scratchnet.kernels._common import SUPPORTED_DTYPES
 from scratchnet.ops import dropout as reference
 from scratchnet.ops._checks import check_dy
 
-__all__ = ["dropout_forward", "dropout_backward"]
+__all__ = ["dropout_backward", "dropout_forward"]
 
 DRAW_CHUNK = 262_144
 """The float64 uniforms are drawn this many at a time (2 MB) rather than all at once: a generator's

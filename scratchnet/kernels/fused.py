@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from scratchnet.kernels._common import SUPPORTED_DTYPES
 from scratchnet.runtime import threads
-from scratchnet.kernels.conv import SUPPORTED_DTYPES
 
 __all__ = ["FUSED_MIN_BYTES", "sigmoid_dense_gradients"]
 
