@@ -39,7 +39,7 @@ import threading
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import config, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -111,6 +111,21 @@ def _store(typingctx, state, slot, value):
         return context.get_dummy_value()
 
     return types.void(state, slot, types.int64), codegen
+
+
+if config.DISABLE_JIT:  # the pieces run as Python, where an intrinsic cannot: plain twins under the GIL,
+    # which already makes each element read and write whole and ordered
+
+    def _cpu_relax():
+        """Nothing to hint in Python."""
+
+    def _load(state, slot):
+        """state[slot], read under the GIL."""
+        return state[slot]
+
+    def _store(state, slot, value):
+        """state[slot] = value, written under the GIL."""
+        state[slot] = value
 
 
 @njit(cache=True, nogil=True, inline="always")
