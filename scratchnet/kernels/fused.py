@@ -3,8 +3,8 @@
 A one-unit sigmoid Dense layer trained with binary cross-entropy (the zoo's ``logreg``: 60,000 x 785
 float64, 377 MB per step) is bound by memory, not arithmetic: the layer-by-layer step reads x twice
 (``x @ kernel`` forward, ``x.T @ dlogits`` backward). Here each row is read once: its logit, its
-gradient ``(sigmoid(z) - label) / N`` and its share of ``dkernel`` are done while the row is in cache.
-Measured: 20 ms instead of 29 on 2 cores. `scratchnet.models.Sequential` uses it for such models when
+gradient ``(sigmoid(z) - label) / N`` and its share of ``dkernel`` are done while the row is in cache
+(figures: docs/performance.md). `scratchnet.models.Sequential` uses it for such models when
 the batch is large; the layer-by-layer step is the reference it is tested against.
 """
 from __future__ import annotations
@@ -18,7 +18,9 @@ from scratchnet.runtime import threads
 __all__ = ["FUSED_MIN_BYTES", "sigmoid_dense_gradients"]
 
 FUSED_MIN_BYTES = 32 * 1024 * 1024
-"""Batches smaller than this stay layer by layer: they fit in cache, so the second read is cheap."""
+"""Batches smaller than this stay layer by layer: they fit in cache, so the second read is cheap.
+
+Trades one fused pass against the readable layer-by-layer step. Retune with the last-level cache size."""
 
 
 def sigmoid_dense_gradients(x, kernel, bias, labels):
