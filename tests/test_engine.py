@@ -100,8 +100,8 @@ def test_importing_the_engine_compiles_nothing():
         "import sys, scratchnet.engine as e\n"
         "assert 'numba' not in sys.modules, 'engine import pulled in numba'\n"
         "e.conv2d_forward; e.max_pool2d_backward\n"
-        "from scratchnet.kernels import conv, pooling\n"
-        "kernels = [conv._im2col, conv._col2im_add, pooling._max_pool_forward, pooling._max_pool_backward]\n"
+        "from scratchnet.kernels import im2col, pooling\n"
+        "kernels = [im2col._im2col, im2col._col2im_add, pooling._max_pool_forward, pooling._max_pool_backward]\n"
         "assert all(not k.signatures for k in kernels), 'compiled before the first call'\n"
         "print('ok')\n"
     )

@@ -26,7 +26,8 @@ FAMILIES = {
     "bias add (+ relu)": "bias_add or bias_kernels",
     "dropout": "dropout_kernel",
     "Adam update": "adam_fused_kernel",
-    "one-pass logistic regression": "one_pass_step",
+    "one-pass logistic regression": "logistic_regression_step",
+    "conv2d + bias + relu": "conv2d_bias_relu_kernels or bias_add_relu_over",
 }
 """A name for each family -> the pytest -k expression that picks its tests."""
 

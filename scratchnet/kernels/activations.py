@@ -1,9 +1,9 @@
 """Fast ReLU and bias addition: one-pass numba loops with the same API (and caches) as scratchnet.ops.
 
-A profile of the CNN training steps showed ``np.where(x > 0, dy, 0)`` (ReLU's backward) taking ~10x
-longer than one pass over memory on conv-sized activations, and the bias gradient's ``copy`` plus
-column ``sum`` two passes where one does. ``bias_add_relu`` (a Conv2D's bias and relu as one op) saves
-the backward one more pass. Big arrays are cut into one slice per thread (PARALLEL_MIN_SIZE). Caches
+``np.where(x > 0, dy, 0)`` (ReLU's backward) makes a data-dependent choice per element and runs far
+slower than one pass over memory, and the bias gradient's ``copy`` plus column ``sum`` makes two passes
+where one does (figures: docs/performance.md). ``bias_add_relu`` (a Conv2D's bias and relu as one op)
+saves the backward one more pass. Big arrays are cut into one slice per thread (PARALLEL_MIN_SIZE). Caches
 are the reference's, so a forward from one engine and a backward from the other still fit together.
 """
 from __future__ import annotations
@@ -11,25 +11,29 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from scratchnet.runtime import threads
-from scratchnet.kernels.conv import SUPPORTED_DTYPES
+from scratchnet.kernels._common import SUPPORTED_DTYPES
 from scratchnet.ops import activations as reference_activations
 from scratchnet.ops import conv as reference_conv
 from scratchnet.ops._checks import check_dy, float_array
+from scratchnet.runtime import threads
 
 __all__ = ["relu_forward", "relu_backward", "bias_add_forward", "bias_add_backward", "bias_add_relu_forward",
            "bias_add_relu_backward", "bias_add_relu_over"]
 
 PARALLEL_MIN_SIZE = 1_000_000
 """Arrays with at least this many values are cut into one slice per thread and run by the worker
-threads of `scratchnet.runtime.threads` (one core does not saturate memory bandwidth: emnist_cnn's 6.5M-value
-activations went through bias and relu, forward and backward, in 9 ms on one thread)."""
+threads of `scratchnet.runtime.threads`, because one core does not saturate memory bandwidth.
+
+Trades `parallel_map`'s hand-over against the pass it shares. Retune if the hand-over gets cheaper or
+the machine's bandwidth per core changes."""
 
 
 BIAS_BLOCK = 64
 """The forward bias kernels loop over runs of at least this many values, with the bias repeated to match:
-a loop per row over a conv's 8 or 16 channels is too short for LLVM to vectorise (kaggle_cnn's first
-conv: relu(x + bias) in 0.095 ms a step by rows of 8, 0.014 ms by runs of 64)."""
+a loop per row over a conv's 8 or 16 channels is too short for LLVM to vectorise.
+
+Trades a slightly bigger repeated bias for loops long enough to vectorise. Retune with the CPU's
+vector width (a run should span several vector moves)."""
 
 
 def _bias_block(bias):
@@ -97,8 +101,8 @@ def _channel_rows(x, bias, in_place=False):
 def bias_add_forward(x, bias):
     """``y[..., c] = x[..., c] + bias[c]``: x (..., C), bias (C,) -> y (x's shape and dtype), cache.
 
-    The reference's values (one addition each) from a loop that is 3-5x faster than NumPy's broadcast
-    over a short channel axis, on the worker threads for big arrays.
+    The reference's values (one addition each) from a loop that beats NumPy's broadcast over a short
+    channel axis several times over, on the worker threads for big arrays.
     """
     prepared = _channel_rows(x, bias)
     if prepared is None:
@@ -177,8 +181,7 @@ def bias_add_relu_backward(dy, cache):
     """Gradients of ``relu(x + bias)`` in one pass: ``dx = dy`` where ``z > 0`` else 0, dbias its column sums.
 
     dy: (..., C) -> (dx (..., C), dbias (C,)), z's dtype; big arrays are summed by slices of rows, as in
-    `bias_add_backward`. One pass instead of relu_backward's and bias_add_backward's two: 4.7 ms instead
-    of 8.7 on emnist_cnn's second conv (6.5M values, one thread).
+    `bias_add_backward`. One pass instead of relu_backward's and bias_add_backward's two.
     """
     z = cache
     if z.dtype not in SUPPORTED_DTYPES or z.ndim < 1 or z.size == 0:
@@ -233,8 +236,8 @@ def _add_bias_relu_inplace(x, bias_block):
 def _relu_backward_and_sum_rows(dy2d, z2d, dx2d, dbias):
     """dx2d[row, c] = dy2d[row, c] if z2d[row, c] > 0 else 0; dbias (C,) += the column sums of dx2d.
 
-    Two short loops per row and a local accumulator (which aliases nothing) let LLVM vectorise both:
-    1.3-2x faster than one loop doing both into dbias.
+    Two short loops per row and a local accumulator (which aliases nothing) let LLVM vectorise both,
+    which one loop doing both into dbias does not.
     """
     sums = np.zeros(dy2d.shape[1], dtype=dbias.dtype)
     for row in range(dy2d.shape[0]):

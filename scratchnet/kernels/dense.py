@@ -3,28 +3,29 @@
 The arithmetic is `scratchnet.ops.dense` (NumPy's matrix product is BLAS; nothing hand-written is
 faster). What this twin adds is who runs it. OpenBLAS's own threads are never used during training:
 after a multi-threaded product they keep spinning for a while, and the next convolution's worker
-threads then fight them for the cores (deep_mnist's conv2 ran 1.5x slower right after its 2-thread
-dense products). So:
+threads then fight them for the cores. So:
 
 * a product below DENSE_PARALLEL_MIN_MACS runs on the calling thread with BLAS held at one thread;
 * a bigger one is cut into pieces that the worker threads of `scratchnet.runtime.threads.parallel_map` run,
   each a one-thread BLAS call, cutting the bigger operand so that each thread reads only its part of
-  it: x's rows when the batch is the bigger (emnist_cnn), the kernel's columns or rows when the
-  kernel is (deep_mnist's 3136 x 1024 kernel, 12.8 MB).
+  it: x's rows when the batch is the bigger, the kernel's columns or rows when the kernel is.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from scratchnet.runtime import threads
 from scratchnet.ops import dense as reference
 from scratchnet.ops._checks import check_dy, float_array
+from scratchnet.runtime import threads
 
-__all__ = ["dense_forward", "dense_backward"]
+__all__ = ["dense_backward", "dense_forward"]
 
 DENSE_PARALLEL_MIN_MACS = 8_000_000
-"""Dense products with at least this many multiply-adds (N*CI*CO) are split over the worker threads
-(deep_mnist's 50 x 3136 x 1024 and emnist_cnn's 1024 x 1600 x 128 are; the MLPs' are not)."""
+"""Dense products with at least this many multiply-adds (N*CI*CO) are split over the worker threads.
+
+Trades `parallel_map`'s hand-over (a thread wake-up and the GIL) against the product it shares: the
+CNNs' big hidden layers are split, the MLPs' small products are not. Retune if the hand-over gets
+cheaper or the zoo's dense layers change size."""
 
 
 def dense_forward(x, kernel, bias=None):
@@ -79,7 +80,7 @@ def dense_backward(dy, cache, need_dx=True):
             dkernel[:, start:stop] = x.T @ dy[:, start:stop]
         elif part == "dx_rows":
             np.matmul(dy[start:stop], kernel.T, out=dx[start:stop])
-        else:  # (kernel rows @ dy.T).T: OpenBLAS is slow on dy @ kernel_rows.T (deep_mnist: 2.3 ms, not 3.1)
+        else:  # (kernel rows @ dy.T).T: OpenBLAS is slower on dy @ kernel_rows.T (docs/performance.md)
             dx[:, start:stop] = (kernel[start:stop] @ dy.T).T
 
     threads.parallel_map(run, tasks)

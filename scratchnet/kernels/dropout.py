@@ -1,8 +1,8 @@
 """Fast dropout: the keep-mask and the scaled output (or the gradient) in one numba pass each.
 
 The reference (`scratchnet.ops.dropout`) draws ``rng.random(x.shape) >= rate`` and applies it with
-``np.where``, which on emnist_cnn's 1.6M activations took 4.5 ms per call (a data-dependent choice per
-element) against 0.5 ms for this loop. The uniforms are drawn exactly as the reference draws them, from
+``np.where``, a data-dependent choice per element that is several times slower than this one pass
+(docs/performance.md). The uniforms are drawn exactly as the reference draws them, from
 the same generator, so both backends drop the same units and give the same numbers; caches are the
 reference's, so a forward from one engine and a backward from the other fit together.
 """
@@ -11,16 +11,19 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from scratchnet.kernels.conv import SUPPORTED_DTYPES
+from scratchnet.kernels._common import SUPPORTED_DTYPES
 from scratchnet.ops import dropout as reference
 from scratchnet.ops._checks import check_dy
 
-__all__ = ["dropout_forward", "dropout_backward"]
+__all__ = ["dropout_backward", "dropout_forward"]
 
 DRAW_CHUNK = 262_144
 """The float64 uniforms are drawn this many at a time (2 MB) rather than all at once: a generator's
 stream does not depend on how its draws are split, so the mask is the reference's, without a float64
-array 2x the size of a float32 x (13 MB on emnist_cnn) in the step's peak memory."""
+array twice the size of a float32 x in the step's peak memory.
+
+Trades peak memory (smaller) against a Python round per draw (more of them). Retune only if draws
+this size stop fitting in cache."""
 
 
 def dropout_forward(x, rate, rng=None, mask=None, training=True):

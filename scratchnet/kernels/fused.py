@@ -3,23 +3,25 @@
 A one-unit sigmoid Dense layer trained with binary cross-entropy (the zoo's ``logreg``: 60,000 x 785
 float64, 377 MB per step) is bound by memory, not arithmetic: the layer-by-layer step reads x twice
 (``x @ kernel`` forward, ``x.T @ dlogits`` backward). Here each row is read once: its logit, its
-gradient ``(sigmoid(z) - label) / N`` and its share of ``dkernel`` are done while the row is in cache.
-`logistic_regression_gradients` is the engine's twin of the readable op of that name, and takes this
-path when the batch is large.
+gradient ``(sigmoid(z) - label) / N`` and its share of ``dkernel`` are done while the row is in cache
+(figures: docs/performance.md). `logistic_regression_gradients` is the engine's twin of the readable op
+of that name, and takes this path when the batch is large.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-from scratchnet.kernels.conv import SUPPORTED_DTYPES
+from scratchnet.kernels._common import SUPPORTED_DTYPES
 from scratchnet.ops import losses as reference
 from scratchnet.runtime import threads
 
 __all__ = ["FUSED_MIN_BYTES", "logistic_regression_gradients", "sigmoid_dense_gradients"]
 
 FUSED_MIN_BYTES = 32 * 1024 * 1024
-"""Batches smaller than this stay layer by layer: they fit in cache, so the second read is cheap."""
+"""Batches smaller than this stay layer by layer: they fit in cache, so the second read is cheap.
+
+Trades one fused pass against the readable layer-by-layer step. Retune with the last-level cache size."""
 
 
 def logistic_regression_gradients(x, kernel, bias, labels):

@@ -1,18 +1,18 @@
 """Fast optimizer updates: Adam's three in-place updates (m, v, the weights) fused into one numba pass.
 
 The readable update is `scratchnet.ops.updates.adam_update` (three NumPy statements, each several passes
-over memory with temporaries); on deep_mnist's 3.3M parameters it cost about a fifth of a training step.
+over memory with temporaries), a noticeable share of a big model's training step.
 This kernel reads g, m, v, w once and writes m, v, w once, doing the same float operations in the same
 order (no fast-math, no fused multiply-add), so its results equal the reference bit for bit.
 ``error_model="numpy"`` lets a division by zero give inf as NumPy does instead of raising; it is also
-what lets LLVM vectorise the loop (5x faster: 1.8 ms instead of 11 on 3.3M float32 parameters).
+what lets LLVM vectorise the loop (figures: docs/performance.md).
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-from scratchnet.kernels.conv import SUPPORTED_DTYPES
+from scratchnet.kernels._common import SUPPORTED_DTYPES
 from scratchnet.ops import updates as reference
 from scratchnet.runtime import threads
 
@@ -20,7 +20,10 @@ __all__ = ["adam_update"]
 
 PARALLEL_MIN_SIZE = 1_000_000
 """Parameters with at least this many values are updated in slices by the worker threads of
-`scratchnet.runtime.threads` (the update is bound by memory bandwidth, which one core does not saturate)."""
+`scratchnet.runtime.threads` (the update is bound by memory bandwidth, which one core does not saturate).
+
+Trades `parallel_map`'s hand-over against the pass it shares. Retune with the machine's bandwidth per
+core."""
 
 
 def adam_update(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon):

@@ -10,20 +10,20 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from scratchnet.runtime import threads
-from scratchnet.runtime import team
-from scratchnet.kernels.conv import SUPPORTED_DTYPES
+from scratchnet.kernels._common import SUPPORTED_DTYPES
 from scratchnet.ops import pooling as reference
 from scratchnet.ops._checks import check_dy, float_array, int_pair, padding_mode
 from scratchnet.ops.conv import padding_amounts
+from scratchnet.runtime import team, threads
 
-__all__ = ["max_pool2d_forward", "max_pool2d_backward"]
+__all__ = ["max_pool2d_backward", "max_pool2d_forward"]
 
 PARALLEL_MIN_SIZE = 100_000
 """Inputs with at least this many values are pooled in one slice of images per thread, each slice one
-nogil call on the spinning team of `scratchnet.runtime.threads.run_pieces` (handing a slice over costs ~10 us).
-emnist_cnn's 6.5M-value pooling took 8 ms forward and backward on one thread; notmnist_cnn's first
-(200K values) takes 0.07 ms forward on one."""
+nogil call on the spinning team of `scratchnet.runtime.threads.run_pieces`; smaller ones in one call.
+
+Trades the team's hand-over (microseconds) against the pass over memory it shares. Retune if the
+hand-over's cost changes."""
 
 
 def _image_spans(n, size):
@@ -52,8 +52,8 @@ def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid"):
 
     y = np.empty((n, oh, ow, c), dtype=x.dtype)
     argmax = np.empty((n, oh, ow, c), dtype=np.int32)  # flat index ih * W + iw of each window's max
-    threads.run_pieces([(_forward_piece, (x, ph, pw, sh, sw, pad_top, pad_left, y, argmax, n0, n1))
-                        for n0, n1 in _image_spans(n, x.size)])
+    window = (ph, pw, sh, sw, pad_top, pad_left)  # one plain tuple: numba types it in well under a microsecond
+    threads.run_pieces([(_forward_piece, (x, window, (y, argmax), span)) for span in _image_spans(n, x.size)])
     cache = (x.shape, x.dtype, argmax)
     return y, cache
 
@@ -70,16 +70,18 @@ def max_pool2d_backward(dy, cache):
     dy = np.ascontiguousarray(check_dy(dy, argmax.shape, dtype, "max_pool2d_backward"))
     n, h, w, c = x_shape
     dx = np.empty((n, h * w, c), dtype=dtype)  # zeroed image by image in the kernel, in parallel
-    threads.run_pieces([(_backward_piece, (dy, argmax, dx, n0, n1)) for n0, n1 in _image_spans(n, dx.size)])
+    threads.run_pieces([(_backward_piece, (dy, argmax, dx, span)) for span in _image_spans(n, dx.size)])
     return dx.reshape(x_shape)
 
 
 @njit(cache=True, nogil=True)
-def _max_pool_forward(x, ph_size, pw_size, sh, sw, pad_top, pad_left, y, argmax):
+def _max_pool_forward(x, window, y, argmax):
     """Fill y and argmax (N, OH, OW, C) with each window's first maximum of x (N, H, W, C) and its ih*W+iw.
 
-    A window is clipped to the image (padding never wins); an empty window gives -inf and index -1.
+    window: (PH, PW, SH, SW, pad_top, pad_left). A window is clipped to the image (padding never wins);
+    an empty window gives -inf and index -1.
     """
+    ph_size, pw_size, sh, sw, pad_top, pad_left = window
     n_size, h, w, c_size = x.shape
     oh_size = y.shape[1]
     ow_size = y.shape[2]
@@ -128,17 +130,20 @@ def _max_pool_backward(dy, argmax, dx):
 
 
 @njit(cache=True, nogil=True)
-def _forward_piece(x, ph_size, pw_size, sh, sw, pad_top, pad_left, y, argmax, n0, n1, state, post_slot, done_slot,
-                   job):
-    """`_max_pool_forward` of images n0..n1-1, as a piece of `scratchnet.runtime.threads.run_pieces`."""
+def _forward_piece(x, window, outputs, span, state, post_slot, done_slot, job):
+    """`_max_pool_forward` of images span[0]..span[1]-1 into outputs (y, argmax), as a piece of
+    `scratchnet.runtime.threads.run_pieces`."""
     team.post_done(state, post_slot, job)
-    _max_pool_forward(x[n0:n1], ph_size, pw_size, sh, sw, pad_top, pad_left, y[n0:n1], argmax[n0:n1])
+    y, argmax = outputs
+    n0, n1 = span
+    _max_pool_forward(x[n0:n1], window, y[n0:n1], argmax[n0:n1])
     team.mark_done(state, post_slot, done_slot, job)
 
 
 @njit(cache=True, nogil=True)
-def _backward_piece(dy, argmax, dx, n0, n1, state, post_slot, done_slot, job):
-    """`_max_pool_backward` of images n0..n1-1, as a piece of `scratchnet.runtime.threads.run_pieces`."""
+def _backward_piece(dy, argmax, dx, span, state, post_slot, done_slot, job):
+    """`_max_pool_backward` of images span[0]..span[1]-1, as a piece of `scratchnet.runtime.threads.run_pieces`."""
     team.post_done(state, post_slot, job)
+    n0, n1 = span
     _max_pool_backward(dy[n0:n1], argmax[n0:n1], dx[n0:n1])
     team.mark_done(state, post_slot, done_slot, job)

@@ -19,7 +19,7 @@ import ctypes
 import numpy as np
 from numba import njit
 
-__all__ = ["ROW_MAJOR", "NO_TRANS", "TRANS", "sgemm", "sgemm_rows"]
+__all__ = ["NO_TRANS", "ROW_MAJOR", "TRANS", "sgemm", "sgemm_rows"]
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 """CBLAS's enum values (cblas.h): CblasRowMajor, CblasNoTrans, CblasTrans."""

@@ -1,10 +1,10 @@
 """A team of worker threads for pieces of work that are each ONE nogil numba call, handed over in microseconds.
 
-`scratchnet.runtime.threads.parallel_map` hands Python functions to a thread pool. On this kind of machine a
-sleeping thread takes about 100 us to wake, and a thread that wants the GIL while another holds it
-sleeps until it is released, and then takes as long again to wake. On notmnist_cnn's 20M-multiply-add
-convolutions (0.3-0.6 ms of work per call) that overhead ate a third of what the second core brought.
-The team is built around the two costs:
+`scratchnet.runtime.threads.parallel_map` hands Python functions to a thread pool. A sleeping thread
+takes a long time to wake (tens to hundreds of microseconds on a cloud VM), and a thread that wants the
+GIL while another holds it sleeps until it is released, and then takes as long again to wake. For
+convolutions of a fraction of a millisecond that overhead eats much of what a second core brings
+(figures: docs/performance.md). The team is built around the two costs:
 
 * **No sleeping between calls.** Between pieces a worker spins, without the GIL, on a shared int64
   array (`state`), first inside its finished piece (`mark_done`), then in a numba loop that lets other
@@ -39,19 +39,25 @@ import threading
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import config, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 __all__ = ["NO_STATE", "SPIN_ROUNDS", "Team", "mark_done", "post_done", "run_here"]
 
 PIECE_WAIT_PAUSES = 20_000
-"""How many CPU pauses (~20-50 ns each) a finished piece waits inside itself: a worker's for the next job,
-the caller's for its workers (then Python takes over the wait). A constant of the compiled kernels."""
+"""How many CPU pauses (tens of nanoseconds each) a finished piece waits inside itself: a worker's for the
+next job, the caller's for its workers (then Python takes over the wait). A constant of the compiled kernels.
+
+Trades a core spinning after its piece against the GIL hand-over the wait avoids. Retune if the gaps
+between the pieces of a step change (longer waits only help if the next job comes within them)."""
 
 SPIN_ROUNDS = 20_000
-"""How many more times an idle worker looks for work, one sched_yield apart (~0.2 us on an idle core),
-before it sleeps: a few milliseconds in all, longer than the gaps between the convolutions of a step."""
+"""How many more times an idle worker looks for work, one sched_yield apart, before it sleeps: a few
+milliseconds in all, longer than the gaps between the convolutions of a step.
+
+Trades CPU time burnt while idle (other processes see a busy core) against a wake-up on the next call.
+Retune if a step's gaps between parallel ops grow, or lower it on machines shared with other work."""
 
 NO_STATE = np.zeros(1, dtype=np.int64)
 """The `state` argument of a piece run outside a team (its post and done slots are -1: nothing touches it)."""
@@ -111,6 +117,21 @@ def _store(typingctx, state, slot, value):
         return context.get_dummy_value()
 
     return types.void(state, slot, types.int64), codegen
+
+
+if config.DISABLE_JIT:  # the pieces run as Python, where an intrinsic cannot: plain twins under the GIL,
+    # which already makes each element read and write whole and ordered
+
+    def _cpu_relax():
+        """Nothing to hint in Python."""
+
+    def _load(state, slot):
+        """state[slot], read under the GIL."""
+        return state[slot]
+
+    def _store(state, slot, value):
+        """state[slot] = value, written under the GIL."""
+        state[slot] = value
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -235,7 +256,7 @@ class Team:
                 self.state[0] = job
             if not _finished(self.state, job):
                 self._wait(job)
-            self._pieces = []  # the pieces' arrays must not outlive the job (emnist_cnn's peak: +25 MB)
+            self._pieces = []  # the pieces' arrays must not outlive the job (they count in the step's peak)
         for error in self._errors:  # (if the caller's piece raised, its error is the one that propagates)
             if error is not None:
                 raise error

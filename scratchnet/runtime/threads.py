@@ -6,9 +6,9 @@ any moment.
 * NumPy's BLAS is left at `num_threads` threads for the user's own NumPy code, but the engine never
   uses BLAS's own threads: small products run with BLAS held at one thread (`serial_blas`) and big
   dense products are cut into pieces for the worker threads (`scratchnet.kernels.dense`); a model's
-  training step or forward pass holds BLAS at one thread once for all its ops. OpenBLAS's
-  threads wait for work by spinning: on a busy machine an MLP training step took 32 ms instead of 0.4,
-  and right after a 2-thread dense product deep_mnist's next convolution ran 1.5x slower.
+  training step or forward pass holds BLAS at one thread once for all its ops. OpenBLAS's threads
+  wait for work by spinning, so on a busy machine, or right after a multi-threaded product, they take
+  the cores from the work that follows (figures: docs/performance.md).
 * The worker threads are ONE team (`team()`, `scratchnet.runtime.team`) of `num_threads - 1` threads
   that spin without the GIL between pieces of work. float32 convolutions and max-pooling cut their
   batch into one piece per thread, each piece ONE nogil numba call (a convolution piece copies its
@@ -17,7 +17,7 @@ any moment.
   `parallel_map`, on the same threads. No BLAS thread spins while numba works, and no second pool
   spins against the team.
 * numba's own thread pool is never started (no kernel uses ``parallel=True``): two pools that each spin
-  on both cores cost 3-7x on small shapes.
+  on every core slow small shapes several times over.
 
 `configure()` is applied once, lazily, by `scratchnet.engine` the first time an op is looked up, so
 importing scratchnet starts no threads. Override with ``threads.configure(num_threads=1)`` or the
@@ -114,10 +114,11 @@ def parallel_map(function: Callable[[T], R], items: Sequence[T], *, parallel: bo
     for most of its time (numba ``nogil=True`` kernels, NumPy matrix products) to run in parallel, and
     different items must not write to the same memory.
 
-    Notes: holding BLAS at one thread (~2 us) is what keeps OpenBLAS from spinning its second thread
-    against the numba kernels (or against another process's work). The items run on the same worker
-    threads as `run_pieces`: a second pool would spin against them for the cores. Unlike `run_pieces`,
-    a worker here needs the GIL to start, which costs ~100 us whenever the caller holds it.
+    Notes: holding BLAS at one thread (a few microseconds) is what keeps OpenBLAS from spinning its
+    second thread against the numba kernels (or against another process's work). The items run on the
+    same worker threads as `run_pieces`: a second pool would spin against them for the cores. Unlike
+    `run_pieces`, a worker here needs the GIL to start, which costs a thread wake-up whenever the caller
+    holds it.
     """
     count = num_threads()
     if count == 1:
@@ -171,7 +172,7 @@ def run_pieces(pieces) -> None:
 
     pieces: ``(kernel, args)`` pairs, called as ``kernel(*args, state, post_slot, done_slot, job)``; see
     `scratchnet.runtime.team` for the four last parameters. The calling thread runs the first piece and
-    the team's workers the others, so a call costs microseconds where `parallel_map` costs ~100 us.
+    the team's workers the others, so a call costs microseconds where `parallel_map` costs a wake-up.
     """
     workers = team() if len(pieces) > 1 else None
     with serial_blas():
@@ -187,7 +188,7 @@ class serial_blas:
     """Context manager: BLAS runs one thread inside the block, `num_threads()` again after it.
 
     For matrix products too small to gain from a second BLAS thread. Cheap (two direct calls into the
-    BLAS library, ~2 us); blocks nest. The BLAS thread count is process-wide and threadpoolctl lets
+    BLAS library); blocks nest. The BLAS thread count is process-wide and threadpoolctl lets
     only one Python thread (the one that configured it, normally the main thread) change it; inside
     `parallel_map` the workers find BLAS already at one thread.
     """

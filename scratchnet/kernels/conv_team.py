@@ -1,0 +1,205 @@
+"""The float32 convolution path: one nogil numba call per thread, copying windows and calling sgemm from numba.
+
+The batch is cut into one piece of equal images per thread (`scratchnet.runtime.threads.run_pieces`). A
+piece is ONE nogil numba call (`_forward_piece`, `_backward_piece`) that, chunk after chunk of images,
+copies the windows (`scratchnet.kernels.im2col`) and multiplies them with NumPy's own OpenBLAS sgemm
+(`scratchnet.runtime.blas`). Holding no GIL from start to end is what lets the spinning workers of
+`scratchnet.runtime.team` take a piece in microseconds, so even small convolutions use every core.
+
+Nothing is kept from the forward to the backward: chunks are small enough (PIECE_CHUNK_BYTES) that a
+chunk's columns are rebuilt in a core's L2 cache, which costs less than reading a kept matrix back from
+memory. `scratchnet.kernels.conv` validates, plans and allocates; this module only runs the pieces.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from scratchnet.kernels.im2col import (
+    DX_GATHER,
+    DX_NONE,
+    DX_SCATTER,
+    DX_TRANSPOSED,
+    _col2im_add,
+    _col2im_gather,
+    _im2col,
+    _im2col_t,
+    flipped_kernel,
+    padded,
+    transposed_geometry,
+)
+from scratchnet.runtime import blas, team, threads
+
+__all__ = ["backward", "forward"]
+
+PIECE_CHUNK_BYTES = 256 * 1024
+"""The target size of a chunk's work matrices (columns, and dy's columns for the transposed dx).
+
+Trades the cost of rebuilding columns (smaller chunks: more sgemm calls on thinner products) against
+spilling out of a core's L2 cache (bigger chunks). Retune when the L2 cache per core changes."""
+
+COLS_T_MAX_RUN = 7
+"""Stride-1 convolutions whose windows' rows (KW*CI values) are this short or shorter build the
+TRANSPOSE of the column matrix (`_im2col_t`), whose rows are runs of OW values.
+
+Trades a slightly slower product (cols_t.T @ kernel) for a much faster copy; with strides the strided
+reads lose more than the copy gains, so stride 1 only. Retune with the CPU's vector width: a row must be
+too short to fill a vector move for the transpose to pay."""
+
+TEAM_MIN_MACS = 1_000_000
+"""Convolutions with at least this many multiply-adds (N*OH*OW*KH*KW*CI*CO) split their batch over the
+threads; smaller ones run as one piece on the calling thread.
+
+Trades the team's hand-over (microseconds) against the work it shares. Retune if the hand-over's cost
+changes (another thread team, another machine's wake-up latency)."""
+
+
+def _piece_plan(geometry, dy_sizes, dx_mode, per_chunk):
+    """What every piece of one call shares, built once per call, as the plain tuple the pieces unpack:
+    (sizes, dy_sizes, per_chunk, cols_t, dx_mode). sizes are the convolution's `loop_sizes()`, dy_sizes
+    those of dy's convolution for DX_TRANSPOSED (else sizes again, when None); per_chunk images per
+    chunk; cols_t whether the column matrix is built transposed (COLS_T_MAX_RUN); dx_mode one of
+    `scratchnet.kernels.im2col`'s DX_*."""
+    sizes = geometry.loop_sizes()
+    cols_t = geometry.sw == 1 and geometry.kw * geometry.ci <= COLS_T_MAX_RUN
+    return sizes, sizes if dy_sizes is None else dy_sizes, per_chunk, cols_t, dx_mode
+
+
+def forward(x, kernel, y, geometry):
+    """y (N, OH, OW, CO) = x * kernel, written in place by the pieces (x, kernel float32, kernel contiguous)."""
+    g = geometry
+    k = g.kh * g.kw * g.ci
+    plan = _piece_plan(g, None, DX_NONE, _images_per_chunk(g.oh * g.ow * k, x.itemsize))
+    operands = (padded(x, g), kernel.reshape(k, g.co), y.reshape(g.n * g.oh * g.ow, g.co))
+    _run(_forward_piece, g, plan, lambda span: operands)
+
+
+def backward(x, kernel, dy, geometry, dx_mode, dx_buffer):
+    """dkernel (KH*KW*CI, CO) of a non-empty dy (N, OH, OW, CO, contiguous); dx written into dx_buffer.
+
+    dx_buffer is (N, H, W*CI) for DX_GATHER and DX_TRANSPOSED, zeroed and padded (N, HP, WP*CI) for
+    DX_SCATTER, None for DX_NONE. Each piece sums its images' share of dkernel; the shares are added here.
+    """
+    g = geometry
+    k = g.kh * g.kw * g.ci
+    none2d, none3d = np.empty((0, 0), dtype=x.dtype), np.empty((0, 0, 0), dtype=x.dtype)
+    dy_sizes, dy_padded, flipped = None, none3d, none2d
+    if dx_mode == DX_TRANSPOSED:
+        dy_geometry = transposed_geometry(g)
+        dy_sizes, dy_padded, flipped = dy_geometry.loop_sizes(), padded(dy, dy_geometry), flipped_kernel(kernel)
+    kernel2d = kernel.reshape(k, g.co)
+    kernel_t = np.ascontiguousarray(kernel2d.T) if dx_mode in (DX_GATHER, DX_SCATTER) else none2d
+    dx_values = g.h * g.w * g.kh * g.kw * g.co if dx_mode == DX_TRANSPOSED else 0
+    per_chunk = _images_per_chunk(g.oh * g.ow * k + dx_values, x.itemsize)
+    plan = _piece_plan(g, dy_sizes, dx_mode, per_chunk)
+    x_padded, dy2d = padded(x, g), dy.reshape(g.n * g.oh * g.ow, g.co)
+    dx_buffer = none3d if dx_buffer is None else dx_buffer
+    parts = []
+
+    def operands(span):
+        parts.append(np.zeros((k, g.co), dtype=x.dtype))
+        return x_padded, dy2d, parts[-1], kernel_t, dx_buffer, dy_padded, flipped
+
+    _run(_backward_piece, g, plan, operands)
+    return parts[0] if len(parts) == 1 else np.sum(parts, axis=0, dtype=x.dtype)
+
+
+def _images_per_chunk(values_per_image, itemsize):
+    """Images per chunk so that a chunk's work matrices hold about PIECE_CHUNK_BYTES (at least one image)."""
+    return max(1, PIECE_CHUNK_BYTES // max(1, values_per_image * itemsize))
+
+
+def _run(piece, geometry, plan, operands):
+    """Run `piece` over the batch: one span of equal images per thread (one span below TEAM_MIN_MACS).
+
+    operands(span) gives the arrays of the piece for images span[0]..span[1]-1.
+    """
+    g = geometry
+    macs = g.n * g.oh * g.ow * g.kh * g.kw * g.ci * g.co
+    parts = threads.num_threads() if macs >= TEAM_MIN_MACS else 1
+    sgemm = blas.sgemm()
+    threads.run_pieces([(piece, (sgemm, plan, span, operands(span))) for span in threads.spans(g.n, parts)])
+
+
+# ----------------------------------------------------------------------------------------------------
+# The pieces: one nogil call each, called as piece(*args, state, post_slot, done_slot, job) by
+# scratchnet.runtime.team.
+# ----------------------------------------------------------------------------------------------------
+@njit(cache=True, nogil=True)
+def _forward_piece(sgemm, plan, span, operands, state, post_slot, done_slot, job):
+    """y rows of images span[0]..span[1]-1 = im2col(x_padded) @ kernel2d, per_chunk images at a time.
+
+    operands: (x_padded (N, HP, WP*CI), kernel2d (K, CO), y2d (N*OH*OW, CO)). The windows go into one
+    chunk-sized column matrix, reused chunk after chunk, that dies with the piece.
+    """
+    team.post_done(state, post_slot, job)
+    x_padded, kernel2d, y2d = operands
+    n0, n1 = span
+    sizes, _, per_chunk, cols_t, _ = plan
+    _, _, _, _, _, oh, ow, _, _ = sizes
+    rows = oh * ow
+    k = kernel2d.shape[0]
+    chunk_rows = min(per_chunk, n1 - n0) * rows
+    buffer = np.empty((k, chunk_rows) if cols_t else (chunk_rows, k), dtype=y2d.dtype)
+    for c0 in range(n0, n1, per_chunk):
+        c1 = min(n1, c0 + per_chunk)
+        columns = _columns(sizes, cols_t, x_padded, (c0, c1), buffer)
+        blas.sgemm_rows(sgemm, columns, kernel2d, y2d[c0 * rows : c1 * rows], cols_t, 0.0)
+    team.mark_done(state, post_slot, done_slot, job)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _columns(sizes, cols_t, x_padded, chunk, buffer):
+    """The column matrix of the chunk's images c0..c1-1 built in `buffer`: cols (rows, K), or with `cols_t`
+    its transpose (K, rows). The caller multiplies it transposed or not accordingly."""
+    c0, c1 = chunk
+    _, _, _, _, _, oh, ow, _, _ = sizes
+    rows = (c1 - c0) * oh * ow
+    if cols_t:
+        _im2col_t(x_padded, sizes, c0, c1, buffer[:, :rows])
+        return buffer[:, :rows]
+    _im2col(x_padded, sizes, c0, c1, buffer[:rows])  # a C-contiguous view: the loop's copies stay vector moves
+    return buffer[:rows]
+
+
+@njit(cache=True, nogil=True)
+def _backward_piece(sgemm, plan, span, operands, state, post_slot, done_slot, job):
+    """Images span[0]..span[1]-1's share of the backward: dkernel2d += cols.T @ dy rows, and their dx.
+
+    operands: (x_padded, dy2d (N*OH*OW, CO), dkernel2d (K, CO) of this piece, kernel_t (CO, K), dx_buffer,
+    dy_padded, flipped (KH*KW*CO, CI)); the arrays a dx mode does not use are empty. cols are rebuilt
+    chunk by chunk; dx as in `scratchnet.kernels.conv.conv2d_backward`: DX_TRANSPOSED writes
+    im2col(dy_padded) @ flipped into dx_buffer's rows, DX_GATHER and DX_SCATTER turn
+    dcols = dy rows @ kernel_t into dx with `_col2im_gather` / `_col2im_add`.
+    """
+    team.post_done(state, post_slot, job)
+    x_padded, dy2d, dkernel2d, kernel_t, dx_buffer, dy_padded, flipped = operands
+    n0, n1 = span
+    sizes, dy_sizes, per_chunk, cols_t, mode = plan
+    ci, _, _, _, _, oh, ow, _, _ = sizes
+    rows = oh * ow
+    k = dkernel2d.shape[0]
+    chunk = min(per_chunk, n1 - n0)
+    cols_buffer = np.empty((k, chunk * rows) if cols_t else (chunk * rows, k), dtype=dy2d.dtype)
+    dcols_buffer = np.empty((chunk * rows if mode == DX_GATHER or mode == DX_SCATTER else 0, k), dtype=dy2d.dtype)
+    h = dx_buffer.shape[1]
+    w = dx_buffer.shape[2] // ci if mode == DX_TRANSPOSED else 0
+    dy_cols_buffer = np.empty((chunk * h * w, flipped.shape[0]), dtype=dy2d.dtype)  # (rows of dx, KH*KW*CO)
+    dx_all_rows = dx_buffer.reshape((dx_buffer.shape[0] * h * w, ci)) if mode == DX_TRANSPOSED else dcols_buffer
+    for c0 in range(n0, n1, per_chunk):
+        c1 = min(n1, c0 + per_chunk)
+        dy_rows = dy2d[c0 * rows : c1 * rows]
+        columns = _columns(sizes, cols_t, x_padded, (c0, c1), cols_buffer)
+        blas.sgemm_rows(sgemm, columns, dy_rows, dkernel2d, not cols_t, 1.0)
+        if mode == DX_TRANSPOSED:
+            dy_cols = dy_cols_buffer[: (c1 - c0) * h * w]
+            _im2col(dy_padded, dy_sizes, c0, c1, dy_cols)
+            blas.sgemm_rows(sgemm, dy_cols, flipped, dx_all_rows[c0 * h * w : c1 * h * w], False, 0.0)
+        elif mode == DX_GATHER or mode == DX_SCATTER:
+            dcols = dcols_buffer[: (c1 - c0) * rows]
+            blas.sgemm_rows(sgemm, dy_rows, kernel_t, dcols, False, 0.0)
+            if mode == DX_GATHER:
+                _col2im_gather(dcols, sizes, c0, c1, dx_buffer)
+            else:
+                _col2im_add(dcols, sizes, c0, c1, dx_buffer)
+    team.mark_done(state, post_slot, done_slot, job)
