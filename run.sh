@@ -2,7 +2,7 @@
 # scratchnet's front door: sets everything up in ./.venv, then runs the job.
 #   ./run.sh train [ARGS...]   train the default model (any `python -m scratchnet.train` flags)
 #   ./run.sh test  [ARGS...]   install the test extras and run the whole test suite (pytest flags)
-#   ./run.sh bench [ARGS...]   run the benchmarks against TensorFlow and print the table
+#   ./run.sh bench [ARGS...]   run the benchmarks against TensorFlow and PyTorch and print the table
 # Nothing is installed outside ./.venv, except Debian's Fashion-MNIST files for the tests when run as root.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -10,7 +10,7 @@ job="${1:-}"
 shift || true
 case "$job" in
     train) extras="" ;;
-    test|bench) extras="[tf,dev]" ;;
+    test|bench) extras="[tf,dev,bench]" ;;
     *) echo "usage: ./run.sh train|test|bench [ARGS...]" >&2; exit 2 ;;
 esac
 
