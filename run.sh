@@ -2,7 +2,7 @@
 # scratchnet's front door: sets everything up in ./.venv, then runs the job.
 #   ./run.sh train [ARGS...]   train the default model (any `python -m scratchnet.train` flags)
 #   ./run.sh test  [ARGS...]   install the test extras and run the whole test suite (pytest flags)
-#   ./run.sh bench [ARGS...]   run the benchmarks against TensorFlow and print the table
+#   ./run.sh bench [ARGS...]   run the benchmarks against TensorFlow and PyTorch and print the table
 #   ./run.sh lint  [ARGS...]   ruff (style and common bugs; ruff flags such as --fix) and lint-imports (the layering)
 # Nothing is installed outside ./.venv, except Debian's Fashion-MNIST files for the tests when run as root.
 set -euo pipefail
@@ -11,7 +11,7 @@ job="${1:-}"
 shift || true
 case "$job" in
     train) extras="" ;;
-    test|bench) extras="[tf,dev]" ;;
+    test|bench) extras="[tf,dev,bench]" ;;
     lint) extras="[dev]" ;;
     *) echo "usage: ./run.sh train|test|bench|lint [ARGS...]" >&2; exit 2 ;;
 esac

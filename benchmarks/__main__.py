@@ -4,9 +4,9 @@
     python -m benchmarks --quick     smoke run of the harness (numbers meaningless) -> .benchmarks/
     python -m benchmarks --models mlp,deep_mnist --suites train,ops --no-memory
 
-Steps: (1) pytest-benchmark suites in one child process (scratchnet and TensorFlow side by side; raw JSON in
-.benchmarks/latest.json); (2) one fresh process per engine and model for peak memory and first-step time
-(scratchnet twice: the second run loads the kernels from numba's disk cache); (3) a layer-by-layer profile of
+Steps: (1) pytest-benchmark suites in one child process (scratchnet, TensorFlow and PyTorch side by side; raw
+JSON in .benchmarks/latest.json); (2) one fresh process per engine and model for peak memory and first-step
+time (scratchnet twice: the second run loads the kernels from numba's disk cache); (3) a layer-by-layer profile of
 the slow models' scratchnet training step; (4) the report, printed and written to ``--output``.
 Run it on a quiet machine: other load makes every number meaningless.
 """
@@ -20,11 +20,15 @@ import subprocess
 import sys
 import time
 
-from benchmarks import report, workloads
+from benchmarks import ENGINES, installed, report, workloads
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SUITES = {"train": "bench_train.py", "infer": "bench_inference.py", "ops": "bench_ops.py",
-          "optimizer": "bench_optimizer.py", "peak": "bench_peak.py"}
+SUITES = {"train": "bench_train.py", "infer": "bench_inference.py", "latency": "bench_latency.py",
+          "ops": "bench_ops.py", "optimizer": "bench_optimizer.py", "peak": "bench_peak.py"}
+ISOLATED_SUITES = {"scratchnet,numpy": tuple(SUITES),
+                   "tensorflow": ("train", "infer", "latency", "ops", "optimizer"),
+                   "pytorch": ("train", "infer", "latency", "optimizer")}
+"""With --isolate: the pytest processes of one repeat, in order, and the suites each runs (PyTorch has no ops)."""
 
 
 def _csv(value, allowed, what):
@@ -52,11 +56,11 @@ def parse_args(argv):
     parser.add_argument("--models", type=lambda v: _csv(v, workloads.MODELS, "model"), default=workloads.MODELS,
                         help="comma-separated zoo models (default: all seven)")
     parser.add_argument("--suites", type=lambda v: _csv(v, tuple(SUITES), "suite"), default=tuple(SUITES),
-                        help="comma-separated: train,infer,ops,optimizer,peak (default: all)")
+                        help="comma-separated: " + ",".join(SUITES) + " (default: all)")
     parser.add_argument("--bench-time", type=float, default=1.0, help="target seconds of timed rounds per benchmark")
     parser.add_argument("--isolate", action="store_true",
-                        help="run the scratchnet and the TensorFlow benchmarks in two separate pytest processes "
-                             "(default: one process, each model's pair back to back)")
+                        help="run the scratchnet, the TensorFlow and the PyTorch benchmarks in separate pytest "
+                             "processes (default: one process, each model's engines back to back)")
     parser.add_argument("--repeat", type=_positive, default=1,
                         help="run the suites this many times, engines alternating; the report pools the rounds of "
                              "all repeats and lists each repeat's training-step ratios")
@@ -87,16 +91,25 @@ def run_suites(args) -> dict:
     print(f"[1/4] pytest-benchmark suites: {' '.join(SUITES[s] for s in args.suites)} "
           f"(models: {','.join(args.models)})" + (" — engines in separate processes" if args.isolate else ""),
           flush=True)
-    groups = [("scratchnet,numpy", files), ("tensorflow", [f for f in files if "peak" not in f])] if args.isolate \
-        else [(None, files)]
-    merged = None
+    groups = [(None, files)]
+    if args.isolate:
+        groups = [(engines, [os.path.join("benchmarks", SUITES[s]) for s in args.suites if s in suites])
+                  for engines, suites in ISOLATED_SUITES.items()]
+        missing = [engine for engine in ENGINES if not installed(engine)]
+        if missing:
+            print(f"warning: {', '.join(missing)} not installed: no {' or '.join(missing)} benchmarks "
+                  "(pip install -e '.[tf,bench]')", file=sys.stderr, flush=True)
+            groups = [(engines, group) for engines, group in groups if engines not in missing]
+    merged, announced = None, None
     for repeat, (engines, group_files) in ((r, g) for r in range(args.repeat) for g in groups):
         if not group_files:
             continue
+        if args.repeat > 1 and repeat != announced:
+            print(f"      repeat {repeat + 1} of {args.repeat}", flush=True)
+            announced = repeat
         path = json_path if engines is None else f"{json_path[:-5]}-{engines.split(',')[0]}.json"
         if args.repeat > 1:
             path = f"{path[:-5]}-{repeat + 1}.json"
-            print(f"      repeat {repeat + 1} of {args.repeat}", flush=True)
         if os.path.exists(path):
             os.remove(path)
         command = [sys.executable, "-m", "pytest", *group_files, "-p", "no:cacheprovider", "-q",
@@ -131,8 +144,9 @@ def run_probes(args) -> dict:
     probes = {}
     for name in args.models:
         runs = {}
-        for label, engine in (("scratchnet_1", "scratchnet"), ("scratchnet_2", "scratchnet"),
-                              ("tensorflow", "tensorflow")):
+        runs_of = [("scratchnet_1", "scratchnet"), ("scratchnet_2", "scratchnet"), ("tensorflow", "tensorflow"),
+                   ("pytorch", "pytorch")]
+        for label, engine in ((label, engine) for label, engine in runs_of if installed(engine)):
             runs[label] = probe(engine, name, args.probe_steps)
             entry = runs[label]
             summary = entry.get("error") or (f"peak {entry['maxrss_mb']:.0f} MB, first step "

@@ -9,7 +9,9 @@ busy-wait for a while after a call, and would steal a core from the next engine'
 call of a body (numba compilation or disk-cache load, TensorFlow tracing) is timed on its own and stored as
 ``extra_info["first_call_s"]``; a second untimed call estimates the cost of one call; then pytest-benchmark's
 ``pedantic`` runs one warm-up round and as many timed rounds as fit in ``--bench-time`` seconds (between
-``--bench-min-rounds`` and ``--bench-max-rounds``).
+``--bench-min-rounds`` and ``--bench-max-rounds``, or the suite's own cap).
+
+An engine whose package is not installed (TensorFlow, torch) has its benchmarks skipped, with the reason.
 """
 from __future__ import annotations
 
@@ -26,14 +28,15 @@ if "tensorflow" not in sys.modules:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-ENGINES = ("scratchnet", "tensorflow")
+from benchmarks import ENGINES, installed, side  # noqa: E402  (after the TensorFlow environment)
+
 OP_ENGINES = ("scratchnet", "numpy", "tensorflow")  # "numpy": scratchnet's readable reference ops
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("scratchnet benchmarks")
     group.addoption("--bench-models", default="", help="comma-separated zoo models (default: all)")
-    group.addoption("--bench-engines", default="", help="comma-separated engines: scratchnet,tensorflow,numpy")
+    group.addoption("--bench-engines", default="", help="comma-separated engines: scratchnet,tensorflow,pytorch,numpy")
     group.addoption("--bench-time", type=float, default=1.0, help="target seconds of timed rounds per benchmark")
     group.addoption("--bench-min-rounds", type=int, default=5)
     group.addoption("--bench-max-rounds", type=int, default=200)
@@ -89,17 +92,40 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("op_engine", _selected(config, "--bench-engines", OP_ENGINES))
 
 
+@pytest.fixture(autouse=True)
+def _skip_engines_not_installed(request):
+    callspec = getattr(request.node, "callspec", None)
+    params = callspec.params if callspec else {}
+    for key in ("engine_name", "op_engine"):
+        engine = params.get(key)
+        if engine in ENGINES and not installed(engine):
+            pytest.skip(f"{engine} is not installed (pip install -e '.[tf,bench]')")
+
+
+@pytest.fixture
+def engine_info(engine_name):
+    """``engine_info(model)``: what the report should know of how ``engine_name`` ran (PyTorch: threads, settings)."""
+    def info(model_name):
+        if engine_name != "pytorch":
+            return {}
+        torch_side = side("pytorch")
+        return {"threads": torch_side.thread_count(), "settings": torch_side.SETTINGS[model_name].describe()}
+
+    return info
+
+
 @pytest.fixture
 def measure(benchmark, request):
-    """``measure(body, group=..., flops=..., **info)``: first call timed apart, then the timed rounds."""
+    """``measure(body, group=..., flops=..., max_rounds=None, **info)``: first call timed apart, then the rounds."""
     config = request.config
     quick = config.getoption("--bench-quick")
     target = 0.05 if quick else config.getoption("--bench-time")
     min_rounds = 2 if quick else config.getoption("--bench-min-rounds")
-    max_rounds = 3 if quick else config.getoption("--bench-max-rounds")
+    default_cap = 3 if quick else config.getoption("--bench-max-rounds")
     settle = min(0.05, config.getoption("--bench-settle")) if quick else config.getoption("--bench-settle")
 
-    def run(body, *, group, flops=None, **info):
+    def run(body, *, group, flops=None, max_rounds=None, **info):
+        cap = max_rounds if max_rounds is not None and not quick else default_cap
         time.sleep(settle)
         start = time.perf_counter()
         body()
@@ -107,7 +133,7 @@ def measure(benchmark, request):
         start = time.perf_counter()
         body()
         estimate = max(time.perf_counter() - start, 1e-6)
-        rounds = max(min_rounds, min(max_rounds, math.ceil(target / estimate)))
+        rounds = max(min_rounds, min(cap, math.ceil(target / estimate)))
         benchmark.group = group
         benchmark.extra_info.update(info)
         benchmark.extra_info["first_call_s"] = first_call

@@ -2,7 +2,7 @@
 
     python -m benchmarks.memprobe --engine scratchnet --model deep_mnist --steps 20
 
-The child builds the zoo model (or its TensorFlow twin), makes one synthetic batch at the model's batch
+The child builds the zoo model (or its TensorFlow or PyTorch twin), makes one synthetic batch at the model's batch
 size, runs ``--steps`` training steps and prints one JSON line: import / build / first-step seconds, the
 median of the later steps, and its own peak RSS. `probe` runs it as a child process and reads the child's
 peak RSS from ``os.wait4`` (``ru_maxrss`` of exactly that child), so engines never share a process.
@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-ENGINES = ("scratchnet", "tensorflow")
+ENGINES = ("scratchnet", "tensorflow", "pytorch")
 
 
 def _child(engine: str, model: str, steps: int) -> dict:
@@ -32,6 +32,10 @@ def _child(engine: str, model: str, steps: int) -> dict:
         from benchmarks import tf_side as side
 
         side.tensorflow()
+    elif engine == "pytorch":
+        from benchmarks import torch_side as side
+
+        side.pytorch()
     else:
         import scratchnet  # noqa: F401
         from benchmarks import sn_side as side
@@ -55,6 +59,7 @@ def _child(engine: str, model: str, steps: int) -> dict:
         "later_step_median_s": statistics.median(times) if times else None,
         "self_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "tensorflow_imported": "tensorflow" in sys.modules,
+        "torch_imported": "torch" in sys.modules,
     }
 
 

@@ -1,8 +1,9 @@
 """The report of ``python -m benchmarks``: tables from pytest-benchmark's JSON, the memory probes and the profiles.
 
-Ratios are scratchnet time / TensorFlow time in the same run (below 1.0: scratchnet is faster); times are
-medians. GFLOP/s use the analytic FLOP counts of `benchmarks.workloads`; "% peak" divides by the 4096^2
-float32 NumPy matmul measured in the same run.
+Ratios are scratchnet time / a yardstick's time in the same run (below 1.0: scratchnet is faster): against
+TensorFlow (issue 5's goals), and against the best peer, the faster of TensorFlow and PyTorch for that model
+and measurement. Times are medians. GFLOP/s use the analytic FLOP counts of `benchmarks.workloads`;
+"% peak" divides by the 4096^2 float32 NumPy matmul measured in the same run.
 """
 from __future__ import annotations
 
@@ -17,6 +18,12 @@ from benchmarks import workloads
 
 GOALS = {name: (2.0 if name in workloads.SLOW_MODELS else 1.0) for name in workloads.MODELS}
 """Issue 5's bar for the training-step ratio (scratchnet / TF); emnist_cnn and deep_mnist aim for 1.0 later."""
+
+LATENCY_GOAL = 0.5
+"""The bar for single-image latency: scratchnet's at most half of TensorFlow's tf.function forward."""
+
+PEERS = (("tensorflow", "TF"), ("pytorch", "PyTorch"))
+"""The yardsticks, with the short names the tables use."""
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -44,12 +51,13 @@ def machine() -> dict:
 
     blas = []
     try:
-        import numpy  # noqa: F401  (loads numpy's BLAS so threadpoolctl sees it)
         from threadpoolctl import threadpool_info
+
+        import numpy  # noqa: F401  (loads numpy's BLAS so threadpoolctl sees it)
 
         blas = [f"{e.get('internal_api')} {e.get('version')} ({e.get('architecture')}, {e.get('num_threads')} threads)"
                 for e in threadpool_info() if e.get("user_api") == "blas"]
-    except Exception:  # noqa: BLE001  pragma: no cover - reporting only: no BLAS line is no reason to fail
+    except Exception:  # pragma: no cover - reporting only
         pass
     try:
         affinity = len(os.sched_getaffinity(0))
@@ -69,10 +77,11 @@ def machine() -> dict:
         "numba": version("numba"),
         "tensorflow": version("tensorflow"),
         "keras": version("keras"),
+        "torch": version("torch"),
         "pytest-benchmark": version("pytest-benchmark"),
         "blas": blas,
         "env": env,
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
 
@@ -105,7 +114,7 @@ def index(bench_json: dict) -> dict:
     for bench in bench_json.get("benchmarks", []):
         info = bench.get("extra_info", {})
         suite = info.get("suite")
-        if suite in ("train", "infer", "optimizer"):
+        if suite in ("train", "infer", "latency", "optimizer"):
             key = info["model"]
         elif suite == "ops":
             key = (info["case"], info["direction"])
@@ -127,17 +136,37 @@ def index(bench_json: dict) -> dict:
     return results
 
 
+def best_peer(results: dict, suite: str, key) -> tuple[str, dict] | tuple[None, None]:
+    """(short name, entry) of the faster yardstick (lower median) for one benchmark, or (None, None)."""
+    found = [(results[(suite, key, engine)]["median"], label, results[(suite, key, engine)])
+             for engine, label in PEERS if (suite, key, engine) in results]
+    if not found:
+        return None, None
+    _, label, entry = min(found, key=lambda item: item[0])
+    return label, entry
+
+
 def repeat_ratios(results: dict, suite: str = "train") -> list[str]:
-    """One line per model: scratchnet ÷ TF for each repeat (runs paired in order), when there were several."""
+    """One line per model: scratchnet ÷ TF and ÷ the best peer for each repeat (runs paired in order)."""
     lines = []
     for name in workloads.MODELS:
         sn = results.get((suite, name, "scratchnet"))
-        tf = results.get((suite, name, "tensorflow"))
-        if not sn or not tf or len(sn["repeat_medians"]) < 2:
+        peers = [(label, results[(suite, name, engine)]) for engine, label in PEERS if (suite, name, engine) in results]
+        if not sn or not peers or len(sn["repeat_medians"]) < 2:
             continue
-        ratios = [a / b for a, b in zip(sn["repeat_medians"], tf["repeat_medians"])]
-        lines.append(f"- {name}: " + ", ".join(f"{r:.2f}" for r in ratios)
-                     + f" (median {float(np.median(ratios)):.2f})")
+        parts = []
+        tf = results.get((suite, name, "tensorflow"))
+        if tf:
+            parts.append(("TF", [a / b for a, b in zip(sn["repeat_medians"], tf["repeat_medians"])]))
+        if len(peers) > 1:
+            best = [min(times) for times in zip(*(entry["repeat_medians"] for _, entry in peers))]
+            parts.append(("best peer", [a / b for a, b in zip(sn["repeat_medians"], best)]))
+        elif not tf:
+            label, entry = peers[0]
+            parts.append((label, [a / b for a, b in zip(sn["repeat_medians"], entry["repeat_medians"])]))
+        lines.append(f"- {name}: " + "; ".join(
+            f"÷ {label} " + ", ".join(f"{r:.2f}" for r in ratios) + f" (median {float(np.median(ratios)):.2f})"
+            for label, ratios in parts))
     return lines
 
 
@@ -179,29 +208,58 @@ def _median(entry):
     return entry["median"] if entry else None
 
 
+def _us(seconds):
+    return "—" if seconds is None else f"{1e6 * seconds:.0f}" if seconds >= 1e-5 else f"{1e6 * seconds:.1f}"
+
+
+def _peer_cell(label, entry, fmt=_ms):
+    return f"{fmt(entry['median'])} ({label})" if entry else "—"
+
+
 def model_table(results: dict, suite: str, peak: float | None, goals: bool) -> list[str]:
-    head = "| model | batch | scratchnet ms | TF ms | ratio | "
+    head = "| model | batch | scratchnet ms | TF ms | PyTorch ms | best peer ms | sn ÷ TF | "
     head += "goal | " if goals else ""
-    head += "GFLOP | sn GFLOP/s | TF GFLOP/s | sn % peak | TF % peak |"
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    lines[1] = "|---|" + "---:|" * (head.count("|") - 2)
+    head += "sn ÷ best peer | GFLOP | sn GFLOP/s | TF GFLOP/s | PyTorch GFLOP/s | sn % peak | best peer % peak |"
+    lines = [head, "|---|" + "---:|" * (head.count("|") - 2)]
     for name in workloads.MODELS:
         sn = results.get((suite, name, "scratchnet"))
         tf = results.get((suite, name, "tensorflow"))
-        if not sn and not tf:
+        pt = results.get((suite, name, "pytorch"))
+        if not (sn or tf or pt):
             continue
-        entry = sn or tf
+        entry = sn or tf or pt
         flops = entry["flops"]
-        sn_t, tf_t = _median(sn), _median(tf)
-        row = f"| {name} | {entry.get('batch', '—')} | {_ms(sn_t)} | {_ms(tf_t)} | {_ratio(sn_t, tf_t)} | "
+        sn_t, tf_t, pt_t = _median(sn), _median(tf), _median(pt)
+        label, best = best_peer(results, suite, name)
+        best_t = _median(best)
+        row = (f"| {name} | {entry.get('batch', '—')} | {_ms(sn_t)} | {_ms(tf_t)} | {_ms(pt_t)} | "
+               f"{_peer_cell(label, best)} | {_ratio(sn_t, tf_t)} | ")
         if goals:
             verdict = ""
             if sn_t and tf_t:
                 verdict = " ✓" if sn_t / tf_t <= GOALS[name] else " ✗"
             row += f"≤ {GOALS[name]:.1f}{verdict} | "
-        row += (f"{flops / 1e9:.3g} | {_gflops(flops, sn_t)} | {_gflops(flops, tf_t)} | {_pct(flops, sn_t, peak)} | "
-                f"{_pct(flops, tf_t, peak)} |")
+        row += (f"{_ratio(sn_t, best_t)} | {flops / 1e9:.3g} | {_gflops(flops, sn_t)} | {_gflops(flops, tf_t)} | "
+                f"{_gflops(flops, pt_t)} | {_pct(flops, sn_t, peak)} | {_pct(flops, best_t, peak)} |")
         lines.append(row)
+    return lines
+
+
+def latency_table(results: dict) -> list[str]:
+    """One image through each engine: microseconds, the ratio to TF against its goal, the ratio to the best."""
+    lines = ["| model | scratchnet µs | TF µs | PyTorch µs | sn ÷ TF | goal | best peer µs | sn ÷ best peer |",
+             "|---|" + "---:|" * 7]
+    for name in workloads.MODELS:
+        sn = results.get(("latency", name, "scratchnet"))
+        tf = results.get(("latency", name, "tensorflow"))
+        pt = results.get(("latency", name, "pytorch"))
+        if not (sn or tf or pt):
+            continue
+        sn_t, tf_t = _median(sn), _median(tf)
+        label, best = best_peer(results, "latency", name)
+        verdict = (" ✓" if sn_t / tf_t <= LATENCY_GOAL else " ✗") if sn_t and tf_t else ""
+        lines.append(f"| {name} | {_us(sn_t)} | {_us(tf_t)} | {_us(_median(pt))} | {_ratio(sn_t, tf_t)} | "
+                     f"≤ {LATENCY_GOAL}{verdict} | {_peer_cell(label, best, _us)} | {_ratio(sn_t, _median(best))} |")
     return lines
 
 
@@ -254,25 +312,31 @@ def op_breakdown(results: dict, name: str) -> list[str]:
 
 
 def optimizer_table(results: dict) -> list[str]:
-    lines = ["| model | optimizer | weights | scratchnet ms | TF ms | ratio |", "|---|---|---:|---:|---:|---:|"]
+    lines = ["| model | optimizer | weights | scratchnet ms | TF ms | PyTorch ms | sn ÷ TF | sn ÷ best peer |",
+             "|---|---|---:|" + "---:|" * 5]
     for name in workloads.MODELS:
         sn = results.get(("optimizer", name, "scratchnet"))
         tf = results.get(("optimizer", name, "tensorflow"))
-        if not (sn or tf):
+        pt = results.get(("optimizer", name, "pytorch"))
+        if not (sn or tf or pt):
             continue
-        entry = sn or tf
+        entry = sn or tf or pt
+        _, best = best_peer(results, "optimizer", name)
         lines.append(f"| {name} | {entry.get('optimizer')} | {entry.get('params'):,} | {_ms(_median(sn))} | "
-                     f"{_ms(_median(tf))} | {_ratio(_median(sn), _median(tf))} |")
+                     f"{_ms(_median(tf))} | {_ms(_median(pt))} | {_ratio(_median(sn), _median(tf))} | "
+                     f"{_ratio(_median(sn), _median(best))} |")
     return lines
 
 
 def warmup_table(results: dict) -> list[str]:
-    lines = [("| model | sn train first call s | TF train first call s | sn infer first call s "
-              "| TF infer first call s |"), "|---|---:|---:|---:|---:|"]
+    engines = (("scratchnet", "sn"), ("tensorflow", "TF"), ("pytorch", "PyTorch"))
+    suites = (("train", "train"), ("infer", "infer"), ("latency", "one image"))
+    head = "| model | " + " | ".join(f"{short} {what} s" for _, what in suites for _, short in engines) + " |"
+    lines = [head, "|---|" + "---:|" * (len(engines) * len(suites))]
     for name in workloads.MODELS:
         cells = []
-        for suite in ("train", "infer"):
-            for engine in ("scratchnet", "tensorflow"):
+        for suite, _ in suites:
+            for engine, _ in engines:
                 entry = results.get((suite, name, engine))
                 cells.append(f"{entry['first_call_s']:.3f}" if entry else "—")
         if any(c != "—" for c in cells):
@@ -281,14 +345,15 @@ def warmup_table(results: dict) -> list[str]:
 
 
 def memory_table(probes: dict) -> list[str]:
-    lines = [("| model | sn peak RSS MB | TF peak RSS MB | sn / TF | goal | sn first step s (run 1) | "
-              "sn first step s (run 2, cached) | TF first step s | sn import s | TF import s |"),
-             "|---|" + "---:|" * 9]
+    lines = ["| model | sn peak RSS MB | TF peak RSS MB | PyTorch peak RSS MB | sn / TF | goal | "
+             "sn first step s (run 1) | sn first step s (run 2, cached) | TF first step s | PyTorch first step s | "
+             "sn import s | TF import s | PyTorch import s |",
+             "|---|" + "---:|" * 12]
     for name in workloads.MODELS:
         runs = probes.get(name)
         if not runs:
             continue
-        sn1, sn2, tf = runs.get("scratchnet_1"), runs.get("scratchnet_2"), runs.get("tensorflow")
+        sn1, sn2, tf, pt = (runs.get(label) for label in ("scratchnet_1", "scratchnet_2", "tensorflow", "pytorch"))
 
         def get(entry, key, fmt):
             if not entry or "error" in entry or entry.get(key) is None:
@@ -304,46 +369,67 @@ def memory_table(probes: dict) -> list[str]:
         if sn2 and sn2.get("first_step_s") is not None:
             first2 += " ✓" if sn2["first_step_s"] < 1.0 else " ✗"
         lines.append(
-            f"| {name} | {get(sn_mem, 'maxrss_mb', '{:.0f}')} | {get(tf, 'maxrss_mb', '{:.0f}')} | {ratio} | "
-            f"≤ 0.33{verdict} | {get(sn1, 'first_step_s', '{:.3f}')} | {first2} | "
-            f"{get(tf, 'first_step_s', '{:.3f}')} | {get(sn_mem, 'import_s', '{:.2f}')} | "
-            f"{get(tf, 'import_s', '{:.2f}')} |")
+            f"| {name} | {get(sn_mem, 'maxrss_mb', '{:.0f}')} | {get(tf, 'maxrss_mb', '{:.0f}')} | "
+            f"{get(pt, 'maxrss_mb', '{:.0f}')} | {ratio} | ≤ 0.33{verdict} | {get(sn1, 'first_step_s', '{:.3f}')} | "
+            f"{first2} | {get(tf, 'first_step_s', '{:.3f}')} | {get(pt, 'first_step_s', '{:.3f}')} | "
+            f"{get(sn_mem, 'import_s', '{:.2f}')} | {get(tf, 'import_s', '{:.2f}')} | "
+            f"{get(pt, 'import_s', '{:.2f}')} |")
     errors = [f"- {name} {which}: {entry['error']}" for name, runs in probes.items()
               for which, entry in runs.items() if entry and "error" in entry]
     return lines + ([""] + errors if errors else [])
 
 
+def _pytorch_setup(results: dict) -> str:
+    """One sentence on how PyTorch ran, from what its benchmarks recorded."""
+    entries = [entry for (_, _, engine), entry in sorted(results.items(), key=str) if engine == "pytorch"]
+    if not entries:
+        return "PyTorch did not run."
+    threads = sorted({entry.get("threads") for entry in entries if entry.get("threads")})
+    settings = {}
+    for entry in entries:
+        if entry.get("settings"):
+            settings.setdefault(entry["settings"], set()).add(entry.get("model"))
+    described = "; ".join(f"{text} ({', '.join(m for m in workloads.MODELS if m in models)})"
+                          for text, models in settings.items())
+    return (f"PyTorch runs its CPU build with `torch.set_num_threads({'/'.join(map(str, threads)) or '?'})`, "
+            "scratchnet's thread count, its fastest set-up measured here (`python -m benchmarks.torch_side`; "
+            "`torch.compile` was slower): " + (described or "settings not recorded") + "; twins start from "
+            "scratchnet's initial weights, inputs already tensors, fused cross-entropy losses from logits.")
+
+
 def render(results: dict, probes: dict, profiles: list, info: dict, *, quick: bool, command: str,
            probe_steps: int) -> str:
     peak = peak_gflops(results)
-    out = ["# scratchnet vs TensorFlow: benchmarks", ""]
+    out = ["# scratchnet vs TensorFlow and PyTorch: benchmarks", ""]
     if quick:
-        out += [("> **SMOKE RUN (`--quick`): 2-3 rounds per benchmark on a possibly busy machine. These numbers "
-                 "say the harness works, nothing about speed.**"), ""]
+        out += ["> **SMOKE RUN (`--quick`): 2-3 rounds per benchmark on a possibly busy machine. These numbers "
+                "say the harness works, nothing about speed.**", ""]
     # The load at the start says whether other work shared the machine; the load at the end is mostly the
     # benchmark's own (it keeps both cores busy for minutes), so it is reported in the machine line only.
     busy = info["loadavg"][0] > 0.5 * (info["usable_cpus"] or 1)
     if busy and not quick:
-        out += [(f"> **Warning: the machine was busy (load average {info['loadavg'][0]:.1f} at start on "
-                 f"{info['usable_cpus']} CPUs).** Multi-threaded BLAS calls degrade badly under load (a thread "
-                 "that waits for a descheduled partner), so the scratchnet numbers are pessimistic and noisy. "
-                 "Re-run on a quiet machine."), ""]
-    out += [(f"Written by `{command}` on {info['date']}. Times are medians of pytest-benchmark rounds, in "
-             "milliseconds; **ratio = scratchnet ÷ TensorFlow in the same run** (below 1: scratchnet is faster). "
-             "TensorFlow runs as users run it: oneDNN on, `@tf.function(jit_compile=False)` train steps "
-             "(GradientTape + `optimizer.apply_gradients`), inputs already tensors. Warm-up (numba compile or "
-             "cache load, TF tracing) is outside the timed rounds and reported apart. Data are synthetic, "
-             "at the MODELS.md batch sizes. FLOPs are analytic: 2 per multiply-add of the convs and dense "
-             "layers; a training step counts 3x the forward pass."), ""]
+        out += [f"> **Warning: the machine was busy (load average {info['loadavg'][0]:.1f} at start on "
+                f"{info['usable_cpus']} CPUs).** Multi-threaded BLAS and OpenMP calls degrade badly under load "
+                "(a thread that waits for a descheduled partner), so the scratchnet and PyTorch numbers are "
+                "pessimistic and noisy. Re-run on a quiet machine.", ""]
+    out += [f"Written by `{command}` on {info['date']}. Times are medians of pytest-benchmark rounds, in "
+            "milliseconds; **sn ÷ TF = scratchnet ÷ TensorFlow in the same run** (below 1: scratchnet is faster; "
+            "the goals are set against it), and **sn ÷ best peer = scratchnet ÷ the faster of TensorFlow and "
+            "PyTorch** for that model and measurement. "
+            "TensorFlow runs as users run it: oneDNN on, `@tf.function(jit_compile=False)` train steps "
+            "(GradientTape + `optimizer.apply_gradients`), inputs already tensors. " + _pytorch_setup(results)
+            + " Warm-up (numba compile or cache load, TF tracing) is outside the timed rounds and reported apart. "
+            "Data are synthetic, at the MODELS.md batch sizes. FLOPs are analytic: 2 per multiply-add of the "
+            "convs and dense layers; a training step counts 3x the forward pass.", ""]
     out += ["## Machine", ""]
     out += [f"- CPU: {info['cpu']} ({', '.join(info['simd']) or 'no AVX'}); {info['logical_cpus']} logical CPUs, "
             f"{info['usable_cpus']} usable by this process; load average at start "
             f"{' / '.join(f'{x:.2f}' for x in info['loadavg'])}"
             + (f", at end {' / '.join(f'{x:.2f}' for x in info['loadavg_end'])}" if "loadavg_end" in info else ""),
             f"- scratchnet commit: {info.get('commit', 'unknown')}",
-            (f"- Python {info['python']}, numpy {info['numpy']}, numba {info['numba']}, TensorFlow "
-             f"{info['tensorflow']} (Keras {info['keras']}, oneDNN {info.get('onednn', 'on')}), pytest-benchmark "
-             f"{info['pytest-benchmark']}"),
+            f"- Python {info['python']}, numpy {info['numpy']}, numba {info['numba']}, TensorFlow "
+            f"{info['tensorflow']} (Keras {info['keras']}, oneDNN {info.get('onednn', 'on')}), PyTorch "
+            f"{info.get('torch', 'not recorded')}, pytest-benchmark {info['pytest-benchmark']}",
             f"- BLAS: {'; '.join(info['blas']) or 'unknown'}",
             f"- scratchnet thread policy in the benchmark process: {_policy(results)}",
             "- Environment: " + (", ".join(f"`{k}={v}`" for k, v in info["env"].items()) or "none of OPENBLAS_*, "
@@ -357,18 +443,26 @@ def render(results: dict, probes: dict, profiles: list, info: dict, *, quick: bo
         out += ["## Training step (one optimizer update at the MODELS.md batch)", ""] + table + [""]
         per_repeat = repeat_ratios(results)
         if per_repeat:
-            out += [("The suites ran several times (`--repeat`), scratchnet's and TensorFlow's runs alternating; "
-                     "the table pools the rounds of all repeats. The ratio of each repeat:"), ""] + per_repeat + [""]
+            out += ["The suites ran several times (`--repeat`), the engines' runs alternating; the table pools "
+                    "the rounds of all repeats. The ratios of each repeat:", ""] + per_repeat + [""]
     table = model_table(results, "infer", peak, goals=False)
     if len(table) > 2:
         out += [f"## Inference ({workloads.INFERENCE_IMAGES} images, batches of {workloads.INFERENCE_BATCH})", ""]
         out += table + [""]
+    table = latency_table(results)
+    if len(table) > 2:
+        out += ["## Single-image latency (one 28x28 image through a loaded model)", "",
+                "What `python -m scratchnet.predict` does with one prepared image: a NumPy array in, the "
+                "probabilities out as NumPy. scratchnet: `model.predict` on a model saved and loaded back; "
+                "TF: its fastest way, a `@tf.function` forward of `tf.constant(image)`; PyTorch: the forward under "
+                f"`torch.inference_mode()`. Medians of single calls, in microseconds. Goal: scratchnet ≤ "
+                f"{LATENCY_GOAL} of TF.", ""] + table + [""]
     table = op_table(results, peak)
     if len(table) > 2:
         out += ["## Hot ops at the zoo's shapes (batch = the model's training batch)", "",
-                ("scratchnet = the numba kernels (the default backend); numpy ref = the readable `scratchnet.ops`; "
-                 "TF = `tf.nn.conv2d` / `Conv2DBackpropInput` + `Conv2DBackpropFilter` / `max_pool2d` / "
-                 "`MaxPoolGrad` in a `tf.function`. Backward = dx and dkernel (conv) or dx (pool)."), ""]
+                "scratchnet = the numba kernels (the default backend); numpy ref = the readable `scratchnet.ops`; "
+                "TF = `tf.nn.conv2d` / `Conv2DBackpropInput` + `Conv2DBackpropFilter` / `max_pool2d` / "
+                "`MaxPoolGrad` in a `tf.function`. Backward = dx and dkernel (conv) or dx (pool).", ""]
         out += table + [""]
     for name in workloads.SLOW_MODELS:
         breakdown = op_breakdown(results, name)
@@ -380,14 +474,14 @@ def render(results: dict, probes: dict, profiles: list, info: dict, *, quick: bo
     table = warmup_table(results)
     if len(table) > 2:
         out += ["## Warm-up (first call, outside the timed rounds)", "",
-                ("scratchnet: numba compile or disk-cache load plus first-touch allocation; TF: tracing the "
-                 "tf.function."), ""] + table + [""]
+                "scratchnet: numba compile or disk-cache load plus first-touch allocation; TF: tracing the "
+                "tf.function; PyTorch: first-touch allocation and oneDNN's primitive set-up.", ""] + table + [""]
     if probes:
         out += [f"## Peak memory and first step (fresh processes, {probe_steps} training steps each)", "",
-                ("Peak RSS = `ru_maxrss` of the child process from `os.wait4` (imports, model, one synthetic "
-                 "batch, optimizer state, the steps). scratchnet runs twice: run 1 may compile kernels, run 2 "
-                 "loads them from numba's disk cache (the 'second run' figure; goal < 1 s). Goal for memory: "
-                 "scratchnet ≤ 1/3 of TF."), ""]
+                "Peak RSS = `ru_maxrss` of the child process from `os.wait4` (imports, model, one synthetic "
+                "batch, optimizer state, the steps). scratchnet runs twice: run 1 may compile kernels, run 2 "
+                "loads them from numba's disk cache (the 'second run' figure; goal < 1 s). Goal for memory: "
+                "scratchnet ≤ 1/3 of TF.", ""]
         out += memory_table(probes) + [""]
     if profiles:
         out += ["## Where a scratchnet training step goes (instrumented, `python -m benchmarks.stepprofile`)", ""]
@@ -396,6 +490,6 @@ def render(results: dict, probes: dict, profiles: list, info: dict, *, quick: bo
         for result in profiles:
             out += [format_profile(result), ""]
     out += ["## Reproduce", "", "```", command, "```", "",
-            ("Raw pytest-benchmark JSON: `.benchmarks/latest.json` (not committed). One suite by hand: "
-             "`python -m pytest benchmarks/bench_ops.py --bench-models deep_mnist`."), ""]
+            "Raw pytest-benchmark JSON: `.benchmarks/latest.json` (not committed). One suite by hand: "
+            "`python -m pytest benchmarks/bench_ops.py --bench-models deep_mnist`.", ""]
     return "\n".join(out)

@@ -5,6 +5,9 @@ call also compiles (or loads from numba's disk cache) the kernels: the harness t
 """
 from __future__ import annotations
 
+import os
+import tempfile
+
 import numpy as np
 
 from benchmarks import workloads
@@ -35,6 +38,27 @@ def make_inference(name: str, n: int = workloads.INFERENCE_IMAGES, batch: int = 
         return model.predict(x, batch_size=batch)
 
     return predict
+
+
+def make_latency(name: str, seed: int = 0, backend: str = "numba"):
+    """One image through a saved-and-loaded model with ``model.predict``, as `scratchnet.predict` reads one.
+
+    The image is the NumPy array the preparation hands over ((1, 28, 28, 1), or (1, 784) for the flat models);
+    the result is the (1, classes) probabilities as NumPy.
+    """
+    from scratchnet.models import load_model
+
+    engine.set_backend(backend)
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, f"{name}.npz")
+        zoo.build(name, seed=seed).save(path)
+        model = load_model(path, compile=False)
+    x, _ = workloads.make_data(name, 1, seed)
+
+    def predict_one():
+        return model.predict(x)
+
+    return predict_one
 
 
 def make_op(case: workloads.OpCase, direction: str, backend: str = "numba", seed: int = 0):

@@ -1,4 +1,4 @@
-"""The benchmark harness imports and its bodies run, for scratchnet and TensorFlow. No timing is ever asserted.
+"""The benchmark harness imports and its bodies run, for scratchnet, TensorFlow and PyTorch. No timing is asserted.
 
 The benchmarks themselves run only through ``python -m benchmarks`` (pytest's testpaths is ``tests/``);
 these tests run each piece once on tiny inputs so a broken harness is caught by CI, not by the lead on
@@ -21,10 +21,19 @@ from benchmarks import report, sn_side, workloads  # noqa: E402
 from benchmarks.__main__ import parse_args  # noqa: E402
 
 
-def test_importing_the_harness_does_not_import_tensorflow():
+def require_torch():
+    """torch, or a skip on a developer's machine without the bench extra (CI installs it: there, a failure)."""
+    try:
+        import torch
+    except ImportError:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)("torch is not installed (the bench extra)")
+    return torch
+
+
+def test_importing_the_harness_does_not_import_tensorflow_or_torch():
     code = ("import sys; import benchmarks, benchmarks.workloads, benchmarks.sn_side, benchmarks.tf_side, "
-            "benchmarks.report, benchmarks.memprobe, benchmarks.stepprofile, benchmarks.__main__; "
-            "assert 'tensorflow' not in sys.modules")
+            "benchmarks.torch_side, benchmarks.report, benchmarks.memprobe, benchmarks.stepprofile, "
+            "benchmarks.__main__; assert 'tensorflow' not in sys.modules; assert 'torch' not in sys.modules")
     completed = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr[-2000:]
 
@@ -69,6 +78,8 @@ def test_scratchnet_bodies_run(backend):
         assert math.isfinite(loss)
         assert sn_side.make_inference("softmax", n=6, batch=4, backend=backend)().shape == (6, 10)
         sn_side.make_optimizer_update("mlp")()
+        one = sn_side.make_latency("notmnist_cnn", backend=backend)()
+        assert one.shape == (1, 10) and abs(float(one.sum()) - 1.0) < 1e-5
         case = next(c for c in workloads.op_cases(["kaggle_cnn"]) if c.op == "conv2d")
         y, _ = sn_side.make_op(case, "forward", backend=backend)()
         assert y.shape == case.y_shape
@@ -88,9 +99,59 @@ def test_tensorflow_bodies_run():
         assert tf_side.build_twin(name).count_params() == workloads.num_params(name)
     assert math.isfinite(float(tf_side.make_train_step("notmnist_cnn", n=4)()))
     assert tf_side.make_inference("logreg", n=6, batch=4)().shape == (6, 1)
+    one = tf_side.make_latency("kaggle_cnn")()
+    assert one.shape == (1, 10) and abs(float(one.sum()) - 1.0) < 1e-5
     assert tf_side.make_optimizer_update("mlp")() >= 1
     case = next(c for c in workloads.op_cases(["kaggle_cnn"]) if c.op == "max_pool2d")
     assert tf_side.make_op(case, "backward")().shape == case.x_shape
+
+
+def _random_weights(model, seed):
+    """Give a zoo model random weights (its zero biases and all-zero logreg/softmax kernels would hide bugs)."""
+    rng = np.random.default_rng(seed)
+    model.set_weights([(0.1 * rng.standard_normal(w.shape)).astype(w.dtype) for w in model.get_weights()])
+    return model
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_pytorch_twins_compute_the_zoo_models_function(channels_last):
+    """Weights copied from scratchnet, every twin predicts what scratchnet predicts: same layers, same order."""
+    torch = require_torch()
+    from scratchnet import zoo
+
+    from benchmarks import torch_side
+
+    for name in workloads.MODELS:
+        model = _random_weights(zoo.build(name, seed=1), seed=2)
+        twin = torch_side.build_twin(name, channels_last=channels_last)
+        assert sum(p.numel() for p in twin.parameters()) == workloads.num_params(name)
+        torch_side.copy_weights(twin, model)
+        x, _ = workloads.make_data(name, 3, seed=4)
+        with torch.inference_mode():
+            out = torch_side._output_activation(twin)(twin.eval()(torch_side.to_input(x, channels_last))).numpy()
+        expected = model.predict(x)
+        assert out.dtype == expected.dtype and out.shape == expected.shape
+        np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_pytorch_bodies_run_with_the_benchmark_settings():
+    torch = require_torch()
+    from benchmarks import torch_side
+
+    assert torch_side.thread_count() == torch.get_num_threads() >= 1
+    assert torch_side.SETTINGS["deep_mnist"].channels_last and not torch_side.SETTINGS["deep_mnist"].compile
+    for name in ("logreg", "notmnist_cnn", "deep_mnist"):
+        step = torch_side.make_train_step(name, n=4)
+        first, second = step(), step()
+        assert math.isfinite(first) and math.isfinite(second) and first != second  # the weights moved
+    assert torch_side.make_inference("emnist_cnn", n=6, batch=4)().shape == (6, 62)
+    one = torch_side.make_latency("mlp")()
+    assert one.shape == (1, 10) and abs(float(one.sum()) - 1.0) < 1e-5
+    twin_update = torch_side.make_optimizer_update("kaggle_cnn")
+    twin_update()
+    for impl in ("default", "foreach", "fused"):
+        settings = torch_side.Settings(channels_last=True, optimizer_impl=impl)
+        assert math.isfinite(torch_side.make_train_step("kaggle_cnn", n=4, settings=settings)())
 
 
 def test_suites_collect_and_run_once_through_pytest():
@@ -101,6 +162,16 @@ def test_suites_collect_and_run_once_through_pytest():
     completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
     assert "1 passed" in completed.stdout
+
+
+def test_latency_suite_runs_scratchnet_and_pytorch_through_pytest():
+    require_torch()
+    command = [sys.executable, "-m", "pytest", "benchmarks/bench_latency.py", "-p", "no:cacheprovider", "-q",
+               "--bench-models=softmax", "--bench-engines=scratchnet,pytorch", "--bench-quick", "--bench-settle=0",
+               "--benchmark-disable"]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
+    assert "2 passed" in completed.stdout
 
 
 def test_memory_probe_reports_the_childs_peak_rss():
@@ -117,29 +188,51 @@ def test_report_renders_the_tables_from_pytest_benchmark_json():
                 "stats": {"median": median, "iqr": 0.0, "rounds": 5, "min": median}}
 
     flops = workloads.train_flops("mlp")
+    torch_info = {"threads": 2, "settings": "contiguous (NCHW), eager, optimizer foreach"}
     data = {"benchmarks": [
         bench("train", "scratchnet", 0.001, model="mlp", flops=flops, batch=100),
         bench("train", "tensorflow", 0.002, model="mlp", flops=flops, batch=100),
+        bench("train", "pytorch", 0.004, model="mlp", flops=flops, batch=100, **torch_info),
+        bench("train", "scratchnet", 0.03, model="deep_mnist", flops=flops, batch=50),
+        bench("train", "tensorflow", 0.04, model="deep_mnist", flops=flops, batch=50),
+        bench("train", "pytorch", 0.02, model="deep_mnist", flops=flops, batch=50, **torch_info),
+        bench("latency", "scratchnet", 40e-6, model="mlp", flops=1e5, batch=1),
+        bench("latency", "tensorflow", 200e-6, model="mlp", flops=1e5, batch=1),
+        bench("latency", "pytorch", 50e-6, model="mlp", flops=1e5, batch=1, **torch_info),
+        bench("latency", "scratchnet", 150e-6, model="softmax", flops=1e5, batch=1),
+        bench("latency", "tensorflow", 200e-6, model="softmax", flops=1e5, batch=1),
         bench("peak", "numpy", 1.0, flops=100e9),
     ]}
     probes = {"mlp": {"scratchnet_1": {"maxrss_mb": 100.0, "first_step_s": 0.4, "import_s": 0.2},
                       "scratchnet_2": {"maxrss_mb": 100.0, "first_step_s": 0.3, "import_s": 0.2},
-                      "tensorflow": {"maxrss_mb": 700.0, "first_step_s": 0.5, "import_s": 5.0}}}
+                      "tensorflow": {"maxrss_mb": 700.0, "first_step_s": 0.5, "import_s": 5.0},
+                      "pytorch": {"maxrss_mb": 400.0, "first_step_s": 0.1, "import_s": 3.0}}}
     info = report.machine()
     text = report.render(report.index(data), probes, [], info, quick=False, command="python -m benchmarks",
                          probe_steps=10)
-    row = next(line for line in text.splitlines() if line.startswith("| mlp | 100 |"))
-    assert "| 0.50 |" in row  # the ratio scratchnet / TF
+    lines = text.splitlines()
+    row = next(line for line in lines if line.startswith("| mlp | 100 |"))
+    # scratchnet, TF, PyTorch, the best peer (TF), sn ÷ TF and its goal, sn ÷ best peer
+    assert "| 1.00 | 2.00 | 4.00 | 2.00 (TF) | 0.50 | ≤ 1.0 ✓ | 0.50 |" in row
+    row = next(line for line in lines if line.startswith("| deep_mnist | 50 |"))
+    assert "| 30.00 | 40.00 | 20.00 | 20.00 (PyTorch) | 0.75 | ≤ 2.0 ✓ | 1.50 |" in row
+    latency = lines.index("## Single-image latency (one 28x28 image through a loaded model)")
+    row = next(line for line in lines[latency:] if line.startswith("| mlp |"))
+    assert row == "| mlp | 40 | 200 | 50 | 0.20 | ≤ 0.5 ✓ | 50 (PyTorch) | 0.80 |"
+    row = next(line for line in lines[latency:] if line.startswith("| softmax |"))
+    assert row == "| softmax | 150 | 200 | — | 0.75 | ≤ 0.5 ✗ | 200 (TF) | 0.75 |"
+    assert "torch.set_num_threads(2)" in text
+    assert "contiguous (NCHW), eager, optimizer foreach (mlp, deep_mnist)" in text  # the settings, model by model
     assert "100.0 GFLOP/s" in text  # the measured peak
-    assert "| mlp | 100 | 700 | 0.14 |" in text  # the memory table
-    assert info["cpu"]
+    assert "| mlp | 100 | 700 | 400 | 0.14 |" in text  # the memory table
+    assert info["cpu"] and "torch" in info
     json.dumps(info)
 
 
 def test_command_line_defaults_write_docs_benchmarks_md():
     args = parse_args([])
     assert args.output == os.path.join("docs", "benchmarks.md")
-    assert set(args.suites) == {"train", "infer", "ops", "optimizer", "peak"}
+    assert set(args.suites) == {"train", "infer", "latency", "ops", "optimizer", "peak"}
     assert parse_args(["--quick"]).output.startswith(".benchmarks")
     with pytest.raises(SystemExit):
         parse_args(["--models", "nope"])
@@ -158,7 +251,11 @@ def test_repeated_runs_pool_their_rounds_and_report_each_repeats_ratio():
     sn = results[("train", "kaggle_cnn", "scratchnet")]
     assert sn["median"] == 3.0 and sn["rounds"] == 6 and sn["min"] == 1.0  # pooled: 1, 1, 3, 3, 3, 5
     assert sn["repeat_medians"] == [1.0, 3.0]
-    assert report.repeat_ratios(results) == ["- kaggle_cnn: 0.50, 0.75 (median 0.62)"]
+    assert report.repeat_ratios(results) == ["- kaggle_cnn: ÷ TF 0.50, 0.75 (median 0.62)"]
+    # with PyTorch too, each repeat's best peer is the faster of the two in that repeat
+    data["benchmarks"] += [bench("pytorch", [4.0, 4.0, 4.0], 1), bench("pytorch", [1.5, 1.5, 1.5], 2)]
+    assert report.repeat_ratios(report.index(data)) == [
+        "- kaggle_cnn: ÷ TF 0.50, 0.75 (median 0.62); ÷ best peer 0.50, 2.00 (median 1.25)"]
     assert parse_args(["--repeat", "3"]).repeat == 3
     for bad in ("0", "x"):
         with pytest.raises(SystemExit):
