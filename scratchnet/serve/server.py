@@ -25,6 +25,7 @@ import traceback
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
+from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -60,11 +61,12 @@ SECURITY_HEADERS = {
 
 
 class Refused(Exception):
-    """A request answered with an error status and a one-line JSON message."""
+    """A request answered with an error status and a one-line JSON message; ``unread`` bytes of its body
+    are still on the wire (read and dropped after answering)."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, *, unread: int = 0):
         super().__init__(message)
-        self.status = status
+        self.status, self.unread = status, unread
 
 
 class App:
@@ -103,8 +105,8 @@ class Handler(BaseHTTPRequestHandler):
     app: App  # set on the subclass make_server creates
 
     # ---------------------------------------------------------------------------------- dispatch
-    GET_ROUTES = {"/api/model": "model_info"}
-    POST_ROUTES = {"/api/predict": "predict", "/api/correct": "correct", "/api/reload": "reload"}
+    GET_ROUTES: ClassVar[dict] = {"/api/model": "model_info"}
+    POST_ROUTES: ClassVar[dict] = {"/api/predict": "predict", "/api/correct": "correct", "/api/reload": "reload"}
 
     def do_GET(self):
         self._dispatch(self.GET_ROUTES)
@@ -137,14 +139,13 @@ class Handler(BaseHTTPRequestHandler):
                 self._check_origin()
             status, answer = getattr(self, routes[url.path])()
             self._send_json(status, answer)
-        except _Answered:
-            pass
         except Refused as refusal:  # an unread body would be taken for the next request: close instead
             self._send_json(refusal.status, {"error": str(refusal)},
                             close=self.command == "POST" and not self._body_read)
+            self._drain(refusal.unread)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
-        except Exception:  # a bug: say so, keep serving
+        except Exception:  # noqa: BLE001 (a bug: say so, keep serving)
             traceback.print_exc(file=sys.stderr)
             self._send_json(500, {"error": "internal error (the server printed the details)"}, close=True)
 
@@ -201,10 +202,8 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             raise Refused(400, f"bad Content-Length {self.headers.get('Content-Length')!r}") from None
         if length > images.MAX_BODY_BYTES:
-            self._send_json(413, {"error": f"the body is {length:,} bytes; the limit is "
-                                           f"{images.MAX_BODY_BYTES:,}"}, close=True)
-            self._drain(length)
-            raise _Answered
+            raise Refused(413, f"the body is {length:,} bytes; the limit is {images.MAX_BODY_BYTES:,}",
+                          unread=length)
         body = self.rfile.read(length)
         self._body_read = True
         if len(body) != length:
@@ -231,6 +230,7 @@ class Handler(BaseHTTPRequestHandler):
             raise Refused(422, str(error).replace("<Image>: ", "")) from None
 
     def _drain(self, length):
+        """Read and drop up to ``length`` bytes (at most DRAIN_BYTES) of a refused body."""
         try:
             remaining = min(length, DRAIN_BYTES)
             while remaining > 0 and (chunk := self.rfile.read(min(remaining, 1 << 16))):
@@ -273,13 +273,6 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format, *args):
         if self.app.verbose:
             super().log_message(format, *args)
-
-
-class _Answered(Refused):
-    """The answer has already been sent (413 for a body too large); nothing more to send."""
-
-    def __init__(self):
-        super().__init__(413, "")
 
 
 def reading_json(reading, top_k: int = TOP_K) -> dict:

@@ -38,6 +38,8 @@ function fitToScreen() {
   redraw();
 }
 
+// The whole pad is repainted from the strokes on every change: a few hundred points cost nothing, and the
+// picture is then always exactly what Undo or a resize will paint again.
 function redraw() {
   paint(ctx, pad.width);
 }
@@ -45,31 +47,32 @@ function redraw() {
 function paint(context, side) {
   context.fillStyle = "#fff";  // opaque white paper: the PNG has no transparency to guess about
   context.fillRect(0, 0, side, side);
-  for (const stroke of strokes) drawStroke(stroke, 0, context, side);
+  for (const stroke of strokes) drawStroke(stroke, context, side);
 }
 
-// Draws the points of `stroke` from index `from` on (a dot when it has one point).
-function drawStroke(stroke, from, context = ctx, side = pad.width) {
+function drawStroke(stroke, context, side) {
   const points = stroke.points;
   context.strokeStyle = context.fillStyle = "#000";
   context.lineWidth = stroke.width * side;
   context.lineCap = context.lineJoin = "round";
   context.beginPath();
-  if (points.length === 1) {
+  if (points.length === 1) {  // a tap: a dot
     context.arc(points[0][0] * side, points[0][1] * side, context.lineWidth / 2, 0, 2 * Math.PI);
     context.fill();
     return;
   }
-  const start = Math.max(0, from - 1);
-  context.moveTo(points[start][0] * side, points[start][1] * side);
-  for (let i = start + 1; i < points.length; i++) context.lineTo(points[i][0] * side, points[i][1] * side);
+  context.moveTo(points[0][0] * side, points[0][1] * side);
+  for (const [x, y] of points.slice(1)) context.lineTo(x * side, y * side);
   context.stroke();
 }
 
-function drawingAsPNG(callback) {
+// The drawing as a PNG blob, encoded at once: toBlob may wait for the browser to be idle, which is not
+// "live" (a 280x280 PNG encodes in a millisecond or two).
+function drawingAsPNG() {
   const canvas = Object.assign(document.createElement("canvas"), { width: SENT_SIDE, height: SENT_SIDE });
   paint(canvas.getContext("2d"), SENT_SIDE);
-  canvas.toBlob(callback, "image/png");
+  const base64 = canvas.toDataURL("image/png").split(",")[1];
+  return new Blob([Uint8Array.from(atob(base64), (c) => c.charCodeAt(0))], { type: "image/png" });
 }
 
 function pointOf(event) {
@@ -83,17 +86,16 @@ pad.addEventListener("pointerdown", (event) => {
   pad.setPointerCapture(event.pointerId);
   current = { pointer: event.pointerId, width: STROKE * brush, points: [pointOf(event)] };
   strokes.push(current);
-  drawStroke(current, 0);
+  redraw();
   predictSoon();
 });
 
 pad.addEventListener("pointermove", (event) => {
   if (!current || event.pointerId !== current.pointer) return;
   event.preventDefault();
-  const from = current.points.length;
   const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [];
   for (const each of events.length ? events : [event]) current.points.push(pointOf(each));
-  drawStroke(current, from);
+  redraw();
   predictSoon();
 });
 
@@ -140,14 +142,9 @@ function sendDrawing() {
   if (!strokes.length) return;  // a blank pad sends nothing
   busy = true;
   lastSent = performance.now();
-  const number = ++requests;
-  drawingAsPNG(async (blob) => {
-    try {
-      await read(blob, number, "drawing");
-    } finally {
-      busy = false;
-      sendDrawing();  // the strokes drawn meanwhile, if any
-    }
+  read(drawingAsPNG(), ++requests, "drawing").finally(() => {
+    busy = false;
+    sendDrawing();  // the strokes drawn meanwhile, if any
   });
 }
 
