@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 from scratchnet import imageprep, predict, zoo
 from scratchnet.serve import Corrections, Reader, cli, images, make_server
 from scratchnet.serve.corrections import folder_name
-from scratchnet.serve.reader import EMNIST_BALANCED, EMNIST_BYCLASS, ClassesError, model_classes
+from scratchnet.serve.reader import DATASET_CLASSES, EMNIST_BALANCED, EMNIST_BYCLASS, ClassesError, model_classes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEVEN = [[(0.25, 0.22), (0.75, 0.2), (0.55, 0.52), (0.43, 0.85)]]
@@ -227,6 +227,7 @@ def test_a_foreign_host_or_origin_is_refused(served):
     port = client.port
     status, answer = client.json("GET", "/api/model", headers={"Host": f"attacker.example:{port}"})
     assert status == 403 and "attacker.example" in answer["error"]
+    assert client.json("GET", "/api/model", headers={"Host": "[::1"})[0] == 403
     for host in (f"localhost:{port}", f"127.0.0.1:{port}", "127.0.0.1"):
         assert client.request("GET", "/api/model", headers={"Host": host})[0] == 200
     status, _ = client.json("POST", "/api/predict", drawing_png(),
@@ -314,6 +315,10 @@ def test_reload_serves_the_new_file_and_keeps_the_old_model_when_the_new_one_is_
 
 # ------------------------------------------------------------------------------------------ classes
 def test_model_classes_follow_the_zoo_recipe_then_the_width():
+    from scratchnet import train
+
+    assert set(train.DATASETS) <= set(DATASET_CLASSES)
+    assert all(len(DATASET_CLASSES[name]) == len(set(DATASET_CLASSES[name])) for name in DATASET_CLASSES)
     assert model_classes("kaggle_cnn", 10) == tuple("0123456789")
     assert model_classes("notmnist_cnn", 10) == tuple("ABCDEFGHIJ")
     assert model_classes("emnist_cnn", 62) == EMNIST_BYCLASS and len(set(EMNIST_BYCLASS)) == 62

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from scratchnet import imageprep, layers, predict, zoo
+from scratchnet.data.fashion_mnist import CLASSES as FASHION_CLASSES
 
 DIGITS = tuple("0123456789")
 UPPER = tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -26,18 +27,12 @@ EMNIST_BALANCED = DIGITS + UPPER + tuple("abdefghnqrt")
 NOTMNIST = tuple("ABCDEFGHIJ")
 
 
-def _fashion_classes():
-    from scratchnet.data.fashion_mnist import CLASSES
-
-    return tuple(CLASSES)
-
-
 #: The classes of every dataset ``python -m scratchnet.train --dataset`` knows, by dataset name.
 DATASET_CLASSES = {
     "mnist": DIGITS, "kaggle": DIGITS, "emnist-digits": DIGITS, "emnist-mnist": DIGITS,
     "emnist-byclass": EMNIST_BYCLASS, "emnist-bymerge": EMNIST_BALANCED, "emnist-balanced": EMNIST_BALANCED,
     "emnist-letters": UPPER, "notmnist": NOTMNIST, "notmnist-synthetic": NOTMNIST,
-    "fashion-mnist": _fashion_classes,
+    "fashion-mnist": tuple(FASHION_CLASSES),
 }
 # A model file does not record the dataset it was trained on; its width (number of outputs) usually tells.
 _BY_WIDTH = {10: DIGITS, 26: UPPER, 47: EMNIST_BALANCED, 62: EMNIST_BYCLASS}
@@ -45,12 +40,6 @@ _BY_WIDTH = {10: DIGITS, 26: UPPER, 47: EMNIST_BALANCED, 62: EMNIST_BYCLASS}
 
 class ClassesError(ValueError):
     """``--classes`` names no known dataset, or lists a number of classes the model does not have."""
-
-
-def dataset_classes(name: str) -> tuple[str, ...]:
-    """The class names of dataset ``name`` (a key of :data:`DATASET_CLASSES`)."""
-    classes = DATASET_CLASSES[name]
-    return classes() if callable(classes) else classes
 
 
 def model_classes(model_name: str, width: int, override: str | None = None) -> tuple[str, ...]:
@@ -63,7 +52,7 @@ def model_classes(model_name: str, width: int, override: str | None = None) -> t
     """
     if override is not None:
         if override in DATASET_CLASSES:
-            classes = dataset_classes(override)
+            classes = DATASET_CLASSES[override]
         else:
             classes = tuple(name.strip() for name in override.split(","))
             if len(classes) < 2 or not all(classes) or len(set(classes)) != len(classes):
@@ -73,7 +62,7 @@ def model_classes(model_name: str, width: int, override: str | None = None) -> t
             raise ClassesError(f"--classes {override}: {len(classes)} classes, but the model has {width} outputs")
         return classes
     if model_name in zoo.NAMES:
-        home = dataset_classes(zoo.defaults(model_name).dataset)
+        home = DATASET_CLASSES[zoo.defaults(model_name).dataset]
         if len(home) == width:
             return home
     return _BY_WIDTH.get(width, tuple(str(index) for index in range(width)))
@@ -110,8 +99,7 @@ class Reader:
     def __init__(self, path=None, *, classes: str | None = None, say=None):
         self.lock = threading.Lock()
         self._classes_option = classes
-        self._path = None if path is None else Path(path)
-        self.path: Path
+        self._path = None if path is None else Path(path)  # None: the default model, wherever it is then
         self._install(*self._load(say))
 
     # ------------------------------------------------------------------------------------ loading

@@ -86,7 +86,10 @@ class App:
         rebinding page always arrives with its own domain name here."""
         if host_header is None:  # HTTP/1.0 clients; browsers always send Host
             return True
-        name = urlsplit("//" + host_header.strip()).hostname
+        try:
+            name = urlsplit("//" + host_header.strip()).hostname
+        except ValueError:  # e.g. an unclosed "[" of an IPv6 address
+            return False
         if not name:
             return False
         try:
