@@ -4,7 +4,8 @@
 #   ./run.sh test  [ARGS...]   install the test extras and run the whole test suite (pytest flags)
 #   ./run.sh bench [ARGS...]   run the benchmarks against TensorFlow and PyTorch and print the table
 #   ./run.sh lint  [ARGS...]   ruff (style and common bugs; ruff flags such as --fix) and lint-imports (the layering)
-# Nothing is installed outside ./.venv, except Debian's Fashion-MNIST files for the tests when run as root.
+# Nothing is installed outside ./.venv, except, for the tests when run as root, Debian's Fashion-MNIST files and
+# its chromium with chromium-driver.
 set -euo pipefail
 cd "$(dirname "$0")"
 job="${1:-}"
@@ -29,11 +30,15 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     touch "$stamp"
 fi
 
-if [ "$job" != train ] && [ "$job" != lint ] && [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$(id -u)" = 0 ] \
-        && command -v apt-get >/dev/null; then
-    echo "installing Debian's dataset-fashion-mnist ..." >&2
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) >/dev/null \
-        || echo "warning: could not install dataset-fashion-mnist" >&2
+# Debian packages the tests use, as root only: Fashion-MNIST's files, and the headless browser (with its
+# WebDriver) that drives the drawing page of `python -m scratchnet.serve`.
+debs=()
+if [ "$job" != train ] && [ "$job" != lint ] && [ ! -d /usr/share/datasets/fashion-mnist ]; then debs+=(dataset-fashion-mnist); fi
+if [ "$job" = test ] && ! command -v chromedriver >/dev/null; then debs+=(chromium chromium-driver); fi
+if [ ${#debs[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Debian's ${debs[*]} ..." >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${debs[@]}") >/dev/null \
+        || echo "warning: could not install ${debs[*]}" >&2
 fi
 
 case "$job" in

@@ -92,10 +92,19 @@ def input_shape(model) -> tuple[int, ...]:
 
 
 def to_model_input(model, images: np.ndarray) -> np.ndarray:
-    """(N, 28, 28) float images reshaped to what ``model`` takes, e.g. (N, 28, 28, 1) or (N, 784), in its dtype."""
+    """(N, 28, 28) float images reshaped to what ``model`` takes, e.g. (N, 28, 28, 1) or (N, 784), in its dtype.
+
+    A zoo model whose recipe centres pixels (notmnist_cnn: (v - 127.5) / 255) gets them centred the same way.
+    """
+    from scratchnet import zoo
+
     images = np.asarray(images)
     dtype = getattr(model, "dtype", "float32")
-    return images.reshape((len(images),) + input_shape(model)).astype(dtype, copy=False)
+    x = images.reshape((len(images),) + input_shape(model)).astype(dtype, copy=False)
+    name = getattr(model, "name", None)
+    if name in zoo.NAMES and zoo.defaults(name).preprocess == "centered":
+        x = x - x.dtype.type(0.5)
+    return x
 
 
 def probabilities(model, x: np.ndarray) -> np.ndarray:
