@@ -707,3 +707,17 @@ def test_set_random_seed_makes_later_models_reproducible_and_distinct():
     assert Sequential().seed == 0  # without set_random_seed: seed 0, reproducible by default
     with pytest.raises(ValueError, match="seed"):
         utils.set_random_seed(1.5)
+
+
+def test_on_batch_methods_accumulate_until_reset_metrics_as_keras():
+    x, y = blobs(40)
+    model = small_model()
+    first = model.train_on_batch(x[:20], y[:20])
+    assert model.optimizer.iterations == 1 and len(first) == 2
+    second = model.test_on_batch(x[20:], y[20:], return_dict=True)
+    alone = small_model()
+    alone.set_weights(model.get_weights())
+    assert second["loss"] == pytest.approx((first[0] * 20 + alone.evaluate(x[20:], y[20:], verbose=0)[0] * 20) / 40)
+    model.reset_metrics()
+    assert model.test_on_batch(x[20:], y[20:]) == pytest.approx(alone.evaluate(x[20:], y[20:], verbose=0))
+    np.testing.assert_array_equal(model.predict_on_batch(x), model.predict(x, verbose=0))

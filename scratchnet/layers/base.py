@@ -121,6 +121,14 @@ class Layer:
         """The parameter arrays in Keras order (kernel, then bias)."""
         return list(self.params.values())
 
+    @property
+    def weights(self):
+        """Keras's ``layer.weights``: every weight as a named live array (empty before the layer is built)."""
+        # The named view lives with the models, which list weights the same way.
+        from scratchnet.models.weights import Weight, layer_weights
+
+        return [Weight(array, key, f"{self.name}/{key}", trainable) for key, array, trainable in layer_weights(self)]
+
     def get_config(self):
         config = {"name": self.name}
         if self._declared_input_shape is not None:

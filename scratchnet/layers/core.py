@@ -227,7 +227,7 @@ class InputLayer(Layer):
         return {"name": self.name, "shape": list(self._declared_input_shape)}
 
 
-def Input(shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None, name=None):  # noqa: N802 (Keras)
+def Input(shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None, name=None):
     """Keras's ``Input(shape=(28, 28, 1))``: put it first in a ``Sequential`` to give the input shape.
 
     Returns an ``InputLayer``. It is not a symbolic tensor: calling a layer on it (the Functional API)

@@ -176,7 +176,8 @@ def _optimizer_arrays(model):
         learning_rate = float(optimizer.learning_rate)
     except (TypeError, ValueError):
         return None
-    return [np.array(optimizer.iterations, dtype=np.int64), np.array(learning_rate, dtype=np.float32), *state]
+    # Keras keeps its learning-rate variable in the model's float type (floatx)
+    return [np.array(optimizer.iterations, dtype=np.int64), np.array(learning_rate, dtype=model.dtype), *state]
 
 
 def _write_weights(h5, model, include_optimizer=True):

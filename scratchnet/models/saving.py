@@ -98,6 +98,11 @@ def _load_npz(path, compile):
     def bad(reason):
         return ValueError(f"{path!r} is not a valid scratchnet model file: {reason}")
 
+    if os.path.isfile(path) and not zipfile.is_zipfile(path):
+        with open(path, "rb") as file:
+            is_npy = file.read(6) == b"\x93NUMPY"
+        if not is_npy:  # np.load would guess "pickled data" for any other bytes
+            raise bad("it is neither an .npz archive nor a Keras .keras archive (not a zip file; truncated?)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             if not isinstance(archive, np.lib.npyio.NpzFile):

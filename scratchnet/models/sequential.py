@@ -17,11 +17,16 @@ import warnings
 import numpy as np
 
 from scratchnet import callbacks as callbacks_module
-from scratchnet import engine
+from scratchnet import engine, losses, optimizers
 from scratchnet import layers as layers_module
-from scratchnet import losses, optimizers
 from scratchnet import metrics as metrics_module
-from scratchnet.layers.base import FUNCTIONAL_API_MESSAGE, ActivatedLayer, Layer, shape_tuple, snake_case
+from scratchnet.layers.base import (
+    FUNCTIONAL_API_MESSAGE,
+    ActivatedLayer,
+    Layer,
+    shape_tuple,
+    snake_case,
+)
 
 from . import progress
 from .weights import Tensor, Weight, layer_weights
@@ -117,6 +122,7 @@ class Sequential:
         self.stop_training = False
         self.history = None
         self._raise_on_non_finite = True
+        self._batch_running = None  # running means of train_on_batch / test_on_batch
         for layer in layers or []:
             self.add(layer)
         if not trainable:
@@ -476,6 +482,40 @@ class Sequential:
         x, y, weights = self._prepare(x, y, sample_weight)
         return self._train_batch(x, y, self._fused(), weights)[0]
 
+    def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
+        """One update on the batch; returns ``[loss, *metrics]`` (or a dict) as Keras does: running means
+        over every ``*_on_batch`` call since ``reset_metrics()`` (``fit`` and ``evaluate`` start afresh)."""
+        self._check_compiled()
+        x, y, weights = self._prepare(x, y, sample_weight, class_weight)
+        loss, y_pred = self._train_batch(x, y, self._fused(), weights)
+        return self._on_batch_result(loss, y, y_pred, return_dict)
+
+    def test_on_batch(self, x, y, sample_weight=None, return_dict=False):
+        """Loss and metrics of one batch in inference mode, accumulated as ``train_on_batch``'s."""
+        self._check_compiled()
+        x, y, weights = self._prepare(x, y, sample_weight)
+        y_pred = self._forward(x, training=False)
+        loss = float(self._loss(y, y_pred, self._fused(), weights)[0])
+        return self._on_batch_result(loss, y, y_pred, return_dict)
+
+    def predict_on_batch(self, x):
+        """The outputs for one batch, as ``predict`` without batching or printing."""
+        return self._forward(self._check_inputs(x), training=False)
+
+    def reset_metrics(self):
+        """Start the running means of ``train_on_batch`` / ``test_on_batch`` afresh."""
+        self._batch_running = None
+
+    def _on_batch_result(self, loss, y, y_pred, return_dict):
+        if getattr(self, "_batch_running", None) is None:
+            self._batch_running = _Running(self)
+        self._batch_running.add(loss, y, y_pred)
+        logs = self._batch_running.logs()
+        if return_dict:
+            return dict(sorted(logs.items()))
+        values = [logs[name] for name in self.metrics_names]
+        return values if self._metrics else values[0]
+
     # ------------------------------------------------------------------------------------------
     # fit / evaluate / predict
     # ------------------------------------------------------------------------------------------
@@ -530,6 +570,7 @@ class Sequential:
         fused = self._fused()
 
         self.stop_training, done, epoch_logs = False, 0, {}
+        self.reset_metrics()
         hooks.on_train_begin()
         try:
             for epoch in range(initial_epoch, epochs):
@@ -626,6 +667,7 @@ class Sequential:
         x, y, weights = self._prepare(x, y, sample_weight)
         total = math.ceil(len(x) / batch_size) if steps is None else min(steps, math.ceil(len(x) / batch_size))
         _, hooks = self._callback_list(callbacks, verbose, epochs=1, steps=total)
+        self.reset_metrics()
         logs = self._evaluate_prepared(x, y, weights, batch_size, steps, hooks)
         if return_dict:
             return dict(sorted(logs.items()))
@@ -745,7 +787,7 @@ class Sequential:
         trainable = sum(int(array.size) for _, array, is_trainable in self._weight_items() if is_trainable)
         total = self.count_params()
         lines += [f"Total params: {total:,}", f"Trainable params: {trainable:,}",
-                  f"Non-trainable params: {total - trainable:,}", rule]
+                  f"Non-trainable params: {total - trainable:,}"]
         text = "\n".join(lines)
         if print_fn is not None:
             print_fn(text)
