@@ -397,6 +397,8 @@ class ModelCheckpoint(_MonitorCallback):
                 self.model.save_weights(path)
             else:
                 self.model.save(path)
+            if self.verbose > 0:
+                print(f"\nEpoch {epoch + 1}: finished saving model to {path}")
 
 
 class ReduceLROnPlateau(_MonitorCallback):

@@ -19,6 +19,7 @@ h5py is imported only when such a file is read or written.
 """
 
 import datetime
+import inspect
 import io
 import json
 import os
@@ -44,7 +45,7 @@ KERAS_VERSION = "3.15.1"
 
 KERAS_LAYERS = ("Dense", "Conv2D", "MaxPooling2D", "Flatten", "Dropout", "Activation", "Reshape",
                 "BatchNormalization", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
-                "Softmax", "ReLU")
+                "Softmax", "ReLU", "LeakyReLU")
 """scratchnet layer classes that are Keras layers of the same name and arguments."""
 
 _KERAS_ALIASES = {"MaxPool2D": "MaxPooling2D", "AvgPool2D": "AveragePooling2D",
@@ -57,8 +58,9 @@ _NEUTRAL = {"data_format": "channels_last", "dilation_rate": (1, 1), "groups": 1
             "axis": -1, "label_smoothing": 0.0}
 """Keras options scratchnet lacks, at the values that make them do nothing."""
 
-_IGNORED = ("name", "ema_momentum", "ema_overwrite_frequency")
-"""Keras options that change nothing scratchnet computes (the EMA ones act only with ``use_ema=True``)."""
+_IGNORED = ("name", "ema_momentum", "ema_overwrite_frequency", "renorm_momentum")
+"""Keras options that change nothing scratchnet computes (they act only with ``use_ema=True`` or
+``renorm=True``, which are refused)."""
 
 _MAX_MEMBER_BYTES = 1 << 32  # a zip member claiming more than 4 GiB is refused (a decompression bomb)
 
@@ -265,8 +267,6 @@ def _is_neutral(key, value):
 
 def _layer_from_keras(config, path):
     """The scratchnet layer a Keras layer config describes, or a ValueError naming what is unsupported."""
-    import inspect
-
     kind, options = _class_name(config), dict(config.get("config") or {})
     name = options.get("name", kind)
     cls = getattr(layers_module, kind, None) if kind in KERAS_LAYERS else None
@@ -411,8 +411,6 @@ def _compile_from_keras(model, compile_config, path):
 
 def _object_from_keras(config, module, what):
     """An optimizer or loss from Keras's serialisation: its class by name, the options scratchnet takes."""
-    import inspect
-
     if isinstance(config, str):
         return module.get(config)
     if isinstance(config, dict) and config.get("class_name") == "function":  # a loss given as a function

@@ -4,9 +4,8 @@ For each program, on both engines (same MNIST slice, ``keras.utils.set_random_se
 
 * what it returns (history keys, shapes, parameter counts, files written) is equal, except the accuracy,
   which must agree within seed noise: the engines draw different initial weights, dropout masks and
-  batch orders, so on 1,000 test images after one short epoch the two accuracies differ by chance
-  (the binomial error alone is about 0.01 at 90 %); the bound is ``ACCURACY_NOISE``, wider for the
-  convnet that sees only ~10 updates;
+  batch orders, so after one short epoch the two accuracies differ by chance; the bound,
+  ``ACCURACY_NOISE``, comes from the spread of each engine's accuracy over a few seeds;
 * what it prints has the same shape: stdout is captured as a terminal would show it (the last state of
   each redrawn line), numbers are replaced by ``#``, and the line sequences must be equal; a
   ``model.summary()`` table is compared by its parameter counts only (Keras 3 draws a box table).
@@ -29,7 +28,10 @@ import keras  # noqa: E402
 
 pytestmark = pytest.mark.tf
 
-ACCURACY_NOISE = {"getting_started_convnet": 0.2}
+# How far apart the two engines' accuracies may be. Over seeds 1-4 each engine's accuracies spread by up to
+# 0.13 for the short convnet run (3,000 images, 21 updates) and by 0.03-0.07 for the MLP programs, around
+# equal means; the getting-started convnet sees ~7 updates and both engines are still near chance.
+ACCURACY_NOISE = {"simple_mnist_convnet": 0.12, "getting_started_convnet": 0.2}
 DEFAULT_NOISE = 0.06
 
 
