@@ -12,7 +12,6 @@ trainable weights.
 
 import inspect
 import math
-import warnings
 
 import numpy as np
 
@@ -29,6 +28,7 @@ from scratchnet.layers.base import (
 )
 
 from . import progress
+from .training import Batches, Running, should_validate
 from .weights import Tensor, Weight, layer_weights
 
 __all__ = ["Sequential", "Model", "DivergenceError"]
@@ -508,7 +508,7 @@ class Sequential:
 
     def _on_batch_result(self, loss, y, y_pred, return_dict):
         if getattr(self, "_batch_running", None) is None:
-            self._batch_running = _Running(self)
+            self._batch_running = Running(self)
         self._batch_running.add(loss, y, y_pred)
         logs = self._batch_running.logs()
         if return_dict:
@@ -566,7 +566,7 @@ class Sequential:
         epoch_steps = steps_per_epoch or batches_per_pass
         history, hooks = self._callback_list(callbacks, verbose, epochs=epochs, steps=epoch_steps, history=True)
         shuffle_rng = self._shuffle_rng if seed is None else np.random.default_rng(seed)
-        batches = _Batches(len(x), batch_size, shuffle, shuffle_rng)
+        batches = Batches(len(x), batch_size, shuffle, shuffle_rng)
         fused = self._fused()
 
         self.stop_training, done, epoch_logs = False, 0, {}
@@ -576,7 +576,7 @@ class Sequential:
             for epoch in range(initial_epoch, epochs):
                 hooks.on_epoch_begin(epoch)
                 limit = epoch_steps if steps is None else min(epoch_steps, steps - done)
-                running = _Running(self)
+                running = Running(self)
                 for batch, rows in enumerate(batches.take(limit, steps_per_epoch is not None)):
                     hooks.on_train_batch_begin(batch)
                     x_batch, y_batch = x[rows], y[rows]
@@ -588,7 +588,7 @@ class Sequential:
                     if self.stop_training:
                         break
                 epoch_logs = running.logs()
-                if validation is not None and _should_validate(epoch, validation_freq):
+                if validation is not None and should_validate(epoch, validation_freq):
                     values = self._evaluate_prepared(*validation, validation_batch_size or batch_size,
                                                      validation_steps, hooks)
                     epoch_logs.update({f"val_{key}": value for key, value in values.items()})
@@ -639,7 +639,7 @@ class Sequential:
         """{"loss": ..., metric: ...} over prepared (x, y), in inference mode, batches weighted by size."""
         fused = self._fused()
         hooks = hooks or callbacks_module.CallbackList()
-        running = _Running(self)
+        running = Running(self)
         hooks.on_test_begin()
         total = math.ceil(len(x) / batch_size) if steps is None else min(steps, math.ceil(len(x) / batch_size))
         for batch in range(total):
@@ -838,71 +838,3 @@ class Sequential:
 
     def __repr__(self):
         return f"<Sequential name={self.name!r} layers={len(self.layers)} dtype={self.dtype}>"
-
-
-def _should_validate(epoch, validation_freq):
-    """Keras's rule: an int k validates after epochs k, 2k, ...; a collection lists the (1-based) epochs."""
-    if isinstance(validation_freq, int) and not isinstance(validation_freq, bool):
-        if validation_freq < 1:
-            raise ValueError(f"`validation_freq` must be a positive integer. Received: {validation_freq!r}")
-        return (epoch + 1) % validation_freq == 0
-    return epoch + 1 in validation_freq
-
-
-class _Batches:
-    """The batches of ``fit``: row indices of shuffled passes over n examples, a pass at a time.
-
-    ``take(limit, carry_on)`` yields up to ``limit`` batches. With ``carry_on`` (``steps_per_epoch``) the
-    next call continues the same pass and a pass that runs out ends the call early (with Keras's warning);
-    otherwise every call starts a new pass.
-    """
-
-    def __init__(self, n, batch_size, shuffle, rng):
-        self.n, self.batch_size, self.shuffle, self.rng = n, batch_size, shuffle, rng
-        self.per_pass = math.ceil(n / batch_size)
-        self.order, self.position = None, 0
-
-    def _new_pass(self):
-        self.order = self.rng.permutation(self.n) if self.shuffle else None
-        self.position = 0
-
-    def take(self, limit, carry_on):
-        if not carry_on or self.position in (0, self.per_pass):
-            self._new_pass()
-        for taken in range(limit):
-            if self.position >= self.per_pass:
-                warnings.warn("Your input ran out of data; the epoch ends early. Make sure that "
-                              "`steps_per_epoch` is at most ceil(len(x) / batch_size) for a full epoch.",
-                              stacklevel=3)
-                return
-            rows = slice(self.position * self.batch_size, (self.position + 1) * self.batch_size)
-            self.position += 1
-            yield rows if self.order is None else self.order[rows]
-
-
-class _Running:
-    """Running means over one pass (an epoch, an evaluation): the loss, each batch weighted by its size, and
-    the metrics, summed over examples (a metric object keeps its own state)."""
-
-    def __init__(self, model):
-        self.names, self.metrics = model.metric_names, model._metrics
-        self.loss_sum, self.seen = 0.0, 0
-        self.sums = [0.0] * len(self.metrics)
-        for metric in self.metrics:
-            if hasattr(metric, "reset_state"):
-                metric.reset_state()
-
-    def add(self, loss, y, y_pred):
-        self.loss_sum += loss * len(y_pred)
-        self.seen += len(y_pred)
-        for i, metric in enumerate(self.metrics):
-            if hasattr(metric, "update_state"):
-                metric.update_state(y, y_pred)
-            else:
-                self.sums[i] += float(metric(y, y_pred).sum())
-
-    def logs(self):
-        logs = {"loss": self.loss_sum / max(self.seen, 1)}
-        for name, metric, total in zip(self.names, self.metrics, self.sums):
-            logs[name] = float(metric.result()) if hasattr(metric, "result") else total / max(self.seen, 1)
-        return logs
