@@ -35,7 +35,7 @@ def make_inference(name: str, n: int = workloads.INFERENCE_IMAGES, batch: int = 
     x, _ = workloads.make_data(name, n, seed)
 
     def predict():
-        return model.predict(x, batch_size=batch)
+        return model.predict(x, batch_size=batch, verbose=0)
 
     return predict
 

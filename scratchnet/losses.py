@@ -14,12 +14,23 @@ cached logits, without clipping, and the gradient with respect to the logits is 
 categorical cross-entropy) is not fused.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from scratchnet import engine
 
 __all__ = ["Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "BinaryCrossentropy",
            "get", "serialize", "deserialize"]
+
+
+class _WeightedCache(NamedTuple):
+    """What a weighted ``forward`` keeps: the predictions' shape and dtype, and per distinct weight the
+    rows that have it, their share of the batch mean and the op's cache."""
+
+    shape: tuple
+    dtype: np.dtype
+    groups: list
 
 
 class Loss:
@@ -35,17 +46,44 @@ class Loss:
         self.from_logits = bool(from_logits)
         self.name = name or self.DEFAULT_NAME
 
-    def forward(self, y_true, y_pred, from_logits=None):
-        """Return ``(loss, cache)``; ``from_logits`` overrides the constructor's choice (for fusion)."""
+    def forward(self, y_true, y_pred, from_logits=None, sample_weight=None):
+        """Return ``(loss, cache)``; ``from_logits`` overrides the constructor's choice (for fusion).
+
+        ``sample_weight`` (N,) weights each example's loss, as Keras: ``sum_n w_n * loss_n / N`` (the
+        mean over the batch, not over the weights). The op runs once per distinct weight, on the rows
+        that have it (a class weight has a few values); rows of weight 0 add nothing.
+        """
         from_logits = self.from_logits if from_logits is None else from_logits
         op = self.LOGITS_OP if from_logits else self.PROBABILITIES_OP
-        loss, cache = getattr(engine, op + "_forward")(y_pred, y_true)
-        return loss, (op, cache)
+        if sample_weight is None:
+            loss, cache = getattr(engine, op + "_forward")(y_pred, y_true)
+            return loss, (op, cache)
+        weights = np.asarray(sample_weight).reshape(-1)
+        if len(weights) != len(y_pred):
+            raise ValueError(f"`sample_weight` needs one weight per example ({len(y_pred)}). "
+                             f"Received: sample_weight.shape={np.shape(sample_weight)}")
+        dtype = y_pred.dtype.type
+        loss, groups = dtype(0), []
+        for weight in np.unique(weights):
+            rows = np.flatnonzero(weights == weight)
+            if weight == 0:
+                continue
+            group_loss, group_cache = getattr(engine, op + "_forward")(y_pred[rows], y_true[rows])
+            share = dtype(weight * len(rows) / len(weights))  # this group's part of the batch mean
+            loss += group_loss * share
+            groups.append((rows, share, group_cache))
+        return loss, (op, _WeightedCache(y_pred.shape, y_pred.dtype, groups))
 
     def backward(self, cache):
         """Gradient of the loss with respect to the ``y_pred`` given to ``forward`` (logits if fused)."""
         op, op_cache = cache
-        return getattr(engine, op + "_backward")(1.0, op_cache)
+        backward = getattr(engine, op + "_backward")
+        if not isinstance(op_cache, _WeightedCache):
+            return backward(1.0, op_cache)
+        dy_pred = np.zeros(op_cache.shape, op_cache.dtype)
+        for rows, share, group_cache in op_cache.groups:
+            dy_pred[rows] = backward(share, group_cache)
+        return dy_pred
 
     def __call__(self, y_true, y_pred):
         """The loss value alone, as ``keras_loss(y_true, y_pred)``."""
@@ -103,6 +141,17 @@ class CategoricalCrossentropy(Loss):
 
     LOGITS_OP, PROBABILITIES_OP = "softmax_cross_entropy", "categorical_cross_entropy"
     FUSED_ACTIVATION, DEFAULT_NAME = "softmax", "categorical_crossentropy"
+
+    def targets(self, y, output_shape, dtype):
+        """One row per example, shaped like the outputs; integer class ids raise, as Keras's shape check."""
+        y = np.asarray(y)
+        if y.shape[1:] != tuple(output_shape):
+            raise ValueError(
+                f"categorical_crossentropy needs one-hot rows shaped like the outputs (N, "
+                f"{', '.join(map(str, output_shape))}). Received: y.shape={y.shape} (for integer class ids "
+                "use sparse_categorical_crossentropy, or one-hot them with utils.to_categorical)"
+            )
+        return y.astype(dtype, copy=False)
 
 
 class BinaryCrossentropy(Loss):

@@ -56,7 +56,7 @@ def as_labels(y) -> np.ndarray:
 
 def predict_classes(model, x, batch_size: int = 1000) -> np.ndarray:
     """The model's predicted class for every input: argmax of its outputs (a 0.5 cut for one sigmoid)."""
-    outputs = np.asarray(model.predict(x, batch_size=batch_size))
+    outputs = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
     if outputs.ndim == 1 or outputs.shape[1] == 1:
         return (outputs.reshape(-1) > 0.5).astype(np.int64)
     return outputs.argmax(axis=1)

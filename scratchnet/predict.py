@@ -84,7 +84,7 @@ def load_model_or_explain(path=None, *, say=None):
 
 def input_shape(model) -> tuple[int, ...]:
     """The shape of one example the model takes: (28, 28, 1), (28, 28) or (784,); else ModelLoadError."""
-    shape = tuple(getattr(model, "input_shape", None) or ())
+    shape = tuple(getattr(model, "input_shape", None) or (None,))[1:]  # Keras's shape: (None, 28, 28, 1)
     if not shape or int(np.prod(shape)) != imageprep.MNIST_SIZE ** 2:
         raise ModelLoadError(f"the model takes inputs of shape {shape or 'unknown'}; predicting from images "
                              f"needs a model of 28x28 images (input (28, 28, 1), (28, 28) or (784,))")
@@ -109,7 +109,7 @@ def to_model_input(model, images: np.ndarray) -> np.ndarray:
 
 def probabilities(model, x: np.ndarray) -> np.ndarray:
     """Class probabilities (N, K) for model inputs ``x``; outputs that are logits go through a softmax."""
-    outputs = np.asarray(model.predict(x, batch_size=256), dtype=np.float64)
+    outputs = np.asarray(model.predict(x, batch_size=256, verbose=0), dtype=np.float64)
     if outputs.ndim == 1 or outputs.shape[1] == 1:  # a sigmoid: probability of class 1
         p = np.clip(outputs.reshape(-1), 0.0, 1.0)
         return np.stack([1.0 - p, p], axis=1)

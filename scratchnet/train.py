@@ -141,11 +141,11 @@ def run(args):
                "train_seconds": round(train_seconds, 3),
                "images_per_second": round(images / train_seconds, 1) if train_seconds > 0 else None}
     if x_val is not None:
-        val_loss, val_accuracy = model.evaluate(x_val, y_val, batch_size=1000)
+        val_loss, val_accuracy = model.evaluate(x_val, y_val, batch_size=1000, verbose=0)
         summary.update(val_loss=float(val_loss), val_accuracy=float(val_accuracy))
         say(f"validation: loss {val_loss:.4f}, accuracy {val_accuracy:.2%}")
     if x_test is not None:
-        test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=1000)
+        test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=1000, verbose=0)
         summary.update(test_loss=float(test_loss), test_accuracy=float(test_accuracy))
         say(f"test: loss {test_loss:.4f}, accuracy {test_accuracy:.2%} "
             f"(trained {train_seconds:.1f} s, {summary['images_per_second']:,.0f} images/s)")
@@ -313,13 +313,13 @@ def _train_steps(model, x, y, x_val, y_val, recipe, args, say):
             raise DivergenceError(f"training diverged at step {step}: the loss is {loss}; "
                                   f"try a smaller --learning-rate (now {recipe.learning_rate:g})")
         if step % recipe.report_every == 0 or step == recipe.steps - 1:
-            _, batch_accuracy = model.evaluate(x[index], y[index], batch_size=len(y[index]))
+            _, batch_accuracy = model.evaluate(x[index], y[index], batch_size=len(y[index]), verbose=0)
             line = f"step {step:5d}: minibatch loss {loss:.4f}, minibatch accuracy {batch_accuracy:.1%}"
             history["step"].append(step)
             history["loss"].append(float(loss))
             history["accuracy"].append(float(batch_accuracy))
             if report_validation:
-                _, val_accuracy = model.evaluate(x_val, y_val, batch_size=1000)
+                _, val_accuracy = model.evaluate(x_val, y_val, batch_size=1000, verbose=0)
                 history["val_accuracy"].append(float(val_accuracy))
                 line += f", validation accuracy {val_accuracy:.1%}"
             (bar.write if not bar.disable else say)(line) if not args.json else say(line)
@@ -347,7 +347,7 @@ def _train_full_batch(model, x, y, recipe, args):
 
 
 def _print_logreg_predictions(model, x_test, y_test, say):
-    predictions = np.round(model.predict(x_test[:10])).astype(int).ravel()
+    predictions = np.round(model.predict(x_test[:10], verbose=0)).astype(int).ravel()
     say("first ten test predictions: " + " ".join(map(str, predictions)))
     say("first ten test labels:      " + " ".join(map(str, y_test[:10].astype(int).ravel())))
 

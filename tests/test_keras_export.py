@@ -23,7 +23,7 @@ import keras  # noqa: E402
 
 
 def sample_inputs(model, count=16, seed=0):
-    x = np.random.default_rng(seed).random((count, *model.input_shape))
+    x = np.random.default_rng(seed).random((count, *model.input_shape[1:]))
     if model.name == "logreg":
         x = np.concatenate([np.ones((count, 1)), 255 * x[:, 1:]], axis=1)
     return x.astype(model.dtype)

@@ -13,12 +13,12 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 class FakeModel:
     """Predicts the true label, except that every 4 is read as a 9 and every 7 as a 1 (mistakes to plot)."""
 
-    input_shape = (28, 28, 1)
+    input_shape = (None, 28, 28, 1)
 
     def __init__(self, labels):
         self.labels = labels
 
-    def predict(self, x, batch_size=32):
+    def predict(self, x, batch_size=32, verbose="auto"):
         guess = np.where(self.labels == 4, 9, np.where(self.labels == 7, 1, self.labels))[:len(x)]
         return np.eye(10, dtype=np.float32)[guess] * 0.9 + 0.01
 

@@ -87,9 +87,9 @@ def test_predict_returns_digit_probability_and_sorted_top3(model_path, tmp_path)
 
 def test_logits_are_turned_into_probabilities():
     class LogitModel:
-        input_shape = (784,)
+        input_shape = (None, 784)
 
-        def predict(self, x, batch_size=32):
+        def predict(self, x, batch_size=32, verbose="auto"):
             return np.array([[2.0, -1.0, 0.5]])
 
     p = probabilities(LogitModel(), np.zeros((1, 784), np.float32))

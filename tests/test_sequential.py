@@ -94,17 +94,17 @@ def test_softmax_output_with_crossentropy_is_fused_to_the_stable_logits_form():
     model.set_weights([np.array([[0.0, 100.0]])])
     x, y = np.ones((1, 1)), np.array([0])
     for loss in ["sparse_categorical_crossentropy", losses.SparseCategoricalCrossentropy()]:
-        model.compile("sgd", loss)
+        model.compile("sgd", loss, metrics=["accuracy"])
         assert model.evaluate(x, y) == [pytest.approx(100.0), 0.0]
     model.compile("sgd", "categorical_crossentropy")
-    assert model.evaluate(x, np.array([[1.0, 0.0]]))[0] == pytest.approx(100.0)
+    assert model.evaluate(x, np.array([[1.0, 0.0]])) == pytest.approx(100.0)
 
 
 def test_sigmoid_output_with_binary_crossentropy_learns_in_float64():
     x, y = blobs(100, dtype="float64")
     model = Sequential([layers.Dense(1, activation="sigmoid", kernel_initializer="zeros", input_shape=(4,))],
                        dtype="float64")
-    model.compile(optimizers.SGD(0.5), "binary_crossentropy")
+    model.compile(optimizers.SGD(0.5), "binary_crossentropy", metrics=["accuracy"])
     assert model.train_step(x, y) == pytest.approx(np.log(2), rel=1e-12)
     history = model.fit(x, y, batch_size=100, epochs=20, verbose=0, shuffle=False).history
     assert history["accuracy"][-1] > 0.95
@@ -192,7 +192,7 @@ def test_model_builds_lazily_from_the_first_batch():
     assert not model.built
     model.compile("adam", "sparse_categorical_crossentropy")
     model.train_step(np.zeros((4, 5)), np.array([0, 1, 0, 1]))
-    assert model.built and model.input_shape == (5,) and model.count_params() == 5 * 3 + 3 + 3 * 2 + 2
+    assert model.built and model.input_shape == (None, 5) and model.count_params() == 5 * 3 + 3 + 3 * 2 + 2
 
 
 def test_wrong_input_shape_names_the_expected_and_received_shapes():
@@ -216,7 +216,7 @@ def test_training_before_compile_raises_a_clear_error():
 def test_sigmoid_output_with_binary_crossentropy_is_fused_to_the_stable_logits_form():
     model = Sequential([layers.Dense(1, activation="sigmoid", use_bias=False, input_shape=(1,))], dtype="float64")
     model.set_weights([np.array([[100.0]])])
-    model.compile("sgd", "binary_crossentropy")
+    model.compile("sgd", "binary_crossentropy", metrics=["accuracy"])
     loss, accuracy = model.evaluate(np.ones((1, 1)), np.zeros(1))  # (N,) labels fit (N, 1) outputs
     assert loss == pytest.approx(100.0) and accuracy == 0.0
 
@@ -226,7 +226,7 @@ def test_a_loss_given_probabilities_clips_like_keras_while_the_model_fuses_the_s
                        dtype="float64")
     model.set_weights([np.array([[0.0, 100.0]])])
     model.compile("sgd", losses.SparseCategoricalCrossentropy())
-    assert model.evaluate(np.ones((1, 1)), np.array([0]))[0] == pytest.approx(100.0)  # from the logits
+    assert model.evaluate(np.ones((1, 1)), np.array([0])) == pytest.approx(100.0)  # from the logits
     probabilities = model.predict(np.ones((1, 1)))
     clipped = losses.SparseCategoricalCrossentropy()(np.array([0]), probabilities)
     assert float(clipped) == pytest.approx(-np.log(1e-7), rel=1e-6)  # clipped at 1e-7
@@ -267,7 +267,7 @@ def test_model_gradient_matches_numerical_gradient_of_the_loss_in_float64():
     analytic = [b - a for a, b in zip(model.get_weights(), before)]
     model.set_weights(before)
     for param, grad in zip(model._params, analytic):
-        numeric = numerical_gradient(lambda _: model.evaluate(x, y, batch_size=4)[0], param)
+        numeric = numerical_gradient(lambda _: model.evaluate(x, y, batch_size=4, verbose=0), param)
         assert relative_error(grad, numeric) < 1e-6
 
 
@@ -378,3 +378,346 @@ def test_a_training_step_never_writes_over_the_arrays_it_hands_between_layers():
         weights[backend] = model.get_weights()
     for a, b in zip(weights["numba"], weights["numpy"]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# Keras's model API: Input, compile without metrics, evaluate/predict, fit's weighting and epochs
+# ----------------------------------------------------------------------------------------------
+
+
+def test_input_first_gives_the_input_shape_with_keras_none_batch_axis():
+    import scratchnet as keras
+
+    model = keras.Sequential([keras.Input(shape=(28, 28, 1)), layers.Flatten(), layers.Dense(10)])
+    assert model.built and model.input_shape == (None, 28, 28, 1) and model.output_shape == (None, 10)
+    assert [type(layer).__name__ for layer in model.layers] == ["Flatten", "Dense"]  # Input is not a layer
+    assert keras.layers.Input is keras.Input
+    later = Sequential()
+    later.add(layers.Input(shape=(4,)))
+    later.add(layers.Dense(2))
+    assert later.input_shape == (None, 4) and later.count_params() == 10
+    with pytest.raises(ValueError, match="must come first"):
+        Sequential([layers.Dense(2), layers.Input(shape=(4,))])
+
+
+def test_functional_api_and_model_subclasses_raise_one_line_pointing_to_sequential():
+    import scratchnet as keras
+
+    inputs = keras.Input(shape=(4,))
+    with pytest.raises(NotImplementedError, match="Functional API and subclassed models are out of scope.*Sequential"):
+        keras.layers.Dense(2)(inputs)
+    with pytest.raises(NotImplementedError, match="Sequential"):
+        keras.Model(inputs, inputs)
+
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+
+    with pytest.raises(NotImplementedError, match="Sequential"):
+        Subclassed()
+
+
+def test_compile_without_metrics_tracks_only_the_loss_as_keras():
+    x, y = blobs(40)
+    model = Sequential([layers.Dense(2, activation="softmax", input_shape=(4,))])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    assert model.metrics_names == ["loss"]
+    history = model.fit(x, y, epochs=2, verbose=0)
+    assert list(history.history) == ["loss"]
+    loss = model.evaluate(x, y, verbose=0)
+    assert isinstance(loss, float) and model.evaluate(x, y, verbose=0, return_dict=True) == {"loss": loss}
+
+
+def test_metrics_names_and_evaluate_return_dict_follow_keras():
+    x, y = blobs(40)
+    model = small_model()
+    assert Sequential().metrics_names == []
+    assert model.metrics_names == ["loss", "accuracy"]
+    values = model.evaluate(x, y, verbose=0)
+    assert model.evaluate(x, y, verbose=0, return_dict=True) == dict(zip(["loss", "accuracy"], values))
+    assert list(model.evaluate(x, y, verbose=0, return_dict=True)) == ["accuracy", "loss"]  # sorted, as Keras 3
+
+
+def test_history_keys_are_sorted_as_keras_3_and_params_name_epochs_and_steps():
+    x, y = blobs(50)
+    history = small_model().fit(x, y, batch_size=10, epochs=2, validation_split=0.2, verbose=0)
+    assert list(history.history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
+    assert history.epoch == [0, 1] and history.params == {"epochs": 2, "steps": 4, "verbose": 0}
+
+
+def test_categorical_crossentropy_with_integer_labels_raises_as_keras():
+    x, y = blobs(10)
+    model = small_model()
+    model.compile("adam", "categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"one-hot rows .*\(N, 2\).*y.shape=\(10,\).*sparse_categorical_crossentropy"):
+        model.fit(x, y, verbose=0)
+    assert model.optimizer.iterations == 0
+
+
+def test_sample_weight_weights_each_examples_loss_by_keras_rule():
+    x, y = blobs(8, dtype="float64")
+    model = small_model(dtype="float64")
+    weights = np.array([0.0, 1.0, 2.0, 0.5, 1.0, 3.0, 0.0, 1.0])
+    per_example = [model.evaluate(x[i:i + 1], y[i:i + 1], verbose=0)[0] for i in range(8)]
+    # Keras: sum_n w_n loss_n / N (not divided by the sum of the weights)
+    expected = float(np.sum(weights * per_example) / 8)
+    assert model.evaluate(x, y, sample_weight=weights, verbose=0)[0] == pytest.approx(expected, rel=1e-12)
+    # the gradient: a step with weights (w) equals a step on the examples repeated w times (integer weights)
+    repeat = np.array([0, 1, 2, 1, 1, 3, 0, 1])
+    a, b = small_model(dtype="float64"), small_model(dtype="float64")
+    a.compile(optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    b.compile(optimizers.SGD(0.1 * repeat.sum() / 8), "sparse_categorical_crossentropy")
+    a.train_step(x, y, sample_weight=repeat)
+    b.train_step(np.repeat(x, repeat, axis=0), np.repeat(y, repeat))
+    for got, want in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+def test_class_weight_equals_the_matching_sample_weight_and_excludes_sample_weight():
+    x, y = blobs(40)
+    by_class, by_sample = small_model(), small_model()
+    h1 = by_class.fit(x, y, batch_size=8, epochs=2, class_weight={0: 0.5, 1: 3.0}, verbose=0, seed=1).history
+    h2 = by_sample.fit(x, y, batch_size=8, epochs=2, sample_weight=np.where(y == 1, 3.0, 0.5), verbose=0,
+                       seed=1).history
+    assert h1 == h2
+    for a, b in zip(by_class.get_weights(), by_sample.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    unweighted = small_model().fit(x, y, batch_size=8, epochs=2, verbose=0, seed=1).history
+    assert unweighted["loss"] != h1["loss"]
+    with pytest.raises(ValueError, match="cannot be specified at the same time"):
+        small_model().fit(x, y, class_weight={0: 1.0}, sample_weight=np.ones(40), verbose=0)
+    one_hot = small_model()
+    one_hot.compile(optimizers.Adam(0.05), "categorical_crossentropy", metrics=["accuracy"])
+    h3 = one_hot.fit(x, np.eye(2)[y], batch_size=8, epochs=2, class_weight={0: 0.5, 1: 3.0}, verbose=0,
+                     seed=1).history
+    np.testing.assert_allclose(h3["loss"], h1["loss"], rtol=1e-5)
+
+
+def test_initial_epoch_resumes_numbering_and_trains_the_remaining_epochs():
+    x, y = blobs(30)
+    model = small_model()
+    history = model.fit(x, y, batch_size=10, epochs=5, initial_epoch=3, verbose=0)
+    assert history.epoch == [3, 4] and model.optimizer.iterations == 2 * 3 and len(history.history["loss"]) == 2
+
+
+def test_steps_per_epoch_walks_through_one_pass_and_warns_when_it_runs_out():
+    x, y = blobs(50)  # 5 batches of 10 per pass
+    rows_seen = []
+    model = small_model()
+    original = model._train_batch
+
+    def spy(x_batch, *args):
+        rows_seen.append(x_batch[:, 0].copy())
+        return original(x_batch, *args)
+
+    model._train_batch = spy
+    with pytest.warns(UserWarning, match="ran out of data"):
+        history = model.fit(x, y, batch_size=10, epochs=3, steps_per_epoch=2, verbose=0, shuffle=False)
+    # epochs 1 and 2 take batches 0-1 and 2-3 of the pass; epoch 3 gets batch 4 only, then the pass ends
+    assert len(rows_seen) == 5 and history.params["steps"] == 2
+    np.testing.assert_array_equal(np.concatenate(rows_seen), x[:, 0])
+    assert len(history.history["loss"]) == 3
+
+
+def test_validation_freq_and_validation_data_with_sample_weights():
+    x, y = blobs(40)
+    model = small_model()
+    weights = np.linspace(0, 2, 10)
+    history = model.fit(x[:30], y[:30], epochs=4, validation_data=(x[30:], y[30:], weights), validation_freq=2,
+                        verbose=0).history
+    assert len(history["loss"]) == 4 and len(history["val_loss"]) == 2
+    assert history["val_loss"][-1] == pytest.approx(
+        model.evaluate(x[30:], y[30:], sample_weight=weights, verbose=0)[0], rel=1e-6)
+
+
+def test_frozen_layers_get_no_updates_and_summary_counts_them_as_non_trainable():
+    x, y = blobs(40)
+    model = small_model()
+    model.fit(x, y, epochs=1, verbose=0)  # the optimizer already holds state for every weight
+    first = model.get_layer(index=0)
+    first.trainable = False
+    frozen = [w.copy() for w in first.get_weights()]
+    moving = model.layers[-1].get_weights()[0].copy()
+    model.fit(x, y, epochs=2, verbose=0)
+    for before, after in zip(frozen, first.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    assert not np.array_equal(moving, model.layers[-1].get_weights()[0])
+    assert [w.path for w in model.trainable_weights] == ["sequential/dense_1/kernel", "sequential/dense_1/bias"]
+    assert "Trainable params: 18" in model.summary(print_fn=None)
+    assert "Non-trainable params: 40" in model.summary(print_fn=None)
+    first.trainable = True  # unfreezing: it trains again, from a fresh optimizer state
+    model.fit(x, y, epochs=1, verbose=0)
+    assert not np.array_equal(frozen[0], first.get_weights()[0])
+
+
+def test_freezing_the_whole_model_and_reloading_keeps_the_flags(tmp_path):
+    x, y = blobs(20)
+    model = small_model()
+    model.trainable = False
+    before = model.get_weights()
+    model.fit(x, y, verbose=0)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    model.save(tmp_path / "frozen.npz")
+    from scratchnet.models import load_model
+
+    assert not any(layer.trainable for layer in load_model(tmp_path / "frozen.npz").layers)
+
+
+def test_weights_are_named_live_arrays_as_keras_variables():
+    model = small_model()
+    weights = model.weights
+    assert [(w.name, w.path) for w in weights][:2] == [("kernel", "sequential/dense/kernel"),
+                                                        ("bias", "sequential/dense/bias")]
+    assert [w.shape for w in weights] == [w.shape for w in model.get_weights()]
+    weights[1].assign(np.full(8, 0.5))
+    assert np.all(model.get_layer("dense").params["bias"] == 0.5)
+    plain = weights[0].numpy()
+    plain[...] = 7.0
+    assert not np.any(model.get_weights()[0] == 7.0)
+    assert type(weights[0] + 1) is np.ndarray
+    with pytest.raises(ValueError, match="shape"):
+        weights[1].assign(np.zeros(3))
+
+
+def test_get_layer_and_pop_follow_keras():
+    model = small_model()
+    assert model.get_layer("dropout") is model.layers[1] and model.get_layer(index=-1).name == "dense_1"
+    with pytest.raises(ValueError, match=r"No such layer: nope. Existing layers are: \['dense', 'dropout', 'dense_1'\]"):
+        model.get_layer("nope")
+    with pytest.raises(ValueError, match="index 5 but model only has 3 layers"):
+        model.get_layer(index=5)
+    x, y = blobs(20)
+    model.fit(x, y, verbose=0)
+    removed = model.pop()
+    assert removed.name == "dense_1" and model.output_shape == (None, 8)
+    model.add(layers.Dense(2, activation="softmax", name="new_head"))
+    model.fit(x, y, verbose=0)  # the optimizer follows the new set of weights
+    assert model.output_shape == (None, 2) and model.evaluate(x, y, verbose=0)[1] >= 0
+    empty = Sequential()
+    with pytest.raises(TypeError, match="There are no layers in the model"):
+        empty.pop()
+
+
+def test_a_model_inside_a_model_shares_its_layers():
+    inner = small_model()
+    outer = Sequential([inner, layers.Activation("linear", name="identity")])
+    x, _ = blobs(5)
+    np.testing.assert_array_equal(outer.predict(x, verbose=0), inner.predict(x, verbose=0))
+    assert outer.layers[0] is inner.layers[0]
+
+
+def test_calling_the_model_returns_an_array_with_keras_numpy_method():
+    x, _ = blobs(3)
+    model = small_model()
+    out = model(x)
+    assert isinstance(out.numpy(), np.ndarray) and type(out.numpy()) is np.ndarray
+    np.testing.assert_array_equal(out.numpy(), model.predict(x, verbose=0))
+
+
+def test_evaluate_and_predict_print_as_keras_by_verbose(capsys):
+    x, y = blobs(50)
+    model = small_model()
+    model.evaluate(x, y, batch_size=10, verbose=2)
+    line = capsys.readouterr().out
+    assert line.count("\n") == 1 and line.startswith("5/5 - ") and ("ms/step" in line or "us/step" in line)
+    assert line.rstrip().split(" - ")[-2:] == [f"accuracy: {model.evaluate(x, y, verbose=0)[1]:.4f}",
+                                               f"loss: {model.evaluate(x, y, verbose=0)[0]:.4f}"]
+    model.predict(x, batch_size=10, verbose=1)  # not a terminal: the final state of the bar only
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and out.startswith("5/5 ━━━━━━━━━━━━━━━━━━━━ ") and "loss" not in out
+    model.predict(x, verbose=0)
+    model.evaluate(x, y, verbose=0)
+    assert capsys.readouterr().out == ""
+    model.evaluate(x, y)  # "auto": a file, not a terminal, so one line as verbose=2
+    assert capsys.readouterr().out.count("\n") == 1
+    with pytest.raises(ValueError, match="verbose"):
+        model.predict(x, verbose=3)
+
+
+def test_fit_prints_epoch_lines_only_for_more_than_one_epoch(capsys):
+    x, y = blobs(40)
+    small_model().fit(x, y, batch_size=10, epochs=2, validation_split=0.25, verbose=2)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Epoch 1/2" and lines[2] == "Epoch 2/2" and len(lines) == 4
+    assert lines[1].startswith("3/3 - ") and [part.split(":")[0] for part in lines[1].split(" - ")[3:]] == [
+        "accuracy", "loss", "val_accuracy", "val_loss"]
+    small_model().fit(x, y, batch_size=10, epochs=1, verbose=2)
+    assert len(capsys.readouterr().out.splitlines()) == 1
+
+
+def test_progress_bar_redraws_in_place_on_a_terminal():
+    import io
+
+    from scratchnet.models.progress import Progbar
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    bar = Progbar(3, verbose=1, stream=stream)
+    bar.INTERVAL = 0.0
+    for step in (1, 2):
+        bar.update(step, {"loss": 0.5})
+    bar.finish({"loss": 0.25})
+    text = stream.getvalue()
+    assert text.count("\r") == 3 and text.endswith("\n") and text.count("\n") == 1
+    assert "\x1b[32m" in text and text.rstrip().endswith("loss: 0.2500")
+
+
+# ----------------------------------------------------------------------------------------------
+# keras.utils: to_categorical and set_random_seed
+# ----------------------------------------------------------------------------------------------
+
+
+def test_to_categorical_matches_keras():
+    from scratchnet.utils import to_categorical
+
+    one_hot = to_categorical([2, 0, 1])
+    assert one_hot.dtype == np.float64 and one_hot.tolist() == [[0, 0, 1], [1, 0, 0], [0, 1, 0]]
+    assert to_categorical(np.array([[1], [3]]), 5).shape == (2, 5)  # a trailing axis of 1 is dropped
+    assert to_categorical(np.array([[1, 2]]), 3).shape == (1, 2, 3)
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        to_categorical([0, 3], num_classes=3)
+    with pytest.raises(ValueError, match="integer class ids"):
+        to_categorical([0.5])
+
+
+def test_set_random_seed_makes_later_models_reproducible_and_distinct():
+    from scratchnet import utils
+
+    def two_models():
+        return [Sequential([layers.Dense(3, input_shape=(4,)), layers.Dropout(0.5)]) for _ in range(2)]
+
+    try:
+        utils.set_random_seed(7)
+        first = two_models()
+        draw = np.random.random()
+        utils.set_random_seed(7)
+        second = two_models()
+        assert np.random.random() == draw  # NumPy's global generator is seeded too
+        for a, b in zip(first, second):
+            np.testing.assert_array_equal(a.get_weights()[0], b.get_weights()[0])
+            assert a.seed == b.seed
+        assert not np.array_equal(first[0].get_weights()[0], first[1].get_weights()[0])
+        assert Sequential([layers.Dense(3, input_shape=(4,))], seed=0).seed == 0  # an explicit seed wins
+    finally:
+        utils._GLOBAL.update(seed=None, model_seeds=None)
+    assert Sequential().seed == 0  # without set_random_seed: seed 0, reproducible by default
+    with pytest.raises(ValueError, match="seed"):
+        utils.set_random_seed(1.5)
+
+
+def test_on_batch_methods_accumulate_until_reset_metrics_as_keras():
+    x, y = blobs(40)
+    model = small_model()
+    first = model.train_on_batch(x[:20], y[:20])
+    assert model.optimizer.iterations == 1 and len(first) == 2
+    second = model.test_on_batch(x[20:], y[20:], return_dict=True)
+    alone = small_model()
+    alone.set_weights(model.get_weights())
+    assert second["loss"] == pytest.approx((first[0] * 20 + alone.evaluate(x[20:], y[20:], verbose=0)[0] * 20) / 40)
+    model.reset_metrics()
+    assert model.test_on_batch(x[20:], y[20:]) == pytest.approx(alone.evaluate(x[20:], y[20:], verbose=0))
+    np.testing.assert_array_equal(model.predict_on_batch(x), model.predict(x, verbose=0))

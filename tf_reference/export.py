@@ -56,8 +56,8 @@ def _probe_inputs(input_shape, dtype, count: int = 8) -> np.ndarray:
 def _check_predictions(scratchnet_model, keras_model) -> float:
     from tf_reference.compare import relative_difference, tolerance
 
-    x = _probe_inputs(scratchnet_model.input_shape, scratchnet_model.dtype)
-    ours = scratchnet_model.predict(x)
+    x = _probe_inputs(scratchnet_model.input_shape[1:], scratchnet_model.dtype)
+    ours = scratchnet_model.predict(x, verbose=0)
     # Calling the model, not keras_model.predict: predict's data adapter casts inputs to the global floatx
     # (float32 unless changed), which would cost a float64 model its input precision.
     theirs = np.asarray(keras_model(x, training=False))

@@ -136,7 +136,7 @@ def to_keras(model, *, compile: bool = True) -> keras.Sequential:
     optimizer (fresh state) and ``metrics=["accuracy"]``.
     """
     dtype = np.dtype(model.dtype).name
-    input_shape = tuple(model.input_shape)
+    input_shape = tuple(model.input_shape[1:])  # without Keras's batch axis
     from tf_reference.models import floatx
 
     with floatx(dtype):

@@ -18,6 +18,11 @@ ACTIVATIONS = ("linear", "relu", "sigmoid", "softmax")
 
 _REGISTRY = {}
 
+FUNCTIONAL_API_MESSAGE = (
+    "The Functional API and subclassed models are out of scope: scratchnet builds models with Sequential, "
+    "e.g. Sequential([Input(shape=(28, 28, 1)), Flatten(), Dense(10, activation='softmax')])"
+)
+
 
 def register(cls):
     """Class decorator: make a layer class known to ``deserialize`` by its class name."""
@@ -60,10 +65,13 @@ class Layer:
 
     Subclasses set ``params`` in ``build`` and implement ``forward``, ``backward`` and ``output_shape``.
     ``input_shape`` (one example, no batch axis) may be given to the first layer of a model, as in Keras.
+    ``trainable = False`` (as in Keras) freezes the layer's weights: a model still passes gradients through
+    the layer but no longer updates its weights.
     """
 
-    def __init__(self, *, name=None, input_shape=None):
+    def __init__(self, *, name=None, input_shape=None, trainable=True):
         self.name = name
+        self.trainable = bool(trainable)  # False freezes the weights: a model's optimizer never sees them
         self.input_shape = None if input_shape is None else shape_tuple(input_shape, "input_shape")
         self._declared_input_shape = self.input_shape  # what the user gave, kept in the config
         self.params = {}
@@ -113,10 +121,20 @@ class Layer:
         """The parameter arrays in Keras order (kernel, then bias)."""
         return list(self.params.values())
 
+    @property
+    def weights(self):
+        """Keras's ``layer.weights``: every weight as a named live array (empty before the layer is built)."""
+        # The named view lives with the models, which list weights the same way.
+        from scratchnet.models.weights import Weight, layer_weights
+
+        return [Weight(array, key, f"{self.name}/{key}", trainable) for key, array, trainable in layer_weights(self)]
+
     def get_config(self):
         config = {"name": self.name}
         if self._declared_input_shape is not None:
             config["input_shape"] = list(self._declared_input_shape)
+        if not self.trainable:
+            config["trainable"] = False
         return config
 
     @classmethod
@@ -125,6 +143,8 @@ class Layer:
 
     def __call__(self, x, training=False):
         """Forward pass, building the layer from ``x`` first if needed (default rng seed 0)."""
+        if isinstance(x, Layer):  # Dense(10)(keras.Input(...)): the Functional API
+            raise NotImplementedError(FUNCTIONAL_API_MESSAGE)
         x = np.asarray(x)
         if not self.built:
             dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.float32

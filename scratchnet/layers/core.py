@@ -198,13 +198,23 @@ class Reshape(Layer):
 class InputLayer(Layer):
     """Declares the shape of one input example; ``Sequential`` turns it into the model's input shape.
 
+    ``shape`` is one example's shape (Keras's ``batch_shape`` with its batch axis is accepted too); the
+    batch size and the input dtype are not fixed (inputs are cast to the model's dtype).
+
     Notes: as in Keras 3, a Sequential model does not list its InputLayer among ``model.layers``.
     """
 
-    def __init__(self, shape=None, *, input_shape=None, name=None):
+    def __init__(self, shape=None, batch_size=None, dtype=None, batch_shape=None, name=None, *, input_shape=None,
+                 sparse=None, ragged=None):
+        if sparse or ragged:
+            raise ValueError("scratchnet inputs are dense arrays: sparse and ragged inputs are not supported")
+        if shape is None and batch_shape is not None:
+            shape = tuple(batch_shape)[1:]
         shape = shape if shape is not None else input_shape
         if shape is None:
             raise ValueError("InputLayer needs `shape`, the shape of one example. Received: shape=None")
+        if isinstance(shape, (int, np.integer)):
+            shape = (shape,)
         super().__init__(name=name, input_shape=shape_tuple(shape, "shape"))
 
     def forward(self, x, training=False):
@@ -215,3 +225,13 @@ class InputLayer(Layer):
 
     def get_config(self):
         return {"name": self.name, "shape": list(self._declared_input_shape)}
+
+
+def Input(shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None, name=None):
+    """Keras's ``Input(shape=(28, 28, 1))``: put it first in a ``Sequential`` to give the input shape.
+
+    Returns an ``InputLayer``. It is not a symbolic tensor: calling a layer on it (the Functional API)
+    raises, pointing to ``Sequential``.
+    """
+    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, batch_shape=batch_shape, name=name,
+                      sparse=sparse)

@@ -1,7 +1,9 @@
-"""Models: Sequential (compile / fit / evaluate / predict / save), load_model, History and callbacks."""
+"""Models: Sequential (compile / fit / evaluate / predict / save), load_model, and the callbacks fit takes."""
 
-from .history import Callback, History, LambdaCallback
+from scratchnet.callbacks import Callback, History, LambdaCallback
+
 from .saving import load_model, save_model
-from .sequential import DivergenceError, Sequential  # registers Sequential, so load_model can rebuild it
+from .sequential import DivergenceError, Model, Sequential
 
-__all__ = ["Sequential", "load_model", "save_model", "History", "Callback", "LambdaCallback", "DivergenceError"]
+__all__ = ["Sequential", "Model", "load_model", "save_model", "History", "Callback", "LambdaCallback",
+           "DivergenceError"]
