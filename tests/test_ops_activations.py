@@ -125,10 +125,13 @@ def test_new_activations_give_their_textbook_values():
     np.testing.assert_allclose(elu_forward(x, alpha=2.0)[0], [2 * (math.exp(-3) - 1), 2 * (math.exp(-0.5) - 1),
                                                               0.25, 2.0], rtol=1e-15)
     phi = [0.5 * (1 + math.erf(v / math.sqrt(2))) for v in x]
-    np.testing.assert_allclose(gelu_forward(x)[0], x * phi, rtol=1e-14)
+    np.testing.assert_allclose(gelu_forward(x)[0], x * phi, rtol=1e-6)  # TF's float32-rounded 1/sqrt(2)
+    c = float(np.float32(1 / math.sqrt(2)))
+    np.testing.assert_allclose(gelu_forward(x)[0], [v * 0.5 * math.erfc(-v * c) for v in x], rtol=1e-14)
     tanh_form = 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
-    np.testing.assert_allclose(gelu_forward(x, approximate=True)[0], tanh_form, rtol=1e-14)
-    np.testing.assert_allclose(leaky_relu_forward(x)[0], [-0.6, -0.1, 0.25, 2.0], rtol=1e-15)  # Keras 3: 0.2
+    np.testing.assert_allclose(gelu_forward(x, approximate=True)[0], tanh_form, rtol=1e-7)  # float32 constants
+    slope = float(np.float32(0.2))  # Keras 3's default, rounded to float32 as TensorFlow's op attribute
+    np.testing.assert_allclose(leaky_relu_forward(x)[0], [-3 * slope, -0.5 * slope, 0.25, 2.0], rtol=1e-15)
     np.testing.assert_allclose(softplus_forward(x)[0], np.log1p(np.exp(x)), rtol=1e-15)
     np.testing.assert_allclose(silu_forward(x)[0], x / (1 + np.exp(-x)), rtol=1e-15)
 
@@ -136,7 +139,7 @@ def test_new_activations_give_their_textbook_values():
 def test_gelu_exact_is_accurate_where_phi_is_tiny():
     """x * Phi(x) at x = -30 is about -1.5e-196: computed from erfc, not from 1 + erf (which gives 0)."""
     y, _ = gelu_forward(np.array([-30.0]))
-    expected = -30.0 * 0.5 * math.erfc(30.0 / math.sqrt(2))
+    expected = -30.0 * 0.5 * math.erfc(30.0 * float(np.float32(1 / math.sqrt(2))))
     assert y[0] != 0
     np.testing.assert_allclose(y, [expected], rtol=1e-12)
 
@@ -164,6 +167,7 @@ RELU_GENERAL_KINKS = [
     # (options, x, expected y, expected dx for dy = 1), hand-computed from Keras's graph (see the op)
     ({}, [-1.0, 0.0, 2.0], [0.0, 0.0, 2.0], [0.0, 0.0, 1.0]),
     ({"negative_slope": 0.5}, [-2.0, 0.0, 3.0], [-1.0, 0.0, 3.0], [0.5, 0.5, 1.0]),  # leaky: slope at 0
+    ({"negative_slope": 0.5, "max_value": 6.0}, [-1.0, 0.0, 6.0], [-0.5, 0.0, 6.0], [0.5, 0.0, 0.0]),
     ({"max_value": 6.0}, [0.0, 6.0, 7.0], [0.0, 6.0, 6.0], [0.0, 0.0, 0.0]),  # relu6: 0 at 6
     ({"max_value": 2.0}, [1.0, 2.0, 3.0], [1.0, 2.0, 2.0], [1.0, 1.0, 0.0]),  # clip passes at its bound
     ({"threshold": 1.0}, [0.5, 1.0, 1.5], [0.0, 0.0, 1.5], [0.0, 0.0, 1.0]),
@@ -181,6 +185,6 @@ def test_relu_general_values_and_gradients_at_the_kinks(options, x, expected_y, 
 
 def test_leaky_relu_gradient_at_zero_is_the_slope_and_elu_gradient_at_zero_is_one():
     _, cache = leaky_relu_forward(np.array([0.0]))
-    np.testing.assert_array_equal(leaky_relu_backward(np.array([10.0]), cache), [2.0])
+    np.testing.assert_array_equal(leaky_relu_backward(np.array([10.0]), cache), [10.0 * float(np.float32(0.2))])
     _, cache = elu_forward(np.array([0.0]))
     np.testing.assert_array_equal(elu_backward(np.array([10.0]), cache), [10.0])

@@ -247,10 +247,10 @@ def test_global_max_pool2d_is_the_max_over_height_and_width_with_its_gradient():
 def test_global_max_pool2d_splits_the_gradient_of_a_tie_equally():
     """reduce_max's rule (not max-pooling's first-maximum rule): k tied cells get dy / k each."""
     grid = np.array([[1.0, 3.0, 0.0, 3.0],
-                     [2.0, 3.0, 3.0, 3.0]])
+                     [2.0, 3.0, 3.0, 0.0]])
     _, cache = global_max_pool2d_forward(grid.reshape(1, 2, 4, 1))
     dx = global_max_pool2d_backward(np.array([[12.0]]), cache)
-    np.testing.assert_array_equal(dx.reshape(2, 4), [[0, 2.4, 0, 2.4], [0, 2.4, 2.4, 2.4]])
+    np.testing.assert_array_equal(dx.reshape(2, 4), [[0, 3, 0, 3], [0, 3, 3, 0]])
 
 
 def test_global_poolings_reject_non_image_input():

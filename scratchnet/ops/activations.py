@@ -176,23 +176,27 @@ def erfc(x):
 
 _erfc_per_element = np.frompyfunc(math.erfc, 1, 1)
 
-_SQRT_HALF = math.sqrt(0.5)
+_SQRT_HALF = float(np.float32(math.sqrt(0.5)))
+"""1/sqrt(2) as TensorFlow's exact gelu uses it: rounded to float32 (0.70710677) even in float64 (see gelu)."""
 _SQRT_TWO_OVER_PI = math.sqrt(2.0 / math.pi)
-_GELU_CUBIC = 0.044715
+_GELU_CUBIC = float(np.float32(0.044715))
+"""The tanh form's cubic coefficient, rounded to float32 as TensorFlow casts it (see gelu)."""
 
 
 def gelu_forward(x, approximate=False):
     """Gaussian error linear unit ``y = x * Phi(x)``, Phi the standard normal CDF.
 
-    Exact form (Keras's default, ``approximate=False``): ``Phi(x) = erfc(-x / sqrt(2)) / 2``.
-    Tanh form (``approximate=True``): ``y = x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))``.
+    Exact form (Keras's default, ``approximate=False``): ``Phi(x) = erfc(-x * c) / 2`` with
+    ``c = 1/sqrt(2)``. Tanh form (``approximate=True``): ``y = x/2 * (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
 
     Returns:
         y: x's shape and dtype; cache: (x, approximate, Phi(x) or the tanh), for ``gelu_backward``.
 
-    Notes: the formulas of ``tf.nn.gelu``, which Keras 3 calls with ``approximate=False`` by default
-    (Keras 2's ``tf.keras.activations.gelu`` also defaulted to False). Phi is computed through erfc of
-    ``-x / sqrt(2)``, as TensorFlow, which keeps it accurate where it is tiny (x << 0).
+    Notes: the formulas of ``tf.nn.gelu``, which Keras 3 calls with ``approximate=False`` by default.
+    Phi goes through erfc of ``-x * c``, as TensorFlow, which keeps it accurate where it is tiny (x << 0).
+    TensorFlow's c (and the tanh form's 0.044715) are rounded to float32, also in float64 (it casts the
+    Python constants through float32 tensors); we use the same constants, so float64 models agree to
+    1e-10 (the exact ones would move y by up to ~1e-8 relative).
     """
     x = float_array(x, "x")
     if approximate:
@@ -206,7 +210,8 @@ def gelu_forward(x, approximate=False):
 def gelu_backward(dy, cache):
     """Derivative of gelu.
 
-    Exact: ``dx = dy * (Phi(x) + x * phi(x))``, phi the normal density ``exp(-x^2 / 2) / sqrt(2 pi)``.
+    Exact: ``dx = dy * (Phi(x) + x * phi(x))``, phi the normal density, here written with the forward's
+    c as ``phi(x) = c / sqrt(pi) * exp(-(c x)^2)`` (the derivative of ``erfc(-c x) / 2``).
     Tanh form: with ``u = sqrt(2/pi) (x + 0.044715 x^3)`` and ``t = tanh(u)``,
     ``dx = dy * (0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2))``.
     """
@@ -217,7 +222,8 @@ def gelu_backward(dy, cache):
         t = saved
         du = _scalar(_SQRT_TWO_OVER_PI, x.dtype) * (1 + _scalar(3 * _GELU_CUBIC, x.dtype) * x * x)
         return dy * (half * (1 + t) + half * x * (1 - t * t) * du)
-    density = np.exp(-half * x * x) * _scalar(1 / math.sqrt(2 * math.pi), x.dtype)
+    cx = x * _scalar(_SQRT_HALF, x.dtype)
+    density = np.exp(-cx * cx) * _scalar(_SQRT_HALF / math.sqrt(math.pi), x.dtype)
     return dy * (saved + x * density)
 
 
@@ -228,10 +234,12 @@ def leaky_relu_forward(x, negative_slope=0.2):
         y: x's shape and dtype; cache: (x, negative_slope), for ``leaky_relu_backward``.
 
     Notes: Keras 3's default slope is 0.2 (``keras.activations.leaky_relu``, ``tf.nn.leaky_relu``);
-    Keras 2's LeakyReLU layer defaulted to 0.3, PyTorch to 0.01.
+    Keras 2's LeakyReLU layer defaulted to 0.3, PyTorch to 0.01. TensorFlow stores the slope as a
+    float32 attribute of its LeakyRelu op, so a float64 model multiplies by the float32-rounded slope
+    (0.2 -> 0.20000000298); so do we.
     """
     x = float_array(x, "x")
-    slope = _scalar(negative_slope, x.dtype)
+    slope = _scalar(np.float32(negative_slope), x.dtype)
     return np.where(x > 0, x, x * slope), (x, slope)
 
 
@@ -305,7 +313,9 @@ def relu_general_forward(x, negative_slope=0.0, max_value=None, threshold=0.0):
     the gradient TensorFlow gives that graph at the kinks (see ``relu_general_backward``).
     """
     x = float_array(x, "x")
-    slope = _scalar(negative_slope, x.dtype)
+    leaky_only = negative_slope != 0 and max_value is None and threshold == 0
+    # Keras computes the slope-only case with tf.nn.leaky_relu (a float32 slope, see leaky_relu_forward)
+    slope = _scalar(np.float32(negative_slope) if leaky_only else negative_slope, x.dtype)
     limit = None if max_value is None else _scalar(max_value, x.dtype)
     low = _scalar(threshold, x.dtype)
     above = x if limit is None else np.minimum(x, limit)

@@ -198,10 +198,14 @@ def global_max_pool2d_forward(x):
 
 
 def global_max_pool2d_backward(dy, cache):
-    """``dx = dy / k`` at each of the k cells equal to their channel's maximum, 0 elsewhere (TF's rule)."""
+    """``dx = dy / k`` at each of the k cells equal to their channel's maximum, 0 elsewhere (TF's rule).
+
+    Returns:
+        dx: (N, H, W, C), x's dtype.
+    """
     x, y = cache
     n, _, _, c = x.shape
     dy = check_dy(dy, (n, c), x.dtype, "global_max_pool2d_backward")
-    is_max = x == y[:, np.newaxis, np.newaxis, :]
-    ties = is_max.sum(axis=(1, 2)).astype(x.dtype)
-    return np.where(is_max, (dy / ties)[:, np.newaxis, np.newaxis, :], 0).astype(x.dtype, copy=False)
+    is_max = (x == y[:, np.newaxis, np.newaxis, :]).astype(x.dtype)
+    ties = is_max.sum(axis=(1, 2), keepdims=True)
+    return is_max / ties * dy[:, np.newaxis, np.newaxis, :]  # TF's order: (indicator / k) * dy
