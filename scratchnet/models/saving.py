@@ -33,7 +33,7 @@ def save_model(model, path):
     model._check_built()
     path = os.fspath(path)
     weights = model.get_weights()
-    names = [f"{layer.name}/{key}" for layer in model.layers for key in layer.params]
+    names = [f"{layer.name}/{key}" for layer in model.layers for key in (*layer.params, *layer.non_trainable_params)]
     state = model.optimizer.get_state() if model.optimizer is not None else []
     header = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "class_name": "Sequential",

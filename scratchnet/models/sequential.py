@@ -135,7 +135,8 @@ class Sequential:
                 )
             shape = tuple(layer.output_shape(shape))
         self.output_shape = shape
-        self._params = [p for layer in self.layers for p in layer.params.values()]
+        self._params = [p for layer in self.layers for p in layer.params.values()]  # what the optimizer updates
+        self._weights = [w for layer in self.layers for w in layer.get_weights()]  # with the non-trainable ones
         # Backward stops at the first layer with weights: nothing below it needs a gradient.
         trainable = [i for i, layer in enumerate(self.layers) if layer.params]
         self._backward_stop = trainable[0] if trainable else len(self.layers)
@@ -155,8 +156,8 @@ class Sequential:
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss)
         metric_list = [] if metrics is None else [metrics] if isinstance(metrics, str) else list(metrics)
-        self._metric_functions = [metrics_module.get(m, self.loss) for m in metric_list]
-        self.metric_names = [m if isinstance(m, str) else m.__name__ for m in metric_list]
+        self._metric_functions = [metrics_module.per_example(metrics_module.get(m, self.loss)) for m in metric_list]
+        self.metric_names = [m if isinstance(m, str) else getattr(m, "name", None) or m.__name__ for m in metric_list]
 
     def _fused(self):
         """True when the last layer's activation and the loss are computed together from the logits."""
@@ -440,25 +441,26 @@ class Sequential:
         return sum(layer.count_params() for layer in self.layers)
 
     def get_weights(self):
-        """Copies of every weight array in Keras order: layer by layer, kernel then bias."""
+        """Copies of every weight array in Keras order: layer by layer, kernel then bias (then non-trainable)."""
         self._check_built()
-        return [p.copy() for p in self._params]
+        return [w.copy() for w in self._weights]
 
     def set_weights(self, weights):
         """Copy ``weights`` (the list ``get_weights`` returns) into the model, checking every shape."""
         self._check_built()
         weights = list(weights)
-        if len(weights) != len(self._params):
+        if len(weights) != len(self._weights):
             raise ValueError(
-                f"Model {self.name!r} expects {len(self._params)} weight arrays; received a list of {len(weights)}"
+                f"Model {self.name!r} expects {len(self._weights)} weight arrays; received a list of {len(weights)}"
             )
-        names = [f"{layer.name}/{key}" for layer in self.layers for key in layer.params]
-        for name, param, value in zip(names, self._params, weights):
+        names = [f"{layer.name}/{key}" for layer in self.layers
+                 for key in (*layer.params, *layer.non_trainable_params)]
+        for name, param, value in zip(names, self._weights, weights):
             if np.shape(value) != param.shape:
                 raise ValueError(
                     f"Weight {name} has shape {param.shape}; received an array of shape {np.shape(value)}"
                 )
-        for param, value in zip(self._params, weights):
+        for param, value in zip(self._weights, weights):
             param[...] = value  # in place: the optimizer's state stays attached to the same arrays
 
     def summary(self, print_fn=print):
@@ -476,8 +478,9 @@ class Sequential:
             shape = "(None, " + ", ".join(map(str, layer.output_shape(layer.input_shape))) + ")"
             lines.append(row(name, shape, f"{layer.count_params():,}"))
             lines.append("=" * len(rule) if i == len(self.layers) - 1 else "")
-        total = self.count_params()
-        lines += [f"Total params: {total:,}", f"Trainable params: {total:,}", "Non-trainable params: 0", rule]
+        total, trainable = self.count_params(), sum(int(p.size) for p in self._params)
+        lines += [f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+                  f"Non-trainable params: {total - trainable:,}", rule]
         text = "\n".join(lines)
         if print_fn is not None:
             print_fn(text)
