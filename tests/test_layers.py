@@ -365,7 +365,8 @@ def test_batch_normalization_inference_uses_the_moving_averages_and_changes_noth
     x = np.array([[3.0, 3.0, 3.0]])
     before = [w.copy() for w in layer.get_weights()]
     y = layer.forward(x, training=False)
-    np.testing.assert_allclose(y, [[1.0 * 2 / np.sqrt(4.001), 1.0 + 2.0 * 2 / np.sqrt(4.001), 3.0 * 2 / np.sqrt(4.001)]])
+    scale = 2 / np.sqrt(4.001)  # (x - moving_mean) / sqrt(moving_variance + epsilon)
+    np.testing.assert_allclose(y, [[1.0 * scale, 1.0 + 2.0 * scale, 3.0 * scale]])
     for after, old in zip(layer.get_weights(), before):
         np.testing.assert_array_equal(after, old)
 

@@ -15,11 +15,12 @@ def batch(seed=0, shape=(6, 3)):
     return rng.standard_normal(shape), rng.standard_normal(shape)
 
 
-@pytest.mark.parametrize("name, cls", [("mse", losses.MeanSquaredError), ("MSE", losses.MeanSquaredError),
-                                       ("mean_squared_error", losses.MeanSquaredError),
-                                       ("MeanSquaredError", losses.MeanSquaredError),
-                                       ("mae", losses.MeanAbsoluteError), ("mean_absolute_error", losses.MeanAbsoluteError),
-                                       ("bce", losses.BinaryCrossentropy), ("binary_crossentropy", losses.BinaryCrossentropy)])
+@pytest.mark.parametrize("name, cls", [
+    ("mse", losses.MeanSquaredError), ("MSE", losses.MeanSquaredError),
+    ("mean_squared_error", losses.MeanSquaredError), ("MeanSquaredError", losses.MeanSquaredError),
+    ("mae", losses.MeanAbsoluteError), ("mean_absolute_error", losses.MeanAbsoluteError),
+    ("bce", losses.BinaryCrossentropy), ("binary_crossentropy", losses.BinaryCrossentropy),
+])
 def test_loss_names_resolve_as_in_keras(name, cls):
     assert type(losses.get(name)) is cls
 

@@ -54,7 +54,8 @@ CASES = [
     ("regression", lambda: metrics.MeanAbsoluteError(), lambda: keras.metrics.MeanAbsoluteError()),
     ("binary", lambda: metrics.AUC(), lambda: keras.metrics.AUC()),
     ("binary", lambda: metrics.AUC(curve="PR"), lambda: keras.metrics.AUC(curve="PR")),
-    ("binary", lambda: metrics.AUC(summation_method="minoring"), lambda: keras.metrics.AUC(summation_method="minoring")),
+    ("binary", lambda: metrics.AUC(summation_method="minoring"),
+     lambda: keras.metrics.AUC(summation_method="minoring")),
     ("binary", lambda: metrics.AUC(curve="PR", summation_method="majoring"),
      lambda: keras.metrics.AUC(curve="PR", summation_method="majoring")),
     ("binary", lambda: metrics.AUC(num_thresholds=7), lambda: keras.metrics.AUC(num_thresholds=7)),
@@ -74,7 +75,7 @@ def test_metric_object_matches_keras_over_batches(index, weighted):
         ours.update_state(y_true, y_pred, sample_weight=weights)
         theirs.update_state(y_true, y_pred, sample_weight=weights)
     expected = float(theirs.result())
-    assert 0.0 < expected
+    assert expected > 0.0
     assert float(ours.result()) == pytest.approx(expected, rel=1e-6, abs=1e-6), type(ours).__name__
 
 

@@ -22,7 +22,6 @@ import numpy as np
 from tf_reference.config import deterministic
 
 tf = deterministic()
-import keras  # noqa: E402
 
 from scratchnet import Sequential, layers  # noqa: E402
 from scratchnet import optimizers as sn_optimizers  # noqa: E402
@@ -172,8 +171,7 @@ def one_batch(name: str, dtype: str, seed: int = 0) -> list[Pair]:
     grads = [layer.grads[key] for layer in model.layers for key in layer.params]
     for what, grad, grad_tf in zip(names, grads, grads_tf, strict=True):
         pairs.append(Pair(f"gradient {what}", grad, np.asarray(grad_tf), "gradient"))
-    keras_layers = [layer for layer in keras_model.layers]
-    for layer, keras_layer in zip(model.layers, keras_layers, strict=True):
+    for layer, keras_layer in zip(model.layers, keras_model.layers, strict=True):
         for key, statistic in layer.non_trainable_params.items():
             keras_value = next(v for v in keras_layer.non_trainable_variables if v.path.endswith(key))
             pairs.append(Pair(f"{layer.name}/{key} after 2 training forwards", statistic, keras_value.numpy(),

@@ -3,8 +3,9 @@
 Layers map one to one by Keras name (Dense, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
 GlobalMaxPooling2D, BatchNormalization, Softmax, ReLU, LeakyReLU, Flatten, Dropout, Activation, Reshape), with
 the same configuration, and weights are copied by layer order and name (kernel/bias; BatchNormalization's
-gamma, beta, moving_mean, moving_variance, in that Keras order), every shape asserted. Both engines use the same layouts (NHWC activations, HWIO conv kernels, (in, out) dense
-kernels, Flatten in (h, w, c) order), so no array is transposed.
+gamma, beta, moving_mean, moving_variance, in that Keras order), every shape asserted. Both engines use
+the same layouts (NHWC activations, HWIO conv kernels, (in, out) dense kernels, Flatten in (h, w, c)
+order), so no array is transposed.
 
 scratchnet's `BiasAdd` has no Keras counterpart. `to_keras` folds it into the bias of the Conv2D/Dense
 that produced its input (which must have no bias and no activation), across any MaxPooling2D layers in
@@ -161,7 +162,7 @@ def optimizer_to_keras(optimizer):
     if kind not in classes:
         raise TransferError(f"cannot export optimizer {kind}: no Keras counterpart known")
     if isinstance(config["learning_rate"], dict):
-        config["learning_rate"] = schedule_to_keras(optimizer._learning_rate)
+        config["learning_rate"] = schedule_to_keras(sn_optimizers.schedules.deserialize(config["learning_rate"]))
     return classes[kind](**config)
 
 
@@ -321,11 +322,11 @@ def _optimizer_from_keras(optimizer):
     if optimizer is None:
         return None
     config = optimizer.get_config()
-    if isinstance(optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule):
-        schedule = optimizer._learning_rate
-        if type(schedule).__name__ not in ("ExponentialDecay", "PiecewiseConstantDecay", "CosineDecay"):
+    if isinstance(config["learning_rate"], dict):  # a serialised learning-rate schedule
+        schedule = config["learning_rate"]
+        if schedule.get("class_name") not in ("ExponentialDecay", "PiecewiseConstantDecay", "CosineDecay"):
             return None
-        learning_rate = getattr(sn_optimizers.schedules, type(schedule).__name__)(**schedule.get_config())
+        learning_rate = sn_optimizers.schedules.deserialize(schedule)
     else:
         learning_rate = float(config["learning_rate"])
     decay = config.get("weight_decay")

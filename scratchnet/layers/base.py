@@ -45,9 +45,8 @@ def check_activation(activation):
         name = ACTIVATION_ALIASES.get(activation.lower(), activation.lower())
         if name in ACTIVATIONS:
             return name
-    raise ValueError(
-        f"`activation` must be one of {(*ACTIVATIONS, *ACTIVATION_ALIASES)} or None. Received: activation={activation!r}"
-    )
+    known = (*ACTIVATIONS, *ACTIVATION_ALIASES)
+    raise ValueError(f"`activation` must be one of {known} or None. Received: activation={activation!r}")
 
 
 def positive_int(value, name):

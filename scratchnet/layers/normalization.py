@@ -111,6 +111,6 @@ def _number_in(value, name, low, high, low_open=False):
     ok = isinstance(value, number_types) and not isinstance(value, bool) and np.isfinite(value)
     ok = ok and (value > low if low_open else value >= low) and (high is None or value <= high)
     if not ok:
-        bounds = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'}{']' if high is not None else ')'}"
+        bounds = f"{'(' if low_open else '['}{low}, " + (f"{high}]" if high is not None else "inf)")
         raise ValueError(f"`{name}` must be a number in {bounds}. Received: {name}={value!r}")
     return float(value)
