@@ -174,3 +174,14 @@ def test_new_layer_models_export_to_keras_files_and_come_back(name, tmp_path):
     for w, w_back in zip(model.get_weights(), back.get_weights(), strict=True):
         np.testing.assert_array_equal(w, w_back)
     assert type(back.optimizer).__name__ == "RMSprop" and type(back.loss) is type(model.loss)
+
+
+@pytest.mark.parametrize("optimizer", ["adam_piecewise", "rmsprop_cosine", "sgd_exponential", "adamw"])
+def test_optimizers_and_schedules_cross_to_keras_and_back_unchanged(optimizer):
+    from tf_reference.transfer import from_keras
+
+    model, keras_model, _ = keras_parity.build_pair("bn_mlp", "float64", optimizer)
+    back = from_keras(keras_model)
+    assert type(back.optimizer) is type(model.optimizer)
+    assert back.optimizer.get_config() == model.optimizer.get_config()
+    assert type(back.loss) is type(model.loss)
