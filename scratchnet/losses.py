@@ -56,6 +56,9 @@ class Loss:
 
             def gradient(self, y_true, y_pred):
                 return 2 * (np.log1p(y_pred) - np.log1p(y_true)) / (1 + y_pred) / y_pred.shape[-1]
+
+    Notes: Keras's ``reduction`` is accepted only as its default, "sum_over_batch_size" (the mean); Keras's
+    ``dtype`` is accepted and has no effect: every loss is computed in the model's dtype.
     """
 
     LOGITS_OP = PROBABILITIES_OP = FUSED_ACTIVATION = DEFAULT_NAME = None
@@ -139,7 +142,7 @@ class Loss:
         return numerical_gradient(lambda p: self.call(y_true, p), x, weights)
 
     def _warn_numerical(self):
-        if not self._warned:
+        if not getattr(self, "_warned", False):
             self._warned = True
             warnings.warn(
                 f"Loss {self.name!r} has no gradient(y_true, y_pred): scratchnet has no automatic "
