@@ -70,6 +70,31 @@ OP_CASES = [
      ops.categorical_cross_entropy_backward, lambda rng, dt: ((_probabilities(rng, dt), CLASS_IDS), {})),
     ("binary_cross_entropy", ops.binary_cross_entropy_forward, ops.binary_cross_entropy_backward,
      lambda rng, dt: ((_probabilities(rng, dt)[:, :1], BINARY_LABELS), {})),
+    ("mean_squared_error", ops.mean_squared_error_forward, ops.mean_squared_error_backward,
+     lambda rng, dt: ((_random(rng, dt, (4, 3)), _random(rng, np.float64, (4, 3))), {})),
+    ("mean_absolute_error", ops.mean_absolute_error_forward, ops.mean_absolute_error_backward,
+     lambda rng, dt: ((_random(rng, dt, (4, 3)), _random(rng, np.float64, (4, 3))), {})),
+    ("avg_pool2d_same", ops.avg_pool2d_forward, ops.avg_pool2d_backward,
+     lambda rng, dt: ((_random(rng, dt, IMAGES),), {"pool_size": 3, "strides": 2, "padding": "same"})),
+    ("global_avg_pool2d", ops.global_avg_pool2d_forward, ops.global_avg_pool2d_backward,
+     lambda rng, dt: ((_random(rng, dt, IMAGES),), {})),
+    ("global_max_pool2d", ops.global_max_pool2d_forward, ops.global_max_pool2d_backward,
+     lambda rng, dt: ((_random(rng, dt, IMAGES),), {})),
+    ("batch_norm", ops.batch_norm_forward, ops.batch_norm_backward,
+     lambda rng, dt: ((_random(rng, dt, IMAGES), _random(rng, dt, 3), _random(rng, dt, 3)), {})),
+    ("batch_norm_inference", ops.batch_norm_inference_forward, ops.batch_norm_inference_backward,
+     lambda rng, dt: ((_random(rng, dt, IMAGES), _random(rng, dt, 3), _random(rng, dt, 3), _random(rng, dt, 3),
+                       np.abs(_random(rng, dt, 3))), {})),
+    ("tanh", ops.tanh_forward, ops.tanh_backward, lambda rng, dt: ((_random(rng, dt, IMAGES),), {})),
+    ("elu", ops.elu_forward, ops.elu_backward, lambda rng, dt: ((_random(rng, dt, IMAGES),), {"alpha": 0.5})),
+    ("gelu", ops.gelu_forward, ops.gelu_backward, lambda rng, dt: ((_random(rng, dt, IMAGES),), {})),
+    ("gelu_tanh", ops.gelu_forward, ops.gelu_backward,
+     lambda rng, dt: ((_random(rng, dt, IMAGES),), {"approximate": True})),
+    ("leaky_relu", ops.leaky_relu_forward, ops.leaky_relu_backward, lambda rng, dt: ((_random(rng, dt, IMAGES),), {})),
+    ("softplus", ops.softplus_forward, ops.softplus_backward, lambda rng, dt: ((_random(rng, dt, IMAGES),), {})),
+    ("silu", ops.silu_forward, ops.silu_backward, lambda rng, dt: ((_random(rng, dt, IMAGES),), {})),
+    ("relu_general", ops.relu_general_forward, ops.relu_general_backward,
+     lambda rng, dt: ((_random(rng, dt, IMAGES),), {"negative_slope": 0.1, "max_value": 1.0, "threshold": 0.2})),
 ]
 CASE_IDS = [case[0] for case in OP_CASES]
 
@@ -127,9 +152,9 @@ def test_every_op_keeps_the_dtype_forward_and_backward(name, forward, backward, 
 
 
 def test_ops_package_reexports_every_public_function_of_its_modules():
-    from scratchnet.ops import activations, conv, dense, dropout, losses, pooling, reshape
+    from scratchnet.ops import activations, conv, dense, dropout, losses, normalization, pooling, reshape, updates
 
-    for module in (activations, conv, dense, dropout, losses, pooling, reshape):
+    for module in (activations, conv, dense, dropout, losses, normalization, pooling, reshape, updates):
         for name in module.__all__:
             assert getattr(ops, name) is getattr(module, name)
             assert name in ops.__all__
@@ -137,7 +162,7 @@ def test_ops_package_reexports_every_public_function_of_its_modules():
 
 def test_every_forward_has_a_backward_and_both_are_documented():
     forwards = [name for name in ops.__all__ if name.endswith("_forward")]
-    assert len(forwards) == 15
+    assert len(forwards) == 29
     for name in forwards:
         backward = name.replace("_forward", "_backward")
         assert backward in ops.__all__

@@ -264,3 +264,42 @@ def test_loss_backward_rejects_a_non_scalar_dloss():
     _, cache = softmax_cross_entropy_forward(np.zeros((2, 3)), np.array([0, 1]))
     with pytest.raises(ValueError, match="dloss"):
         softmax_cross_entropy_backward(np.ones(2), cache)
+
+
+# --- mean squared and mean absolute error -----------------------------------------------------------
+
+from scratchnet.ops import (  # noqa: E402
+    mean_absolute_error_backward,
+    mean_absolute_error_forward,
+    mean_squared_error_backward,
+    mean_squared_error_forward,
+)
+
+
+def test_mean_squared_and_absolute_error_by_hand():
+    predictions = np.array([[1.0, 2.0], [0.0, -1.0]])
+    labels = np.array([[0.0, 2.0], [2.0, 1.0]])
+    assert mean_squared_error_forward(predictions, labels)[0] == pytest.approx((1 + 0 + 4 + 4) / 4, rel=1e-15)
+    assert mean_absolute_error_forward(predictions, labels)[0] == pytest.approx((1 + 0 + 2 + 2) / 4, rel=1e-15)
+
+
+@pytest.mark.parametrize("forward, backward", [(mean_squared_error_forward, mean_squared_error_backward),
+                                               (mean_absolute_error_forward, mean_absolute_error_backward)])
+@pytest.mark.parametrize("shape", [(5, 1), (4, 3), (2, 3, 2)])
+def test_regression_losses_backward_match_numerical_gradient(forward, backward, shape):
+    rng = np.random.default_rng(0)
+    labels = rng.standard_normal(shape)
+    predictions = labels + rng.choice([-1.0, 1.0], shape) * rng.uniform(0.1, 1.0, shape)  # away from |.|'s kink
+    errors = check_gradients(forward, lambda dloss, cache: backward(dloss, cache),
+                             {"predictions": predictions}, constants={"labels": labels})
+    assert errors["predictions"] < GRAD_TOLERANCE
+
+
+def test_mean_absolute_error_gradient_is_zero_where_prediction_equals_label():
+    _, cache = mean_absolute_error_forward(np.array([[1.0, 2.0]]), np.array([[1.0, 0.0]]))
+    np.testing.assert_array_equal(mean_absolute_error_backward(1.0, cache), [[0.0, 0.5]])
+
+
+def test_regression_losses_want_labels_shaped_like_the_predictions():
+    with pytest.raises(ValueError, match=r"predictions' shape \(4, 3\).*labels.shape=\(4,\)"):
+        mean_squared_error_forward(np.zeros((4, 3)), np.zeros(4))

@@ -179,3 +179,81 @@ def test_max_pool2d_backward_follows_the_first_maximum_rule_amid_ties(h, w, pool
     dx = max_pool2d_backward(dy, cache)
     np.testing.assert_array_equal(dx, naive_max_pool2d_backward(x, dy, pool, strides, padding))
     assert dx.sum() == dy.sum()  # nothing lost to the padding, nothing duplicated by a tie
+
+
+# --- average pooling and the global poolings ----------------------------------------------------
+
+from scratchnet.ops import (  # noqa: E402
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    global_avg_pool2d_backward,
+    global_avg_pool2d_forward,
+    global_max_pool2d_backward,
+    global_max_pool2d_forward,
+)
+
+
+def naive_avg_pool2d(x, pool, strides, padding):
+    """The definition, window by window: the mean of the window's REAL cells (padding left out)."""
+    n, h, w, c = x.shape
+    (ph, pw), (sh, sw) = pool, strides
+    oh, top, _ = padding_amounts(h, ph, sh, padding)
+    ow, left, _ = padding_amounts(w, pw, sw, padding)
+    y = np.empty((n, oh, ow, c))
+    for i, j in itertools.product(range(oh), range(ow)):
+        rows = slice(max(i * sh - top, 0), min(i * sh - top + ph, h))
+        cols = slice(max(j * sw - left, 0), min(j * sw - left + pw, w))
+        y[:, i, j, :] = x[:, rows, cols, :].mean(axis=(1, 2))
+    return y
+
+
+@pytest.mark.parametrize("h, w, pool, strides, padding", POOL_GRID)
+def test_avg_pool2d_forward_matches_the_definition(h, w, pool, strides, padding):
+    x = np.random.default_rng(0).standard_normal((2, h, w, 3))
+    y, _ = avg_pool2d_forward(x, pool, strides, padding)
+    pair = _as_pair(pool)
+    expected = naive_avg_pool2d(x, pair, pair if strides is None else _as_pair(strides), padding)
+    np.testing.assert_allclose(y, expected, rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize("h, w, pool, strides, padding", POOL_GRID)
+def test_avg_pool2d_backward_matches_numerical_gradient(h, w, pool, strides, padding):
+    x = np.random.default_rng(1).standard_normal((2, h, w, 2))
+    errors = check_gradients(avg_pool2d_forward, avg_pool2d_backward, {"x": x},
+                             constants={"pool_size": pool, "strides": strides, "padding": padding})
+    assert errors["x"] < GRAD_TOLERANCE
+
+
+def test_avg_pool2d_same_padding_divides_by_the_real_cells_only():
+    x = np.arange(1.0, 10.0).reshape(1, 3, 3, 1)  # Keras's docstring example, pool 2, stride 1, same
+    y, _ = avg_pool2d_forward(x, 2, 1, "same")
+    np.testing.assert_array_equal(y[0, :, :, 0], [[3.0, 4.0, 4.5], [6.0, 7.0, 7.5], [7.5, 8.5, 9.0]])
+
+
+def test_global_avg_pool2d_is_the_mean_over_height_and_width_with_its_gradient():
+    x = np.random.default_rng(2).standard_normal((2, 3, 4, 5))
+    y, _ = global_avg_pool2d_forward(x)
+    np.testing.assert_allclose(y, x.mean(axis=(1, 2)), rtol=1e-15)
+    assert check_gradients(global_avg_pool2d_forward, global_avg_pool2d_backward, {"x": x})["x"] < GRAD_TOLERANCE
+
+
+def test_global_max_pool2d_is_the_max_over_height_and_width_with_its_gradient():
+    x = distinct_values(np.random.default_rng(3), (2, 3, 4, 5))
+    y, _ = global_max_pool2d_forward(x)
+    np.testing.assert_array_equal(y, x.max(axis=(1, 2)))
+    assert check_gradients(global_max_pool2d_forward, global_max_pool2d_backward, {"x": x})["x"] < GRAD_TOLERANCE
+
+
+def test_global_max_pool2d_splits_the_gradient_of_a_tie_equally():
+    """reduce_max's rule (not max-pooling's first-maximum rule): k tied cells get dy / k each."""
+    grid = np.array([[1.0, 3.0, 0.0, 3.0],
+                     [2.0, 3.0, 3.0, 0.0]])
+    _, cache = global_max_pool2d_forward(grid.reshape(1, 2, 4, 1))
+    dx = global_max_pool2d_backward(np.array([[12.0]]), cache)
+    np.testing.assert_array_equal(dx.reshape(2, 4), [[0, 3, 0, 3], [0, 3, 3, 0]])
+
+
+def test_global_poolings_reject_non_image_input():
+    for forward in (global_avg_pool2d_forward, global_max_pool2d_forward):
+        with pytest.raises(ValueError, match="4 dimensions"):
+            forward(np.ones((2, 3)))

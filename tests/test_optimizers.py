@@ -100,8 +100,15 @@ def test_state_can_be_restored_and_continues_identically():
     np.testing.assert_array_equal(weight, copy)
 
 
-@pytest.mark.parametrize("optimizer", [optimizers.SGD(0.05, momentum=0.9, nesterov=True),
-                                       optimizers.Adam(1e-4, beta_1=0.8, epsilon=1e-8)])
+@pytest.mark.parametrize("optimizer", [
+    optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+    optimizers.Adam(1e-4, beta_1=0.8, epsilon=1e-8),
+    optimizers.AdamW(1e-3, weight_decay=0.01),
+    optimizers.RMSprop(0.01, rho=0.8, momentum=0.5, centered=True, weight_decay=0.1),
+    optimizers.Adam(optimizers.schedules.ExponentialDecay(0.1, 100, 0.96, staircase=True)),
+    optimizers.SGD(optimizers.schedules.PiecewiseConstantDecay([10, 20], [0.1, 0.01, 0.001])),
+    optimizers.RMSprop(optimizers.schedules.CosineDecay(0.1, 100, alpha=0.1, warmup_target=0.2, warmup_steps=5)),
+])
 def test_config_round_trip(optimizer):
     clone = optimizers.deserialize(optimizers.serialize(optimizer))
     assert type(clone) is type(optimizer) and clone.get_config() == optimizer.get_config()
@@ -117,7 +124,13 @@ def test_get_accepts_keras_names_with_keras_defaults():
     (lambda: optimizers.SGD(learning_rate=0), "learning_rate"),
     (lambda: optimizers.SGD(momentum=1.5), "momentum"),
     (lambda: optimizers.Adam(beta_1=1.0), "beta_1"),
-    (lambda: optimizers.get("rmsprop"), "rmsprop"),
+    (lambda: optimizers.get("adagrad"), "adagrad"),
+    (lambda: optimizers.RMSprop(rho=1.0), "rho"),
+    (lambda: optimizers.AdamW(weight_decay=None), "weight_decay"),
+    (lambda: optimizers.Adam(weight_decay=-0.1), "weight_decay"),
+    (lambda: optimizers.schedules.ExponentialDecay(0.1, 0, 0.9), "decay_steps"),
+    (lambda: optimizers.schedules.PiecewiseConstantDecay([10, 20], [0.1, 0.01]), "boundaries"),
+    (lambda: optimizers.Adam(amsgrad=True), "amsgrad"),
 ])
 def test_bad_arguments_raise_value_errors_naming_them(make, message):
     with pytest.raises(ValueError, match=message):
@@ -179,3 +192,107 @@ def test_adam_fused_kernel_gives_arrays_it_cannot_take_to_the_reference_update()
             results.append((p, m, v))
         for got, want in zip(*results):
             np.testing.assert_array_equal(got, want)
+
+
+# --- RMSprop, AdamW, weight decay, learning-rate schedules --------------------------------------------
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.5])
+@pytest.mark.parametrize("centered", [False, True])
+def test_rmsprop_matches_keras_form_for_three_steps(momentum, centered):
+    lr, rho, eps = 0.01, 0.9, 1e-7
+    history = run(optimizers.RMSprop(learning_rate=lr, rho=rho, momentum=momentum, centered=centered))
+    weight, velocity, average, buffer = START.copy(), np.zeros(3), np.zeros(3), np.zeros(3)
+    for grad, got in zip(GRADS, history):
+        velocity = rho * velocity + (1 - rho) * grad * grad
+        if centered:
+            average = rho * average + (1 - rho) * grad
+            step = lr * grad / np.sqrt(velocity - average * average + eps)  # epsilon INSIDE the root
+        else:
+            step = lr * grad / np.sqrt(velocity + eps)
+        buffer = momentum * buffer + step
+        weight = weight - (buffer if momentum else step)
+        np.testing.assert_allclose(got, weight, rtol=1e-14, atol=1e-15)
+
+
+def test_adamw_decays_every_weight_by_lr_times_decay_before_adams_step():
+    lr, wd = 0.01, 0.004
+    history = run(optimizers.AdamW(learning_rate=lr))
+    adam_only = run(optimizers.Adam(learning_rate=lr), steps=1)[0]
+    decay = float(np.float32(wd))  # Keras casts weight_decay through float32
+    np.testing.assert_allclose(history[0], adam_only - START * decay * lr, rtol=1e-14)
+    assert optimizers.get("adamw").get_config()["weight_decay"] == 0.004
+
+
+def test_weight_decay_works_with_every_optimizer_and_a_schedule():
+    schedule = optimizers.schedules.ExponentialDecay(0.1, decay_steps=1, decay_rate=0.5)
+    history = run(optimizers.SGD(learning_rate=schedule, weight_decay=0.1), steps=2)
+    decay = float(np.float32(0.1))
+    weight = START.copy()
+    for step, (grad, got) in enumerate(zip(GRADS, history)):
+        rate = float(np.float32(0.1) * np.float32(0.5) ** np.float32(step))
+        weight = weight - weight * decay * rate
+        weight = weight - grad * rate
+        np.testing.assert_allclose(got, weight, rtol=1e-14)
+
+
+def test_exponential_decay_values_and_staircase():
+    schedule = optimizers.schedules.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5)
+    assert schedule(0) == pytest.approx(0.1) and schedule(10) == pytest.approx(0.05) and schedule(5) == pytest.approx(
+        0.1 * 0.5**0.5, rel=1e-6)
+    staircase = optimizers.schedules.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5, staircase=True)
+    assert staircase(9) == pytest.approx(0.1) and staircase(10) == pytest.approx(0.05)
+    assert schedule(3).dtype == np.float32  # Keras computes schedules in float32
+
+
+def test_piecewise_constant_decay_switches_after_each_boundary():
+    schedule = optimizers.schedules.PiecewiseConstantDecay([10, 20], [1.0, 0.5, 0.1])
+    assert [float(schedule(s)) for s in (0, 10, 11, 20, 21, 1000)] == [1.0, 1.0, 0.5, 0.5, pytest.approx(0.1),
+                                                                       pytest.approx(0.1)]
+
+
+def test_cosine_decay_with_and_without_warmup():
+    schedule = optimizers.schedules.CosineDecay(1.0, decay_steps=100, alpha=0.1)
+    assert schedule(0) == pytest.approx(1.0) and schedule(50) == pytest.approx(0.55, rel=1e-6)
+    assert schedule(100) == pytest.approx(0.1, rel=1e-6) and schedule(500) == pytest.approx(0.1, rel=1e-6)
+    warm = optimizers.schedules.CosineDecay(0.0, decay_steps=10, warmup_target=1.0, warmup_steps=10)
+    assert warm(5) == pytest.approx(0.5) and warm(10) == pytest.approx(1.0) and warm(20) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_a_schedule_is_read_at_the_number_of_updates_done():
+    schedule = optimizers.schedules.PiecewiseConstantDecay([1], [0.5, 0.25])
+    optimizer = optimizers.SGD(learning_rate=schedule)
+    assert optimizer.learning_rate == 0.5
+    weight = np.array([1.0])
+    rates = []
+    for _ in range(3):
+        rates.append(optimizer.learning_rate)
+        optimizer.apply([weight], [np.array([1.0])])
+    assert rates == [0.5, 0.5, 0.25]  # steps 0 and 1 are <= the boundary 1, as in Keras
+    np.testing.assert_allclose(weight, [1.0 - 0.5 - 0.5 - 0.25])
+
+
+def test_learning_rate_is_settable_unless_it_is_a_schedule():
+    optimizer = optimizers.Adam()
+    optimizer.learning_rate = 0.01
+    assert optimizer.learning_rate == 0.01 and optimizer.get_config()["learning_rate"] == 0.01
+    with pytest.raises(ValueError, match="learning_rate"):
+        optimizer.learning_rate = -1.0
+    scheduled = optimizers.Adam(optimizers.schedules.CosineDecay(0.1, 10))
+    with pytest.raises(TypeError, match="not settable"):
+        scheduled.learning_rate = 0.01
+
+
+@pytest.mark.parametrize("make", [lambda: optimizers.RMSprop(momentum=0.5, centered=True), lambda: optimizers.AdamW()])
+def test_new_optimizers_keep_float32_and_restore_their_state(make):
+    optimizer = make()
+    weight = START.astype(np.float32)
+    for grad in GRADS[:2]:
+        optimizer.apply([weight], [grad.astype(np.float32)])
+    assert weight.dtype == np.float32 and all(s.dtype == np.float32 for s in optimizer.get_state())
+    clone = make()
+    clone_weight = weight.copy()
+    clone.set_state(optimizer.get_state(), [clone_weight], optimizer.iterations)
+    optimizer.apply([weight], [GRADS[2].astype(np.float32)])
+    clone.apply([clone_weight], [GRADS[2].astype(np.float32)])
+    np.testing.assert_array_equal(weight, clone_weight)

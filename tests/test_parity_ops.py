@@ -440,3 +440,228 @@ def test_binary_cross_entropy_matches_keras_on_probabilities(dtype, shape, extre
         return tf.reduce_mean(keras.losses.binary_crossentropy(y, p))
 
     check_loss("binary_cross_entropy", tf_loss, probs, labels, dtype)
+
+
+# ------------------------------------------------------------------------------------------------
+# Keras's other activations (by the functions Keras's string names resolve to, with their defaults)
+# ------------------------------------------------------------------------------------------------
+
+
+def keras_activations():
+    import keras
+
+    a = keras.activations
+    return {
+        "tanh": (a.tanh, lambda x: engine.tanh_forward(x)),
+        "elu": (a.elu, lambda x: engine.elu_forward(x)),
+        "elu_alpha_0.5": (lambda x: a.elu(x, alpha=0.5), lambda x: engine.elu_forward(x, alpha=0.5)),
+        "gelu": (a.gelu, lambda x: engine.gelu_forward(x)),  # Keras 3 default: approximate=False
+        "gelu_tanh": (lambda x: a.gelu(x, approximate=True), lambda x: engine.gelu_forward(x, approximate=True)),
+        "leaky_relu": (a.leaky_relu, lambda x: engine.leaky_relu_forward(x)),  # default slope 0.2
+        "softplus": (a.softplus, lambda x: engine.softplus_forward(x)),
+        "silu": (a.silu, lambda x: engine.silu_forward(x)),
+        "swish": (a.swish, lambda x: engine.silu_forward(x)),
+        "relu6": (lambda x: a.relu(x, max_value=6.0), lambda x: engine.relu_general_forward(x, max_value=6.0)),
+        "relu_options": (
+            lambda x: a.relu(x, negative_slope=0.1, max_value=1.5, threshold=0.25),
+            lambda x: engine.relu_general_forward(x, negative_slope=0.1, max_value=1.5, threshold=0.25),
+        ),
+        "relu_slope": (lambda x: a.relu(x, negative_slope=0.3), lambda x: engine.relu_general_forward(x, 0.3)),
+    }
+
+
+KERAS_ACTIVATION_NAMES = ["tanh", "elu", "elu_alpha_0.5", "gelu", "gelu_tanh", "leaky_relu", "softplus", "silu",
+                          "swish", "relu6", "relu_options", "relu_slope"]
+BACKWARDS = {"tanh": "tanh", "elu": "elu", "gelu": "gelu", "leaky": "leaky_relu", "softplus": "softplus",
+             "silu": "silu", "swish": "silu", "relu": "relu_general", "relu6": "relu_general"}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", KERAS_ACTIVATION_NAMES)
+@pytest.mark.parametrize("scale", [1.0, 8.0])
+def test_keras_activation_forward_and_gradient_match_tf(dtype, name, scale):
+    keras_function, forward = keras_activations()[name]
+    rng = rng_for("keras_activation", dtype, name, scale)
+    x = (scale * away_from_zero(rng, (6, 10), "float64")).astype(dtype)
+    if name.startswith("relu"):  # keep clear of the threshold and the ceiling as well
+        x = np.where(np.abs(x - 0.25) < 0.05, x + 0.1, x)
+        x = np.where(np.abs(np.abs(x) - 1.5) < 0.05, x + 0.1, x).astype(dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+
+    y_tf, (dx_tf,) = tf_forward_and_gradients(keras_function, [x], dy)
+    y, cache = forward(x)
+    dx = getattr(engine, BACKWARDS[name.split("_")[0]] + "_backward")(dy, cache)
+
+    assert y.dtype == dx.dtype == np.dtype(dtype)
+    assert_close(y, y_tf, what=f"{name} y")
+    assert_close(dx, dx_tf, what=f"{name} dx")
+
+
+RELU_KINKS = [
+    # (keras.activations.relu options, x values sitting exactly on the kinks)
+    ({}, [-1.0, 0.0, 2.0]),
+    ({"negative_slope": 0.5}, [-2.0, 0.0, 3.0]),
+    ({"max_value": 6.0}, [0.0, 6.0, 7.0]),
+    ({"max_value": 2.0}, [0.0, 1.0, 2.0, 3.0]),
+    ({"threshold": 1.0}, [0.0, 1.0, 1.5]),
+    ({"negative_slope": 0.5, "threshold": 1.0}, [0.0, 1.0, 2.0]),
+    ({"negative_slope": 0.5, "max_value": 2.0}, [-1.0, 0.0, 2.0, 2.5]),
+    ({"negative_slope": 0.5, "max_value": 6.0}, [-1.0, 0.0, 6.0, 7.0]),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("options, values", RELU_KINKS)
+def test_relu_options_gradient_at_the_kinks_is_tfs(dtype, options, values):
+    import keras
+
+    x = np.array([values], dtype=dtype)
+    dy = np.arange(1, x.size + 1, dtype=dtype).reshape(x.shape)
+    y_tf, (dx_tf,) = tf_forward_and_gradients(lambda a: keras.activations.relu(a, **options), [x], dy)
+    y, cache = engine.relu_general_forward(x, **options)
+    np.testing.assert_array_equal(y, y_tf)
+    np.testing.assert_array_equal(engine.relu_general_backward(dy, cache), dx_tf)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_leaky_relu_and_elu_gradients_at_zero_are_tfs(dtype):
+    import keras
+
+    x = np.array([[0.0, -0.0]], dtype=dtype)
+    dy = np.array([[3.0, 5.0]], dtype=dtype)
+    for keras_function, name in ((keras.activations.leaky_relu, "leaky_relu"), (keras.activations.elu, "elu")):
+        _, (dx_tf,) = tf_forward_and_gradients(keras_function, [x], dy)
+        _, cache = getattr(engine, f"{name}_forward")(x)
+        np.testing.assert_array_equal(getattr(engine, f"{name}_backward")(dy, cache), dx_tf, err_msg=name)
+
+
+# ------------------------------------------------------------------------------------------------
+# average pooling, global pooling
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("x_shape, pool_size, strides, padding", POOL_CASES)
+def test_avg_pool2d_forward_and_gradient_match_tf_nn_avg_pool2d(dtype, x_shape, pool_size, strides, padding):
+    rng = rng_for("avg_pool", dtype, x_shape, pool_size, strides, padding)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    ksize = list(np.broadcast_to(pool_size, 2))
+    tf_strides = ksize if strides is None else list(np.broadcast_to(strides, 2))
+
+    def tf_pool(a):
+        return tf.nn.avg_pool2d(a, ksize=ksize, strides=tf_strides, padding=padding.upper())
+
+    dy = rng.standard_normal(tf_pool(tf.constant(x)).shape).astype(dtype)
+    y_tf, (dx_tf,) = tf_forward_and_gradients(tf_pool, [x], dy)
+    y, cache = engine.avg_pool2d_forward(x, pool_size, strides, padding)
+    dx = engine.avg_pool2d_backward(dy, cache)
+
+    assert y.dtype == dx.dtype == np.dtype(dtype)
+    assert_close(y, y_tf, what="avg_pool2d y")
+    assert_close(dx, dx_tf, what="avg_pool2d dx")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["avg", "max"])
+def test_global_pooling_forward_and_gradient_match_keras_layers(dtype, kind):
+    import keras
+
+    rng = rng_for("global_pool", dtype, kind)
+    x = distinct_values(rng, (3, 5, 4, 6), dtype)
+    dy = rng.standard_normal((3, 6)).astype(dtype)
+    layer = (keras.layers.GlobalAveragePooling2D if kind == "avg" else keras.layers.GlobalMaxPooling2D)(dtype=dtype)
+    y_tf, (dx_tf,) = tf_forward_and_gradients(layer, [x], dy)
+    y, cache = getattr(engine, f"global_{kind}_pool2d_forward")(x)
+    dx = getattr(engine, f"global_{kind}_pool2d_backward")(dy, cache)
+    assert y.dtype == dx.dtype == np.dtype(dtype)
+    assert_close(y, y_tf, what=f"global_{kind}_pool2d y")
+    assert_close(dx, dx_tf, what=f"global_{kind}_pool2d dx")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_global_max_pool2d_splits_ties_like_tf_reduce_max(dtype):
+    import keras
+
+    grid = np.array([[1.0, 3.0, 0.0, 3.0],
+                     [2.0, 3.0, 3.0, 0.0]], dtype=dtype)
+    x = grid.reshape(1, 2, 4, 1)
+    dy = np.array([[12.0]], dtype=dtype)
+    expected = np.array([[0, 3, 0, 3], [0, 3, 3, 0]], dtype=dtype).reshape(x.shape)
+    _, (dx_tf,) = tf_forward_and_gradients(keras.layers.GlobalMaxPooling2D(dtype=dtype), [x], dy)
+    np.testing.assert_array_equal(dx_tf, expected, err_msg="TensorFlow itself disagrees with the hand-computed rule")
+    _, cache = engine.global_max_pool2d_forward(x)
+    np.testing.assert_array_equal(engine.global_max_pool2d_backward(dy, cache), expected)
+
+
+# ------------------------------------------------------------------------------------------------
+# batch normalisation
+# ------------------------------------------------------------------------------------------------
+
+
+def tf_batch_norm_training(x, gamma, beta, epsilon=1e-3):
+    """What Keras's BatchNormalization computes in training: tf.nn.moments, then tf.nn.batch_normalization."""
+    axes = list(range(len(x.shape) - 1))
+    mean, variance = tf.nn.moments(x, axes)
+    return tf.nn.batch_normalization(x, mean, variance, beta, gamma, epsilon)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(8, 5), (4, 5, 6, 3)])
+def test_batch_norm_training_forward_gradients_and_statistics_match_tf(dtype, shape):
+    rng = rng_for("batch_norm", dtype, shape)
+    x = (2.0 + 3.0 * rng.standard_normal(shape)).astype(dtype)
+    gamma = rng.uniform(0.5, 2.0, shape[-1]).astype(dtype)
+    beta = rng.standard_normal(shape[-1]).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+
+    y_tf, (dx_tf, dgamma_tf, dbeta_tf) = tf_forward_and_gradients(tf_batch_norm_training, [x, gamma, beta], dy)
+    mean_tf, variance_tf = tf.nn.moments(tf.constant(x), list(range(len(shape) - 1)))
+    y, cache = engine.batch_norm_forward(x, gamma, beta, epsilon=1e-3)
+    dx, dgamma, dbeta = engine.batch_norm_backward(dy, cache)
+
+    assert y.dtype == dx.dtype == dgamma.dtype == dbeta.dtype == np.dtype(dtype)
+    assert_close(y, y_tf, what="batch_norm y")
+    assert_close(cache.mean, mean_tf.numpy(), what="batch mean")
+    assert_close(cache.variance, variance_tf.numpy(), what="batch variance")
+    assert_close(dx, dx_tf, what="batch_norm dx")
+    assert_close(dgamma, dgamma_tf, what="batch_norm dgamma")
+    assert_close(dbeta, dbeta_tf, what="batch_norm dbeta")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batch_norm_inference_forward_and_gradients_match_tf(dtype):
+    rng = rng_for("batch_norm_inference", dtype)
+    x = rng.standard_normal((4, 5, 6, 3)).astype(dtype)
+    gamma, beta, mean = (rng.standard_normal(3).astype(dtype) for _ in range(3))
+    variance = rng.uniform(0.5, 2.0, 3).astype(dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+
+    def tf_inference(a, g, b):
+        return tf.nn.batch_normalization(a, tf.constant(mean), tf.constant(variance), b, g, 1e-3)
+
+    y_tf, (dx_tf, dgamma_tf, dbeta_tf) = tf_forward_and_gradients(tf_inference, [x, gamma, beta], dy)
+    y, cache = engine.batch_norm_inference_forward(x, gamma, beta, mean, variance, epsilon=1e-3)
+    dx, dgamma, dbeta = engine.batch_norm_inference_backward(dy, cache)
+    assert_close(y, y_tf, what="batch_norm_inference y")
+    assert_close(dx, dx_tf, what="batch_norm_inference dx")
+    assert_close(dgamma, dgamma_tf, what="batch_norm_inference dgamma")
+    assert_close(dbeta, dbeta_tf, what="batch_norm_inference dbeta")
+
+
+# ------------------------------------------------------------------------------------------------
+# mean squared / absolute error
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["mean_squared_error", "mean_absolute_error"])
+@pytest.mark.parametrize("shape", [(6, 1), (4, 3)])
+def test_regression_losses_match_keras(dtype, name, shape):
+    import keras
+
+    rng = rng_for("regression_loss", dtype, name, shape)
+    labels = rng.standard_normal(shape).astype(dtype)
+    predictions = (labels + rng.choice([-1.0, 1.0], shape) * rng.uniform(0.1, 1.0, shape)).astype(dtype)
+    keras_loss = {"mean_squared_error": keras.losses.MeanSquaredError(dtype=dtype),
+                  "mean_absolute_error": keras.losses.MeanAbsoluteError(dtype=dtype)}[name]
+    check_loss(name, lambda y, p: keras_loss(tf.constant(y), p), predictions, labels, dtype)

@@ -5,6 +5,12 @@ A layer is a thin stateful wrapper around stateless ops: it holds ``params`` (a 
 ``build(input_shape, rng, dtype)`` from the shape of ONE example, and runs ``forward(x, training)`` and
 ``backward(dy)``. Every op is reached through ``scratchnet.engine`` at call time, so the backend switch
 (numba or NumPy) applies at once.
+
+``params`` are the TRAINABLE weights, the ones an optimizer updates from ``grads``. A layer may also keep
+``non_trainable_params`` (Keras's non-trainable weights, e.g. BatchNormalization's moving mean and
+variance): the layer updates them itself in ``forward``; they have no gradient, no optimizer ever sees
+them, and they are saved and loaded with the model (Keras order: every param, then every non-trainable
+param).
 """
 
 import re
@@ -13,8 +19,14 @@ import numpy as np
 
 from scratchnet import engine
 
-ACTIVATIONS = ("linear", "relu", "sigmoid", "softmax")
-"""Activation names a layer accepts (None means "linear")."""
+ACTIVATIONS = ("linear", "relu", "sigmoid", "softmax", "tanh", "elu", "gelu", "leaky_relu", "softplus", "silu")
+"""Activation names a layer accepts (None means "linear"; "swish" is another name for "silu"), each with
+Keras's default arguments: elu alpha 1.0, gelu exact (approximate=False), leaky_relu slope 0.2. Every name
+but "linear" is the op pair ``engine.<name>_forward`` / ``engine.<name>_backward``."""
+
+ACTIVATION_ALIASES = {"swish": "silu"}
+"""Other names Keras accepts for an activation: ``keras.activations.swish`` is ``silu``, and a config
+written by Keras names it "silu"."""
 
 _REGISTRY = {}
 
@@ -34,9 +46,12 @@ def check_activation(activation):
     """Return the activation's name ("linear" for None), else raise a ValueError naming the argument."""
     if activation is None:
         return "linear"
-    if isinstance(activation, str) and activation.lower() in ACTIVATIONS:
-        return activation.lower()
-    raise ValueError(f"`activation` must be one of {ACTIVATIONS} or None. Received: activation={activation!r}")
+    if isinstance(activation, str):
+        name = ACTIVATION_ALIASES.get(activation.lower(), activation.lower())
+        if name in ACTIVATIONS:
+            return name
+    known = (*ACTIVATIONS, *ACTIVATION_ALIASES)
+    raise ValueError(f"`activation` must be one of {known} or None. Received: activation={activation!r}")
 
 
 def positive_int(value, name):
@@ -75,6 +90,7 @@ class Layer:
         self.input_shape = None if input_shape is None else shape_tuple(input_shape, "input_shape")
         self._declared_input_shape = self.input_shape  # what the user gave, kept in the config
         self.params = {}
+        self.non_trainable_params = {}
         self.grads = {}
         self.built = False
         self.dtype = None
@@ -112,14 +128,31 @@ class Layer:
         return tuple(input_shape)
 
     def count_params(self):
-        """Number of scalar parameters (the layer must be built)."""
+        """Number of scalar weights, trainable and not, as Keras counts (the layer must be built)."""
         if not self.built:
             raise ValueError(f"Layer {self.name!r} is not built yet: call build() (or the model) first.")
-        return sum(int(p.size) for p in self.params.values())
+        return sum(int(p.size) for p in (*self.params.values(), *self.non_trainable_params.values()))
 
     def get_weights(self):
-        """The parameter arrays in Keras order (kernel, then bias)."""
-        return list(self.params.values())
+        """Every weight array in Keras order: the params (kernel, then bias), then the non-trainable ones."""
+        return [*self.params.values(), *self.non_trainable_params.values()]
+
+    def set_weights(self, weights):
+        """Copy ``weights`` (the list ``get_weights`` returns) into the layer in place, checking every shape."""
+        targets = {**self.params, **self.non_trainable_params}
+        weights = list(weights)
+        if len(weights) != len(targets):
+            raise ValueError(
+                f"Layer {self.name!r} expects {len(targets)} weight arrays {list(targets)}; "
+                f"received a list of {len(weights)}"
+            )
+        for (key, target), value in zip(targets.items(), weights):
+            if np.shape(value) != target.shape:
+                raise ValueError(
+                    f"Weight {self.name}/{key} has shape {target.shape}; received an array of shape {np.shape(value)}"
+                )
+        for target, value in zip(targets.values(), weights):
+            target[...] = value
 
     @property
     def weights(self):
@@ -156,7 +189,7 @@ class Layer:
 
 
 class ActivatedLayer(Layer):
-    """A layer whose output goes through a fused activation (relu, sigmoid, softmax or linear).
+    """A layer whose output goes through an activation by name (``ACTIVATIONS``; linear means none).
 
     ``forward`` keeps the pre-activation ``logits`` so that a loss can use them directly, and
     ``backward(dy, from_logits=True)`` takes the gradient with respect to those logits, skipping the

@@ -95,8 +95,8 @@ class Progbar:
         now = time.perf_counter()
         if current == 1:
             self._seconds_per_step(current, now)
-        if now - self._last_draw < self.INTERVAL:
-            return
+        if now - self._last_draw < self.INTERVAL and current < self.target:
+            return  # throttled, except the last step: what a callback prints at the epoch's end follows it
         self._draw("\r" + self._line(current, values or {}, now, final=False))
         self._last_draw = now
 

@@ -1,4 +1,5 @@
-"""Cross-entropy losses, from logits and from probabilities, forward and backward, numerically stable.
+"""Losses, forward and backward: cross-entropies (from logits and from probabilities, numerically
+stable) and the regression losses mean squared and mean absolute error.
 
 Every loss is the MEAN over the batch and is returned as a 0-d NumPy scalar of the predictions'
 dtype. Every backward has the signature ``<name>_backward(dloss, cache)``, where ``dloss`` is the
@@ -25,6 +26,10 @@ __all__ = [
     "binary_cross_entropy_forward",
     "binary_cross_entropy_backward",
     "logistic_regression_gradients",
+    "mean_squared_error_forward",
+    "mean_squared_error_backward",
+    "mean_absolute_error_forward",
+    "mean_absolute_error_backward",
 ]
 
 EPSILON = 1e-7
@@ -340,3 +345,72 @@ def binary_cross_entropy_backward(dloss, cache):
     dclipped = -labels / clipped + (1 - labels) / (1 - clipped)
     dprobs = np.where((probs >= low) & (probs <= high), dclipped, 0)
     return (dprobs * (dloss / probs.size)).astype(probs.dtype, copy=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# Regression losses
+# ----------------------------------------------------------------------------------------------
+
+
+def mean_squared_error_forward(predictions, labels):
+    """Mean squared error over every element: ``loss = mean((predictions - labels)^2)``.
+
+    Args:
+        predictions: (N, ...) float array.
+        labels: the same shape (cast to the predictions' dtype).
+
+    Returns:
+        loss: 0-d scalar of the predictions' dtype; cache for ``mean_squared_error_backward``.
+
+    Notes: Keras's ``mean_squared_error`` averages over the last axis and its default reduction
+    (``sum_over_batch_size``) then over the batch: for equal-sized rows, the mean over every element.
+    Unlike Keras, labels must have the predictions' shape (Keras would broadcast (N, 1) labels against
+    (N, C) outputs without a word).
+    """
+    predictions = float_array(predictions, "predictions")
+    _check_batch(predictions, "predictions")
+    labels = _same_shape_labels(labels, predictions)
+    difference = predictions - labels
+    return _scalar((difference * difference).mean(), predictions.dtype), difference
+
+
+def mean_squared_error_backward(dloss, cache):
+    """``dpredictions = dloss * 2 * (predictions - labels) / size``.
+
+    Returns:
+        dpredictions: the predictions' shape and dtype.
+    """
+    difference = cache
+    dloss = _dloss(dloss, difference.dtype)
+    return difference * (2 * dloss / difference.size)
+
+
+def mean_absolute_error_forward(predictions, labels):
+    """Mean absolute error over every element: ``loss = mean(|predictions - labels|)``.
+
+    Args:
+        predictions: (N, ...) float array.
+        labels: the same shape (cast to the predictions' dtype).
+
+    Returns:
+        loss: 0-d scalar of the predictions' dtype; cache for ``mean_absolute_error_backward``.
+
+    Notes: as Keras's ``mean_absolute_error`` with its default reduction (see
+    ``mean_squared_error_forward``).
+    """
+    predictions = float_array(predictions, "predictions")
+    _check_batch(predictions, "predictions")
+    labels = _same_shape_labels(labels, predictions)
+    difference = predictions - labels
+    return _scalar(np.abs(difference).mean(), predictions.dtype), difference
+
+
+def mean_absolute_error_backward(dloss, cache):
+    """``dpredictions = dloss * sign(predictions - labels) / size``; 0 where they are equal (TF's |x|' at 0).
+
+    Returns:
+        dpredictions: the predictions' shape and dtype.
+    """
+    difference = cache
+    dloss = _dloss(dloss, difference.dtype)
+    return np.sign(difference) * (dloss / difference.size)
