@@ -28,7 +28,7 @@ if "tensorflow" not in sys.modules:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from benchmarks import ENGINES, installed, side  # noqa: E402  (after the TensorFlow environment)
+from benchmarks import ENGINES, installed, side
 
 OP_ENGINES = ("scratchnet", "numpy", "tensorflow")  # "numpy": scratchnet's readable reference ops
 

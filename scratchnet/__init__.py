@@ -31,7 +31,7 @@ _ATTRIBUTES = {
     "InputLayer": "scratchnet.layers",
 }
 
-__all__ = sorted(_SUBMODULES | set(_ATTRIBUTES) | {"saving", "__version__"})
+__all__ = sorted(_SUBMODULES | set(_ATTRIBUTES) | {"saving", "__version__"})  # noqa: PLE0605 - lazy names
 
 
 _MODULE_ALIASES = {"saving": "scratchnet.models.saving"}  # keras.saving.load_model / save_model

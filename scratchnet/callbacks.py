@@ -510,7 +510,7 @@ class CSVLogger(Callback):
         self._close()
         self._write_header = not (self.append and os.path.exists(self.filename)
                                   and os.path.getsize(self.filename) > 0)
-        self._file = open(self.filename, "a" if self.append else "w", newline="")
+        self._file = open(self.filename, "a" if self.append else "w", newline="")  # noqa: SIM115 - open for the run
         self.keys = self.writer = None
 
     def on_epoch_end(self, epoch, logs=None):

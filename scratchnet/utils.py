@@ -67,7 +67,7 @@ def set_random_seed(seed):
         raise ValueError(f"`seed` must be a non-negative integer. Received: seed={seed!r}")
     seed = int(seed)
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - Keras seeds NumPy's global generator too
     _GLOBAL["seed"] = seed
     _GLOBAL["model_seeds"] = np.random.default_rng(seed)
 

@@ -117,9 +117,8 @@ def _random_weights(model, seed):
 def test_pytorch_twins_compute_the_zoo_models_function(channels_last):
     """Weights copied from scratchnet, every twin predicts what scratchnet predicts: same layers, same order."""
     torch = require_torch()
-    from scratchnet import zoo
-
     from benchmarks import torch_side
+    from scratchnet import zoo
 
     for name in workloads.MODELS:
         model = _random_weights(zoo.build(name, seed=1), seed=2)

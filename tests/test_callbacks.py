@@ -251,7 +251,7 @@ def test_reduce_lr_on_plateau_factor_patience_cooldown_and_min_lr():
         assert logs["learning_rate"] == (rates[-2] if epoch else 1.0)
     # plateau from epoch 1: halve; Keras's cooldown of 2 skips one epoch; halve; skip; min_lr caps it
     assert rates == [1.0, 0.5, 0.5, 0.25, 0.25, 0.2, 0.2]
-    with pytest.raises(ValueError, match="factor >= 1.0"):
+    with pytest.raises(ValueError, match=r"factor >= 1\.0"):
         callbacks.ReduceLROnPlateau(factor=1.5)
 
 

@@ -162,7 +162,7 @@ def test_a_functional_keras_file_is_refused_pointing_to_sequential(tmp_path):
     inputs = keras.Input(shape=(4,))
     model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
     model.save(tmp_path / "functional.keras")
-    with pytest.raises(ValueError, match="Functional model.*out of scope.*Sequential"):
+    with pytest.raises(ValueError, match=r"Functional model.*out of scope.*Sequential"):
         scratchnet.load_model(tmp_path / "functional.keras")
 
 

@@ -77,7 +77,7 @@ def test_truncated_file_raises_a_value_error_naming_the_file(tmp_path):
     path = tmp_path / "m.npz"
     cnn().save(path)
     path.write_bytes(path.read_bytes()[:-200])
-    with pytest.raises(ValueError, match="m.npz.*not a valid scratchnet model file"):
+    with pytest.raises(ValueError, match=r"m\.npz.*not a valid scratchnet model file"):
         load_model(path)
 
 
@@ -85,19 +85,19 @@ def test_truncated_file_raises_a_value_error_naming_the_file(tmp_path):
 def test_non_npz_file_raises_a_value_error_naming_the_file(tmp_path, content):
     path = tmp_path / "page.npz"
     path.write_bytes(content)
-    with pytest.raises(ValueError, match="page.npz"):
+    with pytest.raises(ValueError, match=r"page\.npz"):
         load_model(path)
 
 
 def test_npz_without_a_scratchnet_config_is_rejected(tmp_path):
     path = tmp_path / "other.npz"
     np.savez(path, a=np.zeros(3))
-    with pytest.raises(ValueError, match="other.npz.*no 'config'"):
+    with pytest.raises(ValueError, match=r"other\.npz.*no 'config'"):
         load_model(path)
 
 
 def test_missing_file_raises_file_not_found(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nothing.npz"):
+    with pytest.raises(FileNotFoundError, match=r"nothing\.npz"):
         load_model(tmp_path / "nothing.npz")
 
 
@@ -214,7 +214,7 @@ def test_a_functional_keras_model_is_refused_pointing_to_sequential(tmp_path):
     path = tmp_path / "m.keras"
     keras_ready().save(path)
     rewrite_config(path, lambda config: config.update(class_name="Functional"))
-    with pytest.raises(ValueError, match="Keras Functional model.*out of scope.*Sequential"):
+    with pytest.raises(ValueError, match=r"Keras Functional model.*out of scope.*Sequential"):
         load_model(path)
 
 
@@ -237,11 +237,11 @@ def test_a_file_that_is_neither_format_gets_a_clear_error(tmp_path):
     zipped = tmp_path / "notes.keras"
     with zipfile.ZipFile(zipped, "w") as archive:
         archive.writestr("readme.txt", "hello")
-    with pytest.raises(ValueError, match="notes.keras.*not a valid scratchnet model file.*no 'config'"):
+    with pytest.raises(ValueError, match=r"notes\.keras.*not a valid scratchnet model file.*no 'config'"):
         load_model(zipped)
     text = tmp_path / "model.keras"
     text.write_text("not a model")
-    with pytest.raises(ValueError, match="model.keras.*neither an .npz archive nor a Keras .keras archive"):
+    with pytest.raises(ValueError, match=r"model\.keras.*neither an \.npz archive nor a Keras \.keras archive"):
         load_model(text)
     weights = tmp_path / "w.weights.h5"
     keras_ready().save_weights(weights)

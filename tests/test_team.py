@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from numba import njit
 
-from scratchnet.runtime import threads
 from scratchnet.runtime import team as team_module
+from scratchnet.runtime import threads
 from scratchnet.runtime.team import Team, mark_done, post_done
 
 
@@ -48,9 +48,9 @@ def test_team_runs_many_jobs_in_a_row_and_every_worker_takes_part(team):
     for call in range(300):
         team.run(_pieces(out, 3, value=float(call)))
         np.testing.assert_array_equal(out, call + np.arange(30))
-    assert team.state[0] == team._job  # noqa: SLF001 - the job count of 300 calls: one job each
-    assert team._job == 300  # noqa: SLF001
-    assert all(thread.is_alive() for thread in team._threads)  # noqa: SLF001
+    assert team.state[0] == team._job
+    assert team._job == 300
+    assert all(thread.is_alive() for thread in team._threads)
 
 
 def test_team_wakes_workers_that_went_to_sleep(team, monkeypatch):
@@ -59,10 +59,10 @@ def test_team_wakes_workers_that_went_to_sleep(team, monkeypatch):
     team.run(_pieces(out, 3))
     for call in range(5):
         for _ in range(1000):  # until both workers sleep (a few ms)
-            if team._sleepers == team.workers:  # noqa: SLF001
+            if team._sleepers == team.workers:
                 break
             threading.Event().wait(0.001)
-        assert team._sleepers == team.workers  # noqa: SLF001
+        assert team._sleepers == team.workers
         team.run(_pieces(out, 3, value=call))
         np.testing.assert_array_equal(out, call + np.arange(40))
 
@@ -76,7 +76,7 @@ def test_a_pieces_waits_are_bounded_and_report_through_state():
     mark_done(state, 0, -1, 5)  # the caller: worker 1 still on job 4, so it gives up after its pauses
     mark_done(state, -1, 1, 5)
     mark_done(state, 0, -1, 5)
-    assert team_module._finished(state, 5)  # noqa: SLF001
+    assert team_module._finished(state, 5)
     post_done(state, 0, 6)
     mark_done(state, -1, -1, 6)
     np.testing.assert_array_equal(state, [6, 5, 5])
@@ -114,16 +114,16 @@ def test_an_error_of_a_failed_job_is_not_raised_by_the_next_one(team):
 
 def test_a_busy_or_stopped_team_runs_the_pieces_on_the_calling_thread(team):
     out = np.zeros(12)
-    team._busy.acquire()  # noqa: SLF001 - as if another thread's call were running
+    team._busy.acquire()
     try:
         team.run(_pieces(out, 3, value=3.0))
     finally:
-        team._busy.release()  # noqa: SLF001
+        team._busy.release()
     np.testing.assert_array_equal(out, 3.0 + np.arange(12))
-    assert team._job == 0 and not team._threads  # noqa: SLF001 - nothing was handed to a worker
+    assert team._job == 0 and not team._threads
     team.run(_pieces(out, 3))
     team.stop()
-    assert not any(thread.is_alive() for thread in team._threads)  # noqa: SLF001
+    assert not any(thread.is_alive() for thread in team._threads)
     team.run(_pieces(out, 3, value=4.0))
     np.testing.assert_array_equal(out, 4.0 + np.arange(12))
 

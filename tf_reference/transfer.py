@@ -375,7 +375,8 @@ def from_keras(keras_model, *, compile: bool = True) -> Sequential:
                 raise TransferError(f"layer {keras_layer.name!r}: Keras has no {key!r} weight")
             if value.shape != by_name[key].shape:
                 raise TransferError(
-                    f"layer {keras_layer.name!r}: {key} has shape {by_name[key].shape}, scratchnet expects {value.shape}"
+                    f"layer {keras_layer.name!r}: {key} has shape {by_name[key].shape}, "
+                    f"scratchnet expects {value.shape}"
                 )
             weights.append(by_name[key])
     model.set_weights(weights)

@@ -15,9 +15,7 @@ from scratchnet import runtime
 
 runtime.prepare()  # the thread policy and allocator settings the kernels are tuned for
 
-from scratchnet.runtime import threads as _threads  # noqa: E402
-
-from scratchnet.kernels.activations import (  # noqa: E402
+from scratchnet.kernels.activations import (
     bias_add_backward,
     bias_add_forward,
     bias_add_relu_backward,
@@ -32,6 +30,7 @@ from scratchnet.kernels.dropout import dropout_backward, dropout_forward
 from scratchnet.kernels.fused import logistic_regression_gradients
 from scratchnet.kernels.optimizers import adam_update
 from scratchnet.kernels.pooling import max_pool2d_backward, max_pool2d_forward
+from scratchnet.runtime import threads as _threads
 
 __all__ = [
     "bias_add_relu_forward",

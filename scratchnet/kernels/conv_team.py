@@ -181,7 +181,8 @@ def _backward_piece(sgemm, plan, span, operands, state, post_slot, done_slot, jo
     k = dkernel2d.shape[0]
     chunk = min(per_chunk, n1 - n0)
     cols_buffer = np.empty((k, chunk * rows) if cols_t else (chunk * rows, k), dtype=dy2d.dtype)
-    dcols_buffer = np.empty((chunk * rows if mode == DX_GATHER or mode == DX_SCATTER else 0, k), dtype=dy2d.dtype)
+    cols_dx = mode == DX_GATHER or mode == DX_SCATTER
+    dcols_buffer = np.empty((chunk * rows if cols_dx else 0, k), dtype=dy2d.dtype)
     h = dx_buffer.shape[1]
     w = dx_buffer.shape[2] // ci if mode == DX_TRANSPOSED else 0
     dy_cols_buffer = np.empty((chunk * h * w, flipped.shape[0]), dtype=dy2d.dtype)  # (rows of dx, KH*KW*CO)
@@ -195,7 +196,7 @@ def _backward_piece(sgemm, plan, span, operands, state, post_slot, done_slot, jo
             dy_cols = dy_cols_buffer[: (c1 - c0) * h * w]
             _im2col(dy_padded, dy_sizes, c0, c1, dy_cols)
             blas.sgemm_rows(sgemm, dy_cols, flipped, dx_all_rows[c0 * h * w : c1 * h * w], False, 0.0)
-        elif mode == DX_GATHER or mode == DX_SCATTER:
+        elif cols_dx:
             dcols = dcols_buffer[: (c1 - c0) * rows]
             blas.sgemm_rows(sgemm, dy_rows, kernel_t, dcols, False, 0.0)
             if mode == DX_GATHER:

@@ -157,8 +157,7 @@ class Layer:
     @property
     def weights(self):
         """Keras's ``layer.weights``: every weight as a named live array (empty before the layer is built)."""
-        # The named view lives with the models, which list weights the same way.
-        from scratchnet.models.weights import Weight, layer_weights
+        from .weights import Weight, layer_weights  # weights.py reads layers: imported when first asked
 
         return [Weight(array, key, f"{self.name}/{key}", trainable) for key, array, trainable in layer_weights(self)]
 

@@ -33,9 +33,9 @@ from scratchnet import layers as layers_module
 from scratchnet import metrics as metrics_module
 from scratchnet.fileio import atomic_write
 from scratchnet.layers.base import FUNCTIONAL_API_MESSAGE, snake_case
+from scratchnet.layers.weights import layer_weights
 
 from .registry import model_class
-from .weights import layer_weights
 
 __all__ = ["save_keras", "load_keras", "save_weights_h5", "load_weights_h5", "is_keras_archive", "is_hdf5",
            "KERAS_LAYERS"]
@@ -129,7 +129,7 @@ def _keras_compile_config(model):
             "keras.optimizers.schedules", learning_rate["class_name"], learning_rate.get("config", {}))
     optimizer["config"].setdefault("name", optimizer["class_name"].lower())
     loss = losses.serialize(model.loss)
-    metrics = [name for name in model.metric_names]
+    metrics = list(model.metric_names)
     return {"optimizer": _keras_object("keras.optimizers", optimizer["class_name"], optimizer["config"]),
             "loss": _keras_object("keras.losses", loss["class_name"], loss["config"]), "loss_weights": None,
             "metrics": metrics or None, "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1,
@@ -454,9 +454,9 @@ def load_keras(path, compile=True):
     try:
         with h5py.File(io.BytesIO(weights), "r") as h5:
             _read_layer_weights(h5, model, path)
-            if compile and config.get("compile_config"):
-                if _compile_from_keras(model, config["compile_config"], path):
-                    _read_optimizer_state(h5, model)
+            if (compile and config.get("compile_config")
+                    and _compile_from_keras(model, config["compile_config"], path)):
+                _read_optimizer_state(h5, model)
     except OSError as error:
         raise _error(path, f"its {WEIGHTS} is not a readable HDF5 file ({error})") from None
     return model

@@ -26,11 +26,11 @@ from scratchnet.layers.base import (
     shape_tuple,
     snake_case,
 )
+from scratchnet.layers.weights import Tensor, Weight, layer_weights
 
 from . import progress
-from .training import Batches, Running, should_validate
 from .registry import register_model_class
-from .weights import Tensor, Weight, layer_weights
+from .training import Batches, Running, should_validate
 
 __all__ = ["Sequential", "Model", "DivergenceError"]
 
@@ -557,7 +557,8 @@ class Sequential:
         steps = _check_positive_int(steps, "steps", allow_none=True)
         steps_per_epoch = _check_positive_int(steps_per_epoch, "steps_per_epoch", allow_none=True)
         if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) or initial_epoch < 0:
-            raise ValueError(f"`initial_epoch` must be a non-negative integer. Received: initial_epoch={initial_epoch!r}")
+            raise ValueError(
+                f"`initial_epoch` must be a non-negative integer. Received: initial_epoch={initial_epoch!r}")
         verbose = progress.resolve_verbose(verbose)
         if sample_weight is not None and class_weight is not None:
             raise ValueError("Arguments `sample_weight` and `class_weight` cannot be specified at the same time.")

@@ -35,7 +35,7 @@ class Batches:
     def take(self, limit, carry_on):
         if not carry_on or self.position in (0, self.per_pass):
             self._new_pass()
-        for taken in range(limit):
+        for _ in range(limit):
             if self.position >= self.per_pass:
                 warnings.warn("Your input ran out of data; the epoch ends early. Make sure that "
                               "`steps_per_epoch` is at most ceil(len(x) / batch_size) for a full epoch.",

@@ -165,7 +165,7 @@ def mark_done(state, post_slot, done_slot, job):
 @njit(cache=True, nogil=True)
 def _finished(state, job):
     """True if every worker's slot holds `job`."""
-    for slot in range(1, state.size):
+    for slot in range(1, state.size):  # noqa: SIM110 - a loop numba compiles, no generator
         if _load(state, slot) != job:
             return False
     return True

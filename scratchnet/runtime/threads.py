@@ -233,7 +233,7 @@ def _limit_numba_threads(count: int) -> None:
     import numba
     from numba.np.ufunc import parallel
 
-    if parallel._is_initialized:
+    if parallel._is_initialized:  # noqa: SLF001 - numba's only record of whether its pool started
         numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
 
 
@@ -248,13 +248,13 @@ def info() -> dict[str, Any]:
         for entry in threadpool_info()
         if entry.get("user_api") == "blas"
     ]
+    started = bool(parallel._is_initialized)  # noqa: SLF001 - see _limit_numba_threads
     return {
         "policy": "one thread per core: BLAS threads outside the kernels, worker threads inside",
         "configured": _configured is not None,
         "available_cores": available_cores(),
         "num_threads": None if _configured is None else _configured["num_threads"],
         "blas": blas,
-        "numba_pool_started": bool(parallel._is_initialized),
-        "numba_num_threads": numba.get_num_threads() if parallel._is_initialized
-        else numba.config.NUMBA_NUM_THREADS,
+        "numba_pool_started": started,
+        "numba_num_threads": numba.get_num_threads() if started else numba.config.NUMBA_NUM_THREADS,
     }

@@ -226,7 +226,7 @@ def training_and_evaluation_guide(keras, data, workdir):
     predictions = model.predict(x_test[:3])
     print("predictions shape:", predictions.shape)
 
-    class_weight = {i: 1.0 for i in range(10)}
+    class_weight = dict.fromkeys(range(10), 1.0)
     class_weight[5] = 2.0
     model = get_compiled_model()
     model.fit(x_train, y_train, class_weight=class_weight, batch_size=64, epochs=1)
