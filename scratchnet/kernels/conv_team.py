@@ -181,7 +181,7 @@ def _backward_piece(sgemm, plan, span, operands, state, post_slot, done_slot, jo
     k = dkernel2d.shape[0]
     chunk = min(per_chunk, n1 - n0)
     cols_buffer = np.empty((k, chunk * rows) if cols_t else (chunk * rows, k), dtype=dy2d.dtype)
-    cols_dx = mode == DX_GATHER or mode == DX_SCATTER
+    cols_dx = mode in (DX_GATHER, DX_SCATTER)
     dcols_buffer = np.empty((chunk * rows if cols_dx else 0, k), dtype=dy2d.dtype)
     h = dx_buffer.shape[1]
     w = dx_buffer.shape[2] // ci if mode == DX_TRANSPOSED else 0
