@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from scratchnet import engine
+from scratchnet import distributed, engine
 from scratchnet import layers as layers_module
 from scratchnet import losses, optimizers
 from scratchnet import metrics as metrics_module
@@ -80,6 +80,7 @@ class Sequential:
         self.optimizer = self.loss = None
         self.metric_names, self._metric_functions = [], []
         self.stop_training = False
+        self.distribution = distributed.SINGLE_PROCESS  # distributed.data_parallel(model) spreads fit over processes
         for layer in layers or []:
             self.add(layer)
         if self.input_shape is not None and not self.built:
@@ -248,6 +249,7 @@ class Sequential:
         for layer in self.layers[:min(self._backward_stop, last)]:
             layer.release_caches()
         grads = [layer.grads[key] for layer in self.layers for key in layer.params]
+        loss = self.distribution.reduce_gradients(grads, loss)  # with several processes: the global batch's
         self.optimizer.apply(self._params, grads)
         return loss, y_pred
 
@@ -271,14 +273,17 @@ class Sequential:
         layer.logits = logits
         y_pred, layer._activation_cache = engine.sigmoid_forward(logits)
         layer.grads = {"kernel": dkernel, "bias": dbias} if layer.use_bias else {"kernel": dkernel}
-        self.optimizer.apply(self._params, [layer.grads[key] for key in layer.params])
+        grads = [layer.grads[key] for key in layer.params]
+        loss = self.distribution.reduce_gradients(grads, loss)
+        self.optimizer.apply(self._params, grads)
         return loss, y_pred
 
     def train_step(self, x, y):
         """One optimizer update on the batch (x, y); returns the batch's loss before the update (a float)."""
         self._check_compiled()
         x = self._check_inputs(x)
-        return self._train_batch(x, self._targets(y, len(x)), self._fused())[0]
+        x, y = self.distribution.local_batch(x, self._targets(y, len(x)))  # this process's rows of the batch
+        return self._train_batch(x, y, self._fused())[0]
 
     # ------------------------------------------------------------------------------------------
     # fit / evaluate / predict
@@ -310,6 +315,7 @@ class Sequential:
             hook.set_model(self)
         shuffle_rng = self._shuffle_rng if seed is None else np.random.default_rng(seed)
         batches_per_epoch = math.ceil(len(x) / batch_size)
+        verbose = verbose if self.distribution.is_chief else 0  # one progress display: rank 0's
         history.params = {"epochs": epochs, "steps": batches_per_epoch, "batch_size": batch_size, "verbose": verbose}
         self.stop_training, done, logs = False, 0, {}
         for hook in hooks:
@@ -365,6 +371,7 @@ class Sequential:
             rows = slice(batch * batch_size, (batch + 1) * batch_size)
             if order is not None:
                 rows = order[rows]
+            rows = self.distribution.local_rows(rows, len(x))  # with several processes: this one's part
             x_batch, y_batch = x[rows], y[rows]
             loss, y_pred = self._train_batch(x_batch, y_batch, fused)
             loss_sum, seen = loss_sum + loss * len(x_batch), seen + len(x_batch)
@@ -379,11 +386,14 @@ class Sequential:
                     bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
             for callback in callbacks:
                 callback.on_train_batch_end(batch, {**logs, "batch_loss": loss, "step": done + batch + 1})
+        loss_sum, seen, *metric_sums = self.distribution.reduce_sums([loss_sum, seen, *metric_sums])
         return {"loss": loss_sum / seen, **{k: s / seen for k, s in zip(self.metric_names, metric_sums)}}
 
     def _evaluate_prepared(self, x, y, batch_size):
         """[loss, *metrics] over prepared (x, y), in inference mode, each batch weighted by its size."""
         fused = self._fused()
+        n = len(x)
+        x, y = self.distribution.local_share(x, y)  # with several processes, each evaluates its share
         loss_sum, metric_sums = 0.0, [0.0] * len(self._metric_functions)
         for start in range(0, len(x), batch_size):
             x_batch, y_batch = x[start:start + batch_size], y[start:start + batch_size]
@@ -391,7 +401,8 @@ class Sequential:
             loss_sum += float(self._loss(y_batch, y_pred, fused)[0]) * len(x_batch)
             for i, function in enumerate(self._metric_functions):
                 metric_sums[i] += float(function(y_batch, y_pred).sum())
-        return [loss_sum / len(x)] + [s / len(x) for s in metric_sums]
+        loss_sum, *metric_sums = self.distribution.reduce_sums([loss_sum, *metric_sums])
+        return [loss_sum / n] + [s / n for s in metric_sums]
 
     def evaluate(self, x, y, batch_size=32, verbose=0):
         """Loss and metrics on (x, y) without dropout: ``[loss, accuracy]`` (just the loss with no metrics).
