@@ -1,8 +1,8 @@
 """Programs the distributed tests start, alone or under ``mpirun``: ``python tests/distributed_programs.py MODE OUT``.
 
-fit       train mlp and kaggle_cnn in float64 for 30 steps of fit on real MNIST digits, data-parallel over the
-          processes (one process: the reference); rank 0 writes the weights and histories to OUT (.npz) with every
-          rank's weight digest, to show the replicas stay identical.
+fit       train mlp and kaggle_cnn in float64 and float32 for 30 steps of fit on real MNIST digits, data-parallel
+          over the processes (one process: the reference); rank 0 writes the weights and histories to OUT (.npz)
+          with every rank's weight digest, to show the replicas stay identical.
 steps     30 float32 train_steps of mlp and kaggle_cnn, each from the one-process run's weights and optimizer
           state before that step: alone it writes that trajectory to OUT; under mpirun it reads it from
           OUT + ".reference.npz" and rank 0 writes the weights after each step to OUT.
@@ -37,7 +37,7 @@ def fit(out):
     x, y = digits()
     results = {}
     for name, batch_size in (("mlp", 100), ("kaggle_cnn", 32)):
-        for dtype in ("float64",):
+        for dtype in ("float64", "float32"):
             model = zoo.build(name, seed=0, dtype=dtype)
             distribution = distributed.data_parallel(model, comm)
             images = x.astype(dtype)

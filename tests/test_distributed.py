@@ -154,23 +154,29 @@ def weights_of(results, key):
 
 
 @pytest.mark.parametrize("processes", [2, 3])
-def test_fit_on_several_processes_equals_one_process_in_float64(processes, one_process_fit, tmp_path):
+def test_fit_on_several_processes_equals_one_process(processes, one_process_fit, tmp_path):
     """30 steps of fit (uneven slices with 3 processes and in every epoch's short last batch, dropout in
-    kaggle_cnn, reshuffled epochs, validation): weights within 1e-10 of one process, metrics alike, and every
-    process ends with bit-identical weights."""
+    kaggle_cnn, reshuffled epochs, validation): float64 weights within 1e-10 of one process and the same metrics,
+    float32 weights within 1e-4; every process ends with bit-identical weights.
+
+    float32 runs free: a ReLU or max-pooling choice that float32 rounding flips differently in two runs moves
+    them apart by more (see the per-step test below and docs/distributed.md); these seeds have none here."""
     code, _, stderr, _ = program("fit", tmp_path / "many.npz", processes)
     assert code == 0, stderr
     many = dict(np.load(tmp_path / "many.npz"))
-    for key in ("mlp_float64", "kaggle_cnn_float64"):
-        reference = weights_of(one_process_fit, key)
-        assert len(reference) in (6, 8) and all(w.dtype == np.float64 for w in reference)
-        difference = relative_difference(weights_of(many, key), reference)
-        assert difference < 1e-10, f"{key} on {processes} processes: {difference:.2e}"
-        assert len(set(many[f"{key}/digests"])) == 1 and len(many[f"{key}/digests"]) == processes
+    for name in ("mlp", "kaggle_cnn"):
+        for dtype, tolerance in (("float64", 1e-10), ("float32", 1e-4)):
+            key = f"{name}_{dtype}"
+            reference = weights_of(one_process_fit, key)
+            assert len(reference) in (6, 8) and all(w.dtype == dtype for w in reference)
+            difference = relative_difference(weights_of(many, key), reference)
+            assert difference < tolerance, f"{key} on {processes} processes: {difference:.2e}"
+            assert len(set(many[f"{key}/digests"])) == 1 and len(many[f"{key}/digests"]) == processes
+        key = f"{name}_float64"
         history, reference_history = (json.loads(str(r[f"{key}/history"])) for r in (many, one_process_fit))
         assert history.keys() == reference_history.keys() == {"loss", "accuracy", "val_loss", "val_accuracy"}
-        for name, values in reference_history.items():
-            np.testing.assert_allclose(history[name], values, rtol=1e-10, err_msg=f"{key} {name}")
+        for metric, values in reference_history.items():
+            np.testing.assert_allclose(history[metric], values, rtol=1e-10, err_msg=f"{key} {metric}")
         np.testing.assert_allclose(many[f"{key}/evaluation"], one_process_fit[f"{key}/evaluation"], rtol=1e-10)
 
 
@@ -181,9 +187,9 @@ def test_every_float32_step_on_several_processes_equals_the_one_process_step(pro
 
     Each step starts from the same state because float32 rounding differs between any two ways of summing a
     gradient, and a ReLU or max-pooling choice such a difference flips sends a free-running float32 run on
-    another path: the one-process float32 kaggle_cnn run itself ends 0.2 away from its float64 twin after 30
-    steps for seed 3, from one pooling near-tie at step 4 (see docs/distributed.md). float64 is compared free
-    running above."""
+    another path: the one-process float32 kaggle_cnn run itself ends 6e-3 away from its float64 twin after 30
+    steps with seed 3, from one pooling near-tie at step 4 (docs/distributed.md). This test holds whatever the
+    seeds and the CPU's rounding."""
     out = tmp_path / "many.npz"
     code, _, stderr, _ = program("steps", str(out) + ".reference.npz")
     assert code == 0, stderr
