@@ -136,6 +136,7 @@ def run(args, comm=None):
                     if data.get("x_val") is not None else (None, None))
     x_test, y_test = (prepare(data["x_test"], data["y_test"], name, recipe)
                       if data.get("y_test") is not None else (None, None))
+    _check_split(recipe, len(x_train), model.distribution.size)
     say(f"model {name} ({model.count_params():,} parameters) on {data['name']}: "
         f"{len(x_train):,} training, {0 if x_val is None else len(x_val):,} validation, "
         f"{0 if x_test is None else len(x_test):,} test images; {_describe(recipe)}")
@@ -186,6 +187,18 @@ def run(args, comm=None):
                                  class_names=data.get("classes"), tsne=args.tsne)
         say(f"wrote {len(written)} pictures to {args.plots}")
     return summary
+
+
+def _check_split(recipe, n, processes):
+    """Every process needs a row of every batch, an epoch's short last one included: say so before training."""
+    if processes == 1 or recipe.batch_size is None:
+        return
+    last = n % recipe.batch_size if recipe.schedule == "epochs" else 0
+    smallest = min(recipe.batch_size, last or recipe.batch_size)
+    if smallest < processes:
+        raise TrainingError(f"batches of {smallest} images cannot be split over {processes} processes (each needs "
+                            f"one): choose a --batch-size whose batches, the last of an epoch of {n:,} images "
+                            "included, hold at least one image per process, or run fewer processes")
 
 
 def _printer(args, chief=True):

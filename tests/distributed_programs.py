@@ -9,6 +9,7 @@ steps     30 float32 train_steps of mlp and kaggle_cnn, each from the one-proces
 raise     rank 1 raises after a first Allreduce while rank 0 waits in a second one.
 kill      rank 1 kills itself (SIGKILL) while rank 0 waits in an Allreduce.
 cli-error rank 1's data loading fails inside the train CLI while rank 0 goes on into training.
+threads   every rank prints the thread count ``distributed.world()`` gave it.
 """
 
 import hashlib
@@ -119,6 +120,11 @@ def cli_error_on_rank_1(out):
     sys.exit(train.main(["--model", "mlp", "--steps", "1000", "--no-save", "--quiet"]))
 
 
+def threads(out):
+    distributed.world()
+    print(os.environ["SCRATCHNET_NUM_THREADS"], flush=True)
+
+
 def distributed_in_place():
     from mpi4py import MPI
 
@@ -127,5 +133,5 @@ def distributed_in_place():
 
 if __name__ == "__main__":
     modes = {"fit": fit, "steps": steps, "raise": raise_on_rank_1, "kill": kill_rank_1,
-             "cli-error": cli_error_on_rank_1}
+             "cli-error": cli_error_on_rank_1, "threads": threads}
     modes[sys.argv[1]](sys.argv[2])

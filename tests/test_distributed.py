@@ -118,13 +118,13 @@ def mpirun_path():
     return found
 
 
-def launch(command, processes=None, timeout=300):
-    """Run ``command`` (alone, or under ``mpirun -n processes``) with one thread per process; returns
-    (exit code, stdout, stderr, seconds). Open MPI refuses root unless told; CI runs as root."""
-    env = dict(os.environ, PYTHONPATH=str(REPO), SCRATCHNET_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1",
-               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", SCRATCHNET_HOME=os.environ.get("SCRATCHNET_HOME", ""))
-    if not env["SCRATCHNET_HOME"]:
-        del env["SCRATCHNET_HOME"]
+def launch(command, processes=None, timeout=300, threads="1"):
+    """Run ``command`` (alone, or under ``mpirun -n processes``) with ``threads`` per process (None: the
+    default); returns (exit code, stdout, stderr, seconds). Open MPI refuses root unless told; CI runs as root."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    env.pop("SCRATCHNET_NUM_THREADS", None)
+    if threads is not None:
+        env["SCRATCHNET_NUM_THREADS"] = threads
     if processes is not None:
         command = [mpirun_path(), "--oversubscribe", "-n", str(processes), *command]
     start = time.perf_counter()
@@ -135,8 +135,8 @@ def launch(command, processes=None, timeout=300):
     return done.returncode, done.stdout, done.stderr, time.perf_counter() - start
 
 
-def program(mode, out, processes=None, timeout=300):
-    return launch([sys.executable, str(PROGRAMS), mode, str(out)], processes, timeout)
+def program(mode, out, processes=None, timeout=300, threads="1"):
+    return launch([sys.executable, str(PROGRAMS), mode, str(out)], processes, timeout, threads)
 
 
 @pytest.fixture(scope="module")
@@ -240,6 +240,28 @@ def test_an_error_in_the_train_cli_of_one_process_ends_them_all_with_exit_code_1
     assert code == 1
     assert "error: rank 1 cannot read its data" in stderr.splitlines()
     assert seconds < 60
+
+
+def test_train_cli_refuses_batches_too_small_to_give_every_process_a_row_before_training():
+    command = [sys.executable, "-m", "scratchnet.train", "--model", "mlp", "--batch-size", "2", "--steps", "5",
+               "--no-save", "--quiet"]
+    code, stdout, stderr, _ = launch(command, processes=3, timeout=300)
+    assert code == 1
+    assert ("error: batches of 2 images cannot be split over 3 processes (each needs one): choose a --batch-size "
+            "whose batches, the last of an epoch of 54,000 images included, hold at least one image per process, "
+            "or run fewer processes") in stderr.splitlines()
+    assert "epoch 1/" not in stdout
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+def test_each_process_gets_its_share_of_the_cores_unless_told(processes):
+    code, stdout, stderr, _ = program("threads", "-", processes, timeout=120, threads=None)
+    assert code == 0, stderr
+    counts = [int(line) for line in stdout.split()]
+    assert len(counts) == processes
+    assert all(1 <= count <= max(1, os.cpu_count() // processes) for count in counts)
+    code, stdout, stderr, _ = program("threads", "-", processes, timeout=120, threads="3")
+    assert stdout.split() == ["3"] * processes  # a count the user set is kept
 
 
 def test_a_killed_process_ends_the_others():
