@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scratchnet's front door: sets everything up in ./.venv, then runs the job.
 #   ./run.sh train [ARGS...]   train the default model (any `python -m scratchnet.train` flags)
-#   ./run.sh test  [ARGS...]   install the test extras and run the whole test suite (pytest flags)
+#   ./run.sh test  [ARGS...]   install the test extras (MPI included) and run the whole test suite (pytest flags)
 #   ./run.sh bench [ARGS...]   run the benchmarks against TensorFlow and PyTorch and print the table
 #   ./run.sh lint  [ARGS...]   ruff (style and common bugs; ruff flags such as --fix) and lint-imports (the layering)
 # Nothing is installed outside ./.venv, except, for the tests when run as root, Debian's Fashion-MNIST files and
@@ -12,7 +12,8 @@ job="${1:-}"
 shift || true
 case "$job" in
     train) extras="" ;;
-    test|bench) extras="[tf,dev,bench]" ;;
+    test) extras="[tf,dev,bench,mpi]" ;;  # mpi: mpi4py and Open MPI's wheel, for the data-parallel tests
+    bench) extras="[tf,dev,bench]" ;;
     lint) extras="[dev]" ;;
     *) echo "usage: ./run.sh train|test|bench|lint [ARGS...]" >&2; exit 2 ;;
 esac

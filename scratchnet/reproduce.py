@@ -4,6 +4,12 @@ For each model and seed it runs the train CLI's ``run`` (same data, same default
 the real data it can find, then writes a markdown table: model, dataset, what the source reported, what we
 got (mean and each seed), and the training time. Models whose own dataset is missing (EMNIST, notMNIST
 offline) train on MNIST as a stand-in, and the table says so.
+
+Under ``mpirun -n N`` (or ``srun``) the (model, seed) runs are spread over the processes with
+``mpi4py.futures`` (``scratchnet.distributed.task_pool``): rank 0 hands the next run to whichever process is
+free and writes the same report; each run trains in one process. Runs differ in length by a factor of a
+thousand (logreg takes seconds, emnist_cnn hours), so a queue keeps the processes busy where a fixed split
+by rank would leave most of them idle behind the one that drew emnist_cnn.
 """
 
 import argparse
@@ -16,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from scratchnet import train, zoo
+from scratchnet import distributed, train, zoo
 from scratchnet.fileio import atomic_write
 
 # The dataset each model falls back to when its own is not on this machine.
@@ -32,7 +38,15 @@ def build_parser():
     parser.add_argument("--results", type=Path, help="JSON lines file to append each run's summary to")
     parser.add_argument("--from-results", type=Path, metavar="FILE",
                         help="write the table from a --results file of earlier runs, without training")
+    parser.add_argument("--steps", type=_positive_int,
+                        help="cap every run at this many steps: a quick check of the sweep, not a reproduction")
     return parser
+
+
+def _positive_int(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
 
 
 def main(argv=None):
@@ -42,20 +56,36 @@ def main(argv=None):
         return exit.code
     if args.from_results:
         return _table_from_results(args)
+    try:
+        comm = distributed.world()
+    except distributed.LaunchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    with distributed.task_pool(comm) as pool:
+        if pool is None:
+            return 0  # a worker process: its runs are done and rank 0 has written the report
+        return _sweep(args, pool)
+
+
+def _sweep(args, pool):
+    """Submit every (model, seed) run to ``pool``, then tabulate them model by model as they finish."""
+    datasets = {name: dataset_for(name, args.data_dir) for name in args.models}
+    futures = {name: [pool.submit(_run_one, name, datasets[name], seed, args.data_dir, args.steps)
+                      for seed in args.seeds] for name in args.models}
     rows = []
     for name in args.models:
-        dataset = dataset_for(name, args.data_dir)
         runs = []
-        for seed in args.seeds:
-            print(f"training {name} on {dataset} with seed {seed} ...", file=sys.stderr, flush=True)
-            summary = _run_one(name, dataset, seed, args.data_dir)
+        for index, future in enumerate(futures[name]):
+            summary = future.result()
             if summary is None:
+                for later in futures[name][index + 1:]:
+                    later.cancel()  # as one process would: a model that fails is not run again
                 break
             runs.append(summary)
             if args.results:
                 with open(args.results, "a") as results:
                     results.write(json.dumps(summary) + "\n")
-        rows.append((name, dataset, runs))
+        rows.append((name, datasets[name], runs))
         _write_table(args.out, rows, args.seeds)  # after every model, so a long run leaves a usable file
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
@@ -92,14 +122,18 @@ def dataset_for(name, data_dir=None):
     return own
 
 
-def _run_one(name, dataset, seed, data_dir):
-    """One quiet training run through the CLI's own code path; returns its JSON summary (None on failure)."""
+def _run_one(name, dataset, seed, data_dir, steps=None):
+    """One quiet training run through the CLI's own code path, in this process alone; returns its JSON summary
+    (None on failure)."""
+    print(f"training {name} on {dataset} with seed {seed} ...", file=sys.stderr, flush=True)
     argv = ["--model", name, "--dataset", dataset, "--seed", str(seed), "--json", "--quiet", "--no-save"]
     if data_dir:
         argv += ["--data-dir", str(data_dir)]
+    if steps:
+        argv += ["--steps", str(steps)]
     output = io.StringIO()
     with contextlib.redirect_stdout(output):
-        code = train.main(argv)
+        code = train.main(argv, single_process=True)
     if code != 0:
         print(f"  {name} seed {seed} failed with exit code {code}", file=sys.stderr)
         return None

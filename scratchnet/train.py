@@ -4,6 +4,10 @@ With no arguments it trains the default convolutional model on MNIST (see ``DEFA
 where ``python -m scratchnet.predict`` looks for it. ``--model NAME`` trains one of the seven models of
 MODELS.md with its source's recipe (``scratchnet.zoo.defaults``); every part of the recipe can be overridden
 by a flag. Exit codes: 0 success, 1 bad data or a diverging run (one line on stderr), 2 usage errors.
+
+Under ``mpirun -n N`` (or ``srun``) the N processes train one model data-parallel (``scratchnet.distributed``):
+each takes its rows of every batch, and only rank 0 prints, saves and draws plots. An error in any process
+ends them all with exit code 1.
 """
 
 import argparse
@@ -15,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scratchnet import datasets, paths, zoo
+from scratchnet import datasets, distributed, paths, zoo
 
 # The default run: the Kaggle CNN's architecture on the full MNIST training set. It reaches >= 98.5% test
 # accuracy in a few epochs (see docs/reproduction.md for measured figures).
@@ -71,33 +75,42 @@ _positive_int = _positive(int, "integer")
 _positive_float = _positive(float, "number")
 
 
-def main(argv=None):
-    """Run the CLI; returns the exit code (0 success, 1 bad data or divergence, 2 usage)."""
+def main(argv=None, *, single_process=False):
+    """Run the CLI; returns the exit code (0 success, 1 bad data or divergence, 2 usage).
+
+    Started by an MPI launcher, the processes train together (an error in one ends them all), unless
+    ``single_process``: then this process trains alone (the reproduction sweep runs one training per process).
+    """
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit:  # argparse has printed the usage line (or --help)
         return exit.code
     from scratchnet.models import DivergenceError
 
+    comm = None
     try:
-        summary = run(args)
-    except (datasets.DataError, DivergenceError, TrainingError) as error:
+        comm = None if single_process else distributed.world()
+        summary = run(args, comm)
+    except (datasets.DataError, DivergenceError, TrainingError, distributed.LaunchError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return distributed.abort(comm, 1)
     except OSError as error:
         print(f"error: {error.strerror or error}: {error.filename}" if error.filename else f"error: {error}",
               file=sys.stderr)
-        return 1
+        return distributed.abort(comm, 1)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
-    if args.json:
+        return distributed.abort(comm, 130)
+    if args.json and (comm is None or comm.Get_rank() == 0):
         print(json.dumps(summary))
     return 0
 
 
-def run(args):
-    """Train as ``args`` say; returns the summary dictionary the ``--json`` line prints."""
+def run(args, comm=None):
+    """Train as ``args`` say; returns the summary dictionary the ``--json`` line prints.
+
+    ``comm``: an mpi4py communicator of several processes to train with, data-parallel (None: this one alone).
+    """
     from scratchnet import engine
 
     if args.backend:
@@ -109,17 +122,21 @@ def run(args):
         recipe = recipe.replace(**DEFAULT_RECIPE)
     recipe = recipe.replace(dataset=args.dataset, epochs=args.epochs, steps=args.steps, batch_size=args.batch_size,
                             learning_rate=args.learning_rate, dtype=args.dtype)
-    say = _printer(args)
 
     data = load_data(recipe, args.data_dir)
     num_classes = data["num_classes"]
     model = zoo.build(name, seed=args.seed, dtype=recipe.dtype, num_classes=num_classes,
                       learning_rate=recipe.learning_rate)
+    if comm is not None:
+        distributed.data_parallel(model, comm)  # the processes train it together, each on its rows of a batch
+    chief = model.distribution.is_chief  # with several processes, only rank 0 prints, saves and plots
+    say = _printer(args, chief)
     x_train, y_train = prepare(data["x_train"], data["y_train"], name, recipe)
     x_val, y_val = (prepare(data["x_val"], data["y_val"], name, recipe)
                     if data.get("x_val") is not None else (None, None))
     x_test, y_test = (prepare(data["x_test"], data["y_test"], name, recipe)
                       if data.get("y_test") is not None else (None, None))
+    _check_split(recipe, len(x_train), model.distribution.size)
     say(f"model {name} ({model.count_params():,} parameters) on {data['name']}: "
         f"{len(x_train):,} training, {0 if x_val is None else len(x_val):,} validation, "
         f"{0 if x_test is None else len(x_test):,} test images; {_describe(recipe)}")
@@ -155,14 +172,14 @@ def run(args):
         _print_logreg_predictions(model, x_test, y_test, say)
 
     summary["saved_to"] = None
-    if not args.no_save:
+    if not args.no_save and chief:
         path = args.save or (paths.default_model_path() if default_run else paths.home() / "models" / f"{name}.npz")
         path.parent.mkdir(parents=True, exist_ok=True)
         model.save(path)
         summary["saved_to"] = str(path)
         say(f"saved the model to {path}" + ("  (python -m scratchnet.predict uses it by default)"
                                              if path == paths.default_model_path() else ""))
-    if args.plots:
+    if args.plots and chief:
         from scratchnet import plots
 
         x_plot, y_plot = (x_val, y_val) if x_val is not None else (x_test, y_test)
@@ -172,12 +189,26 @@ def run(args):
     return summary
 
 
-def _printer(args):
-    """Human-readable lines go to stdout, except with --json, where stdout holds only the JSON line."""
+def _check_split(recipe, n, processes):
+    """Every process needs a row of every batch, an epoch's short last one included: say so before training."""
+    if processes == 1 or recipe.batch_size is None:
+        return
+    last = n % recipe.batch_size if recipe.schedule == "epochs" else 0
+    smallest = min(recipe.batch_size, last or recipe.batch_size)
+    if smallest < processes:
+        raise TrainingError(f"batches of {smallest} images cannot be split over {processes} processes (each needs "
+                            f"one): choose a --batch-size whose batches, the last of an epoch of {n:,} images "
+                            "included, hold at least one image per process, or run fewer processes")
+
+
+def _printer(args, chief=True):
+    """Human-readable lines go to stdout, except with --json, where stdout holds only the JSON line; a
+    process that is not the chief (rank 0) of several prints nothing."""
     stream = sys.stderr if args.json else sys.stdout
 
     def say(line):
-        print(line, file=stream, flush=True)
+        if chief:
+            print(line, file=stream, flush=True)
     return say
 
 
@@ -304,8 +335,8 @@ def _train_steps(model, x, y, x_val, y_val, recipe, args, say):
     batch_indices = batches(len(x), recipe.batch_size, recipe.batch_order, rng)
     history = {"step": [], "loss": [], "accuracy": [], "val_accuracy": []}
     report_validation = recipe.batch_order == "sequential" and x_val is not None
-    bar = tqdm(range(recipe.steps), desc="training", unit="step", disable=args.quiet or args.json,
-               file=sys.stderr, leave=False)
+    bar = tqdm(range(recipe.steps), desc="training", unit="step",
+               disable=args.quiet or args.json or not model.distribution.is_chief, file=sys.stderr, leave=False)
     for step in bar:
         index = next(batch_indices)
         loss = model.train_step(x[index], y[index])
@@ -335,12 +366,14 @@ def _train_full_batch(model, x, y, recipe, args):
     from scratchnet.models import DivergenceError
 
     stream = sys.stderr if args.json else sys.stdout
+    chief = model.distribution.is_chief
     history = {"loss": []}
     for iteration in range(recipe.steps):
         loss = model.train_step(x, y)
         if not math.isfinite(loss):
             raise DivergenceError(f"training diverged at iteration {iteration}: the loss is {loss}")
-        print("Iteration %4d => Loss: %.20f" % (iteration, loss), file=stream)  # noqa: UP031 - the source's format
+        if chief:
+            print("Iteration %4d => Loss: %.20f" % (iteration, loss), file=stream)  # noqa: UP031 - the source's format
         history["loss"].append(float(loss))
     history["epochs"] = None
     return history, recipe.steps, recipe.steps * len(x)

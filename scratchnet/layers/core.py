@@ -112,7 +112,8 @@ class Dropout(Layer):
 
     The identity in ``evaluate`` and ``predict`` (``training=False``). The mask comes from the model's
     generator (given at build time), or from ``seed`` when one is given; ``mask`` may be set to a fixed
-    boolean keep-mask, used instead of drawing one (for parity runs against TensorFlow).
+    boolean keep-mask, used instead of drawing one (for parity runs against TensorFlow; data-parallel
+    training sets it each step to this process's rows of the global batch's mask, see scratchnet.distributed).
 
     Notes: Keras semantics, ``rate`` is the fraction DROPPED (TF1's keep_prob is ``1 - rate``).
     """

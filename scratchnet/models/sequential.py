@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from scratchnet import callbacks as callbacks_module
-from scratchnet import engine, losses, optimizers
+from scratchnet import distributed, engine, losses, optimizers
 from scratchnet import layers as layers_module
 from scratchnet import metrics as metrics_module
 from scratchnet.layers.base import (
@@ -125,6 +125,7 @@ class Sequential:
         self.history = None
         self._raise_on_non_finite = True
         self._batch_running = None  # running means of train_on_batch / test_on_batch
+        self.distribution = distributed.SINGLE_PROCESS  # distributed.data_parallel(model) spreads fit over processes
         for layer in layers or []:
             self.add(layer)
         if not trainable:
@@ -400,14 +401,17 @@ class Sequential:
         """The arrays the optimizer updates, in Keras order: the params of every layer not frozen."""
         return [layer.params[key] for layer in self.layers if layer.trainable for key in layer.params]
 
-    def _apply_gradients(self):
-        """One optimizer update of the trainable weights from the gradients the layers hold."""
+    def _apply_gradients(self, loss):
+        """One optimizer update of the trainable weights from the gradients the layers hold; returns the loss
+        (with several processes, the global batch's: the gradients and the loss are reduced over them)."""
         params = self._trainable_params()
         if not params:
-            return
+            return loss
         self._sync_optimizer(params)
         grads = [layer.grads[key] for layer in self.layers if layer.trainable for key in layer.params]
+        loss = self.distribution.reduce_gradients(grads, loss)  # one process: nothing changes
         self.optimizer.apply(params, grads)
+        return loss
 
     def _sync_optimizer(self, params):
         """Keep the optimizer's per-weight state with its weight when the trainable set changes.
@@ -452,7 +456,7 @@ class Sequential:
             self.layers[index].release_caches()  # its activations are freed as the backward moves down
         for layer in self.layers[:min(stop, last + 1)]:
             layer.release_caches()
-        self._apply_gradients()
+        loss = self._apply_gradients(loss)
         return loss, y_pred
 
     def _is_logistic_regression(self, x, y):
@@ -475,13 +479,17 @@ class Sequential:
         layer.logits = logits
         y_pred, layer._activation_cache = engine.sigmoid_forward(logits)
         layer.grads = {"kernel": dkernel, "bias": dbias} if layer.use_bias else {"kernel": dkernel}
-        self._apply_gradients()
+        loss = self._apply_gradients(loss)
         return loss, y_pred
 
     def train_step(self, x, y, sample_weight=None):
         """One optimizer update on the batch (x, y); returns the batch's loss before the update (a float)."""
         self._check_compiled()
         x, y, weights = self._prepare(x, y, sample_weight)
+        if weights is None:
+            x, y = self.distribution.local_batch(x, y)  # this process's rows of the batch
+        else:
+            x, y, weights = self.distribution.local_batch(x, y, weights)
         return self._train_batch(x, y, self._fused(), weights)[0]
 
     def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
@@ -559,7 +567,7 @@ class Sequential:
         if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) or initial_epoch < 0:
             raise ValueError(
                 f"`initial_epoch` must be a non-negative integer. Received: initial_epoch={initial_epoch!r}")
-        verbose = progress.resolve_verbose(verbose)
+        verbose = progress.resolve_verbose(verbose) if self.distribution.is_chief else 0  # one display: rank 0's
         if sample_weight is not None and class_weight is not None:
             raise ValueError("Arguments `sample_weight` and `class_weight` cannot be specified at the same time.")
         x, y, weights, validation = self._split_validation(x, y, sample_weight, validation_split, validation_data)
@@ -582,6 +590,7 @@ class Sequential:
                 running = Running(self)
                 for batch, rows in enumerate(batches.take(limit, steps_per_epoch is not None)):
                     hooks.on_train_batch_begin(batch)
+                    rows = self.distribution.local_rows(rows, len(x))  # with several processes: this one's part
                     x_batch, y_batch = x[rows], y[rows]
                     w_batch = None if weights is None else weights[rows]
                     loss, y_pred = self._train_batch(x_batch, y_batch, fused, w_batch)
@@ -590,6 +599,7 @@ class Sequential:
                     hooks.on_train_batch_end(batch, {**running.logs(), "batch_loss": loss, "step": done})
                     if self.stop_training:
                         break
+                running.reduce(self.distribution)
                 epoch_logs = running.logs()
                 if validation is not None and should_validate(epoch, validation_freq):
                     values = self._evaluate_prepared(*validation, validation_batch_size or batch_size,
@@ -644,6 +654,7 @@ class Sequential:
         hooks = hooks or callbacks_module.CallbackList()
         running = Running(self)
         hooks.on_test_begin()
+        x, y, weights = self.distribution.local_share(x, y, weights)  # each process evaluates its share
         total = math.ceil(len(x) / batch_size) if steps is None else min(steps, math.ceil(len(x) / batch_size))
         for batch in range(total):
             rows = slice(batch * batch_size, (batch + 1) * batch_size)
@@ -652,6 +663,7 @@ class Sequential:
             loss = float(self._loss(y[rows], y_pred, fused, None if weights is None else weights[rows])[0])
             running.add(loss, y[rows], y_pred)
             hooks.on_test_batch_end(batch, running.logs())
+        running.reduce(self.distribution)
         logs = running.logs()
         hooks.on_test_end(logs)
         return logs

@@ -67,6 +67,17 @@ class Running:
             else:
                 self.sums[i] += float(metric(y, y_pred).sum())
 
+    def reduce(self, distribution):
+        """With several processes (`scratchnet.distributed`), make the sums those of every process's rows:
+        the loss, the counts, the function metrics' sums and the mean-type metric objects' totals. (A metric
+        object of another kind, such as AUC, keeps this process's share.)"""
+        means = [m for m in self.metrics if hasattr(m, "total") and hasattr(m, "count")]
+        values = [self.loss_sum, self.seen, *self.sums, *(v for m in means for v in (m.total, m.count))]
+        self.loss_sum, self.seen, *rest = distribution.reduce_sums(values)
+        self.sums, rest = list(rest[:len(self.sums)]), rest[len(self.sums):]
+        for metric, (total, count) in zip(means, zip(rest[0::2], rest[1::2])):
+            metric.total, metric.count = total, count
+
     def logs(self):
         logs = {"loss": self.loss_sum / max(self.seen, 1)}
         for name, metric, total in zip(self.names, self.metrics, self.sums):
