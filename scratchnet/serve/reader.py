@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from scratchnet import imageprep, layers, predict, zoo
-from scratchnet.data.fashion_mnist import CLASSES as FASHION_CLASSES
+from scratchnet.datasets.fashion_mnist import CLASSES as FASHION_CLASSES
 
 DIGITS = tuple("0123456789")
 UPPER = tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
