@@ -66,8 +66,7 @@ def sigmoid_dense_gradients(x, kernel, bias, labels):
     def rows(span):
         dkernel = np.zeros(ci, dtype=dtype)
         dlogit_sum = np.zeros(1, dtype=dtype)
-        _sigmoid_dense_rows(x, weights, offset, flat_labels, inv_size, span[0], span[1], logits, dkernel,
-                            dlogit_sum)
+        _sigmoid_dense_rows(x, weights, flat_labels, (offset, inv_size), span, logits, dkernel, dlogit_sum)
         return dkernel, dlogit_sum
 
     results = threads.parallel_map(rows, bounds)
@@ -77,12 +76,15 @@ def sigmoid_dense_gradients(x, kernel, bias, labels):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
-def _sigmoid_dense_rows(x, w, offset, labels, inv_size, r0, r1, logits, dkernel, dlogit_sum):
-    """Rows r0..r1-1, two at a time: logit, dlogit = (sigmoid - label) * inv_size, dkernel += row * dlogit.
+def _sigmoid_dense_rows(x, w, labels, scalars, span, logits, dkernel, dlogit_sum):
+    """Rows span = (r0, r1), two at a time: logit, dlogit = (sigmoid - label) * inv_size, dkernel += row * dlogit,
+    with scalars = (offset, inv_size): the bias and 1 / N.
 
     The sigmoid is the reference's stable form (exp of -|z| only). ``reassoc`` lets the dot products
     vectorise (their summation order is free, as in BLAS); nothing else is reordered.
     """
+    offset, inv_size = scalars
+    r0, r1 = span
     k_size = x.shape[1]
     i = r0
     while i < r1:
