@@ -3,11 +3,10 @@
 Layers call ops through this module at call time, e.g. ``engine.conv2d_forward(x, kernel, 1, "same")``,
 so switching the backend takes effect at once:
 
-* ``"numba"`` (the default): the ops named in `ACCELERATED` (conv2d, max-pool, relu, bias_add, the fused
-  bias_add_relu, dropout,
-  and dense, whose twin only applies the thread policy) come
-  from `scratchnet.kernels` (compiled on first call and cached on disk); every other op comes from
-  `scratchnet.ops`.
+* ``"numba"`` (the default): the ops named in `ACCELERATED` (conv2d, conv2d_bias_relu, max-pool, relu,
+  bias_add, bias_add_relu, dropout, adam_update, logistic_regression_gradients, and dense, whose twin only
+  applies the thread policy) come from `scratchnet.kernels` (compiled on first call and cached on disk);
+  every other op comes from `scratchnet.ops`.
 * ``"numpy"``: every op comes from the readable reference `scratchnet.ops`.
 
 Choose with ``engine.set_backend("numpy")``, for a block with ``with engine.backend("numpy"): ...``, or
