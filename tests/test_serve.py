@@ -315,9 +315,9 @@ def test_reload_serves_the_new_file_and_keeps_the_old_model_when_the_new_one_is_
 
 # ------------------------------------------------------------------------------------------ classes
 def test_model_classes_follow_the_zoo_recipe_then_the_width():
-    from scratchnet import train
+    from scratchnet import datasets
 
-    assert set(train.DATASETS) <= set(DATASET_CLASSES)
+    assert set(datasets.NAMES) <= set(DATASET_CLASSES)
     assert all(len(DATASET_CLASSES[name]) == len(set(DATASET_CLASSES[name])) for name in DATASET_CLASSES)
     assert model_classes("kaggle_cnn", 10) == tuple("0123456789")
     assert model_classes("notmnist_cnn", 10) == tuple("ABCDEFGHIJ")

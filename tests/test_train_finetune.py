@@ -244,3 +244,12 @@ def test_help_documents_the_finetuning_options(capsys):
     out = capsys.readouterr().out
     for option in ("--init-from", "--repeat", "--mix", "--mix-dataset", "folder:DIR"):
         assert option in out
+
+
+def test_without_a_folder_it_goes_on_training_on_the_models_dataset(untrained, capsys):
+    original = untrained.read_bytes()
+    code, summary, err = finetune(capsys, "--init-from", untrained, "--epochs", 1, "--steps", 60, "--no-save")
+    assert code == 0, err
+    assert summary["dataset"] == "mnist" and summary["steps"] == 60 and "drawings" not in summary
+    assert summary["test_accuracy_after"] > summary["test_accuracy_before"] + 0.3
+    assert untrained.read_bytes() == original
