@@ -67,6 +67,7 @@ def build_parser():
     parser.add_argument("--plots", type=Path, metavar="DIR", help="write curves, confusion matrix, samples")
     parser.add_argument("--tsne", action="store_true", help="with --plots, also the (slow) t-SNE picture")
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     tuning = parser.add_argument_group(
         "fine-tuning", "Start from a saved model instead of a new one. With --dataset folder:DIR (e.g. the "
                        "corrections python -m scratchnet.serve saves in ~/.cache/scratchnet/handwriting) it learns "
@@ -74,14 +75,16 @@ def build_parser():
                        "MODEL (the server's Reload button then picks it up).")
     tuning.add_argument("--init-from", type=Path, metavar="MODEL",
                         help="saved model (.npz or .keras) to fine-tune; its name gives the recipe")
-    tuning.add_argument("--repeat", type=_positive_int, default=FINETUNE_REPEAT, metavar="N",
+    tuning.add_argument("--repeat", type=_positive_int, metavar="N",
                         help=f"folder: show each drawing N times per epoch (default {FINETUNE_REPEAT})")
-    tuning.add_argument("--mix", type=_non_negative_int, default=FINETUNE_MIX, metavar="N",
+    tuning.add_argument("--mix", type=_non_negative_int, metavar="N",
                         help=f"folder: add N random training images of the mix dataset (default {FINETUNE_MIX})")
     tuning.add_argument("--mix-dataset", choices=datasets.NAMES, metavar="NAME",
                         help="folder: the dataset mixed in and tested before and after (default: the model's "
                              "own; mnist for the default model)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    tuning.add_argument("--classes", metavar="NAMES",
+                        help="folder: the model's class names, as python -m scratchnet.serve --classes takes them "
+                             "(a dataset name or a comma-separated list; default: from the model's name and width)")
     return parser
 
 
@@ -160,6 +163,9 @@ def run(args):
         return finetune(args)
     if args.dataset and args.dataset.startswith(datasets.folder.PREFIX):
         raise UsageError("--dataset folder:DIR needs --init-from MODEL: the model's classes name the folders")
+    given = _folder_options(args)
+    if given:
+        raise UsageError(f"{given[0]} is a fine-tuning option: it needs --init-from MODEL --dataset folder:DIR")
     default_run = args.model is None
     name = DEFAULT_MODEL if default_run else args.model
     recipe = zoo.defaults(name)
@@ -244,6 +250,15 @@ def finetune(args):
 
     say = _printer(args)
     source = args.init_from
+    folder = args.dataset if args.dataset and args.dataset.startswith(datasets.folder.PREFIX) else None
+    if not folder:
+        given = _folder_options(args)
+        if given:
+            raise UsageError(f"{given[0]} needs --dataset folder:DIR (drawings to mix with the dataset)")
+    if args.plots:
+        raise UsageError("--plots draws a newly trained model's curves; it does not go with --init-from")
+    repeat = FINETUNE_REPEAT if args.repeat is None else args.repeat
+    mix = FINETUNE_MIX if args.mix is None else args.mix
     try:
         model = load_model(source, compile=True)
     except ValueError as error:
@@ -265,7 +280,6 @@ def finetune(args):
     recipe = zoo.defaults(name)
     if name == DEFAULT_MODEL:
         recipe = recipe.replace(**DEFAULT_RECIPE)
-    folder = args.dataset if args.dataset and args.dataset.startswith(datasets.folder.PREFIX) else None
     recipe = recipe.replace(dataset=args.mix_dataset if folder else args.dataset, epochs=args.epochs,
                             steps=args.steps, batch_size=args.batch_size, dtype=dtype,
                             learning_rate=learning_rate if isinstance(learning_rate, (int, float)) else None)
@@ -277,7 +291,11 @@ def finetune(args):
     if folder:  # read before the big dataset, so a bad drawing is reported at once
         blank, _ = prepare(np.zeros((1, 28, 28), np.uint8), np.zeros(1, np.uint8), name, recipe)
         width = model.predict(blank, verbose=0).shape[-1]
-        drawings = datasets.load(folder, classes=model_classes(name, width))
+        try:
+            classes = model_classes(name, width, args.classes)
+        except ValueError as error:  # ClassesError: --classes does not fit the model
+            raise UsageError(str(error)) from error
+        drawings = datasets.load(folder, classes=classes)
         x_drawn, y_drawn = prepare(drawings.x_train, drawings.y_train, name, recipe)
 
     data = load_data(recipe, args.data_dir)
@@ -289,13 +307,13 @@ def finetune(args):
     summary = {"model": name, "init_from": str(source), "dataset": data["name"], "seed": args.seed}
     if folder:
         rng = np.random.default_rng(args.seed)
-        mixed = rng.choice(len(x_train), size=min(args.mix, len(x_train)), replace=False)
-        x_train = np.concatenate([np.repeat(x_drawn, args.repeat, axis=0), x_train[mixed]])
-        y_train = np.concatenate([np.repeat(y_drawn, args.repeat, axis=0), y_train[mixed]])
-        summary.update(drawings=len(x_drawn), drawings_folder=drawings.source, repeat=args.repeat,
+        mixed = rng.choice(len(x_train), size=min(mix, len(x_train)), replace=False)
+        x_train = np.concatenate([np.repeat(x_drawn, repeat, axis=0), x_train[mixed]])
+        y_train = np.concatenate([np.repeat(y_drawn, repeat, axis=0), y_train[mixed]])
+        summary.update(drawings=len(x_drawn), drawings_folder=drawings.source, repeat=repeat,
                        mix=len(mixed), dataset=drawings.name, mix_dataset=data["name"])
         say(f"fine-tuning {name} from {source} on {len(x_drawn)} drawings from {drawings.source} "
-            f"(x{args.repeat}) and {len(mixed):,} {data['name']} images; {_describe(recipe)}")
+            f"(x{repeat}) and {len(mixed):,} {data['name']} images; {_describe(recipe)}")
     else:
         say(f"fine-tuning {name} from {source} on {len(x_train):,} {data['name']} images; {_describe(recipe)}")
 
@@ -329,6 +347,12 @@ def finetune(args):
         say(f"saved the model to {path}" + ("  (a running python -m scratchnet.serve picks it up with its "
                                              "Reload button, or POST /api/reload)" if path == source else ""))
     return summary
+
+
+def _folder_options(args):
+    """The options of fine-tuning on a folder that the command line gives, e.g. ["--mix"]."""
+    options = {"--repeat": args.repeat, "--mix": args.mix, "--mix-dataset": args.mix_dataset, "--classes": args.classes}
+    return [flag for flag, value in options.items() if value is not None]
 
 
 def _printer(args):

@@ -77,6 +77,19 @@ def test_folder_dataset_prepares_drawings_as_uint8_mnist_digits(hand):
     assert ds.y_train[first_square] == 2 and ds.x_train.max() == 255 and ds.x_train[:, 0, :].max() == 0
 
 
+def test_classes_name_the_folders_as_the_server_files_them(untrained, tmp_path, capsys):
+    folder = tmp_path / "hand"
+    for label in ("T-shirt/top", "Bag"):
+        (folder / folder_name(label)).mkdir(parents=True)
+        (folder / folder_name(label) / "0001.png").write_bytes(drawing_png())
+    code, summary, err = finetune(capsys, "--init-from", untrained, "--dataset", f"folder:{folder}",
+                                  "--classes", "fashion-mnist", "--mix", 0, "--repeat", 1, "--epochs", 1, "--no-save")
+    assert code == 0, err
+    assert summary["drawings"] == 2
+    code, _, err = finetune(capsys, "--init-from", untrained, "--dataset", f"folder:{folder}", "--no-save")
+    assert code == 1 and "hand/Bag: not a class of the model" in one_line_error(err)
+
+
 def test_folder_labels_follow_the_model_classes_not_the_alphabet(tmp_path):
     (tmp_path / "C").mkdir()
     (tmp_path / "C" / "0001.png").write_bytes(drawing_png())
@@ -228,6 +241,14 @@ def test_usage_errors_exit_2(untrained, hand, tmp_path, capsys):
     assert code == 2 and "folder:DIR" in err
     code, _, err = finetune(capsys, "--init-from", untrained, "--mix", "-1")
     assert code == 2 and "--mix" in err
+    code, _, err = finetune(capsys, "--init-from", untrained, "--mix", 100)
+    assert code == 2 and "--mix needs --dataset folder:DIR" in err
+    code, _, err = finetune(capsys, "--model", "mlp", "--repeat", 5)
+    assert code == 2 and "--repeat is a fine-tuning option" in err
+    code, _, err = finetune(capsys, "--init-from", untrained, "--dataset", f"folder:{hand}", "--classes", "a,b")
+    assert code == 2 and "--classes a,b: 2 classes, but the model has 10 outputs" in err
+    code, _, err = finetune(capsys, "--init-from", untrained, "--plots", tmp_path)
+    assert code == 2 and "--plots" in err
 
 
 def test_a_missing_or_bad_model_file_is_one_line(tmp_path, hand, capsys):
