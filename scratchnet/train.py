@@ -3,7 +3,11 @@
 With no arguments it trains the default convolutional model on MNIST (see ``DEFAULT_MODEL``) and saves it
 where ``python -m scratchnet.predict`` looks for it. ``--model NAME`` trains one of the seven models of
 MODELS.md with its source's recipe (``scratchnet.zoo.defaults``); every part of the recipe can be overridden
-by a flag. Exit codes: 0 success, 1 bad data or a diverging run (one line on stderr), 2 usage errors.
+by a flag. ``--init-from MODEL`` fine-tunes a saved model instead of building a new one; with ``--dataset
+folder:DIR`` it learns the drawings filed in DIR's class sub-folders (the corrections ``python -m
+scratchnet.serve`` saves), mixed with images of the model's own dataset so it keeps what it knew, and writes
+the result back over MODEL. Exit codes: 0 success, 1 bad data or a diverging run (one line on stderr), 2 usage
+errors.
 
 Under ``mpirun -n N`` (or ``srun``) the N processes train one model data-parallel (``scratchnet.distributed``):
 each takes its rows of every batch, and only rank 0 prints, saves and draws plots. An error in any process
@@ -27,8 +31,19 @@ DEFAULT_MODEL = "kaggle_cnn"
 DEFAULT_RECIPE = dict(dataset="mnist", epochs=4, validation="split")
 
 
+# Fine-tuning on a folder of drawings: a handful of drawings, each shown REPEAT times per epoch, among MIX
+# random images of the model's own dataset. More repeats learn the drawings faster and forget more of the rest.
+FINETUNE_REPEAT = 20
+FINETUNE_MIX = 3000
+FINETUNE_EPOCHS = 2
+
+
 class TrainingError(Exception):
     """A run that cannot go on (bad data, divergence); the CLI prints its message and exits 1."""
+
+
+class UsageError(Exception):
+    """Options that contradict each other or the model file; the CLI prints its message and exits 2."""
 
 
 def build_parser():
@@ -37,7 +52,9 @@ def build_parser():
         description="Train a handwriting model of the scratchnet zoo on real data, evaluate and save it. "
                     "With no arguments: the default CNN on MNIST, saved for `python -m scratchnet.predict`.")
     parser.add_argument("--model", choices=zoo.NAMES, help=f"model to train (default: {DEFAULT_MODEL} on MNIST)")
-    parser.add_argument("--dataset", choices=datasets.NAMES, help="dataset (default: the model's own)")
+    parser.add_argument("--dataset", type=_dataset_name, metavar="NAME",
+                        help=f"dataset: {', '.join(datasets.NAMES)}, or folder:DIR (with --init-from) for drawings "
+                             "filed in DIR/<class>/ (default: the model's own)")
     parser.add_argument("--data-dir", type=Path,
                         help="directory holding the dataset's files (default: $SCRATCHNET_DATA, the cache, "
                              "a download, or the packaged copy)")
@@ -55,6 +72,23 @@ def build_parser():
     parser.add_argument("--tsne", action="store_true", help="with --plots, also the (slow) t-SNE picture")
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    tuning = parser.add_argument_group(
+        "fine-tuning", "Start from a saved model instead of a new one. With --dataset folder:DIR (e.g. the "
+                       "corrections python -m scratchnet.serve saves in ~/.cache/scratchnet/handwriting) it learns "
+                       "those drawings mixed with its own dataset, and by default writes the model back over "
+                       "MODEL (the server's Reload button then picks it up).")
+    tuning.add_argument("--init-from", type=Path, metavar="MODEL",
+                        help="saved model (.npz or .keras) to fine-tune; its name gives the recipe")
+    tuning.add_argument("--repeat", type=_positive_int, metavar="N",
+                        help=f"folder: show each drawing N times per epoch (default {FINETUNE_REPEAT})")
+    tuning.add_argument("--mix", type=_non_negative_int, metavar="N",
+                        help=f"folder: add N random training images of the mix dataset (default {FINETUNE_MIX})")
+    tuning.add_argument("--mix-dataset", choices=datasets.NAMES, metavar="NAME",
+                        help="folder: the dataset mixed in and tested before and after (default: the model's "
+                             "own; mnist for the default model)")
+    tuning.add_argument("--classes", metavar="NAMES",
+                        help="folder: the model's class names, as python -m scratchnet.serve --classes takes them "
+                             "(a dataset name or a comma-separated list; default: from the model's name and width)")
     return parser
 
 
@@ -75,6 +109,25 @@ _positive_int = _positive(int, "integer")
 _positive_float = _positive(float, "number")
 
 
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def _dataset_name(text):
+    """An argparse type: a dataset of ``datasets.NAMES`` or ``folder:DIR``."""
+    if text in datasets.NAMES:
+        return text
+    if text.startswith(datasets.folder.PREFIX) and len(text) > len(datasets.folder.PREFIX):
+        return text
+    raise argparse.ArgumentTypeError(f"expected one of {', '.join(datasets.NAMES)} or folder:DIR, got {text!r}")
+
+
 def main(argv=None, *, single_process=False):
     """Run the CLI; returns the exit code (0 success, 1 bad data or divergence, 2 usage).
 
@@ -91,6 +144,10 @@ def main(argv=None, *, single_process=False):
     try:
         comm = None if single_process else distributed.world()
         summary = run(args, comm)
+    except UsageError as error:
+        build_parser().print_usage(sys.stderr)
+        print(f"python -m scratchnet.train: error: {error}", file=sys.stderr)
+        return distributed.abort(comm, 2)
     except (datasets.DataError, DivergenceError, TrainingError, distributed.LaunchError) as error:
         print(f"error: {error}", file=sys.stderr)
         return distributed.abort(comm, 1)
@@ -115,6 +172,13 @@ def run(args, comm=None):
 
     if args.backend:
         engine.set_backend(args.backend)
+    if args.init_from is not None:
+        return finetune(args)
+    if args.dataset and args.dataset.startswith(datasets.folder.PREFIX):
+        raise UsageError("--dataset folder:DIR needs --init-from MODEL: the model's classes name the folders")
+    given = _folder_options(args)
+    if given:
+        raise UsageError(f"{given[0]} is a fine-tuning option: it needs --init-from MODEL --dataset folder:DIR")
     default_run = args.model is None
     name = DEFAULT_MODEL if default_run else args.model
     recipe = zoo.defaults(name)
@@ -199,6 +263,125 @@ def _check_split(recipe, n, processes):
         raise TrainingError(f"batches of {smallest} images cannot be split over {processes} processes (each needs "
                             f"one): choose a --batch-size whose batches, the last of an epoch of {n:,} images "
                             "included, hold at least one image per process, or run fewer processes")
+
+
+def finetune(args):
+    """Train the model saved at ``args.init_from`` further; returns the summary the ``--json`` line prints.
+
+    With ``--dataset folder:DIR`` the training set is the drawings, each ``--repeat`` times, among ``--mix``
+    random training images of the mix dataset, for ``FINETUNE_EPOCHS`` epochs unless ``--epochs`` says
+    otherwise; accuracy on the drawings and on the mix dataset's test set is measured before and after.
+    Otherwise it is the recipe's run on the whole dataset, starting from the saved weights and optimizer
+    state. The model is saved atomically over ``--init-from`` unless ``--save`` or ``--no-save`` say otherwise.
+    """
+    from scratchnet.classes import model_classes
+    from scratchnet.models import load_model
+
+    say = _printer(args)
+    source = args.init_from
+    folder = args.dataset if args.dataset and args.dataset.startswith(datasets.folder.PREFIX) else None
+    if not folder:
+        given = _folder_options(args)
+        if given:
+            raise UsageError(f"{given[0]} needs --dataset folder:DIR (drawings to mix with the dataset)")
+    if args.plots:
+        raise UsageError("--plots draws a newly trained model's curves; it does not go with --init-from")
+    repeat = FINETUNE_REPEAT if args.repeat is None else args.repeat
+    mix = FINETUNE_MIX if args.mix is None else args.mix
+    try:
+        model = load_model(source, compile=True)
+    except ValueError as error:
+        raise TrainingError(f"--init-from: {' '.join(str(error).split())}") from error
+    name = model.name
+    if args.model is not None and args.model != name:
+        raise UsageError(f"--model {args.model}: {source} holds a {name} model (leave --model out to fine-tune it)")
+    if name not in zoo.NAMES:
+        raise TrainingError(f"{source}: model {name!r} is none of the zoo's ({', '.join(zoo.NAMES)}), "
+                            "so there is no recipe to fine-tune it with")
+    if model.optimizer is None:
+        raise TrainingError(f"{source}: the model was saved without an optimizer (uncompiled); nothing to train with")
+    dtype = model.get_weights()[0].dtype.name
+    if args.dtype is not None and args.dtype != dtype:
+        raise UsageError(f"--dtype {args.dtype}: {source} holds {dtype} weights")
+    if args.learning_rate is not None:
+        model.optimizer.learning_rate = args.learning_rate
+    learning_rate = model.optimizer.learning_rate  # the saved one, unless overridden; a schedule is not shown
+    recipe = zoo.defaults(name)
+    if name == DEFAULT_MODEL:
+        recipe = recipe.replace(**DEFAULT_RECIPE)
+    recipe = recipe.replace(dataset=args.mix_dataset if folder else args.dataset, epochs=args.epochs,
+                            steps=args.steps, batch_size=args.batch_size, dtype=dtype,
+                            learning_rate=learning_rate if isinstance(learning_rate, (int, float)) else None)
+    if folder:
+        # A few thousand images do not need the recipe's schedule (20,000 steps for some): plain epochs.
+        recipe = recipe.replace(schedule="epochs", epochs=args.epochs or FINETUNE_EPOCHS, validation="none")
+
+    x_drawn = y_drawn = drawings = None
+    if folder:  # read before the big dataset, so a bad drawing is reported at once
+        blank, _ = prepare(np.zeros((1, 28, 28), np.uint8), np.zeros(1, np.uint8), name, recipe)
+        width = model.predict(blank, verbose=0).shape[-1]
+        try:
+            classes = model_classes(name, width, args.classes)
+        except ValueError as error:  # ClassesError: --classes does not fit the model
+            raise UsageError(str(error)) from error
+        drawings = datasets.load(folder, classes=classes)
+        x_drawn, y_drawn = prepare(drawings.x_train, drawings.y_train, name, recipe)
+
+    data = load_data(recipe, args.data_dir)
+    x_train, y_train = prepare(data["x_train"], data["y_train"], name, recipe)
+    x_test, y_test = (prepare(data["x_test"], data["y_test"], name, recipe)
+                      if data.get("y_test") is not None else prepare(data["x_val"], data["y_val"], name, recipe))
+    x_val, y_val = (None, None) if folder or data.get("x_val") is None else \
+        prepare(data["x_val"], data["y_val"], name, recipe)
+    summary = {"model": name, "init_from": str(source), "dataset": data["name"], "seed": args.seed}
+    if folder:
+        rng = np.random.default_rng(args.seed)
+        mixed = rng.choice(len(x_train), size=min(mix, len(x_train)), replace=False)
+        x_train = np.concatenate([np.repeat(x_drawn, repeat, axis=0), x_train[mixed]])
+        y_train = np.concatenate([np.repeat(y_drawn, repeat, axis=0), y_train[mixed]])
+        summary.update(drawings=len(x_drawn), drawings_folder=drawings.source, repeat=repeat,
+                       mix=len(mixed), dataset=drawings.name, mix_dataset=data["name"])
+        say(f"fine-tuning {name} from {source} on {len(x_drawn)} drawings from {drawings.source} "
+            f"(x{repeat}) and {len(mixed):,} {data['name']} images; {_describe(recipe)}")
+    else:
+        say(f"fine-tuning {name} from {source} on {len(x_train):,} {data['name']} images; {_describe(recipe)}")
+
+    def accuracies(when):
+        if x_drawn is not None:
+            summary[f"drawings_accuracy_{when}"] = float(model.evaluate(x_drawn, y_drawn, verbose=0)[1])
+        if x_test is not None:
+            summary[f"test_accuracy_{when}"] = float(model.evaluate(x_test, y_test, batch_size=1000, verbose=0)[1])
+
+    accuracies("before")
+    start = time.perf_counter()
+    with np.errstate(over="ignore", invalid="ignore"):
+        if recipe.schedule == "full_batch":
+            history, steps, _ = _train_full_batch(model, x_train, y_train, recipe, args)
+        elif recipe.schedule == "steps":
+            history, steps, _ = _train_steps(model, x_train, y_train, x_val, y_val, recipe, args, say)
+        else:
+            history, steps, _ = _train_epochs(model, x_train, y_train, x_val, y_val, recipe, args, say)
+    summary.update(epochs=history.get("epochs"), steps=steps, train_seconds=round(time.perf_counter() - start, 3))
+    accuracies("after")
+    for part, label in (("drawings", "drawings"), ("test", f"{data['name']} test")):
+        if f"{part}_accuracy_before" in summary:
+            say(f"{label} accuracy: {summary[f'{part}_accuracy_before']:.2%} before, "
+                f"{summary[f'{part}_accuracy_after']:.2%} after")
+
+    summary["saved_to"] = None
+    if not args.no_save:
+        path = args.save or source
+        model.save(path)  # written beside the target, then renamed: a server reading it never sees half a file
+        summary["saved_to"] = str(path)
+        say(f"saved the model to {path}" + ("  (a running python -m scratchnet.serve picks it up with its "
+                                             "Reload button, or POST /api/reload)" if path == source else ""))
+    return summary
+
+
+def _folder_options(args):
+    """The options of fine-tuning on a folder that the command line gives, e.g. ["--mix"]."""
+    options = {"--repeat": args.repeat, "--mix": args.mix, "--mix-dataset": args.mix_dataset, "--classes": args.classes}
+    return [flag for flag, value in options.items() if value is not None]
 
 
 def _printer(args, chief=True):

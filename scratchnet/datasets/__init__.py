@@ -5,7 +5,9 @@
     >>> ds = datasets.load("emnist-letters", data_dir="~/emnist")   # + x_val, classes, num_classes, source
 
 Names (``NAMES``): mnist, fashion-mnist, emnist-<split> (byclass, bymerge, balanced, letters, digits, mnist),
-notmnist, notmnist-synthetic, kaggle. Every loader takes ``data_dir``, ``cache_dir``, ``download``,
+notmnist, notmnist-synthetic, kaggle; and ``folder:DIR``, images filed by class in sub-folders of DIR (the
+drawings ``python -m scratchnet.serve`` saves), read with the model's class names: ``load("folder:DIR",
+classes=...)`` (``datasets.folder``). Every named loader takes ``data_dir``, ``cache_dir``, ``download``,
 ``progress`` and ``verbose``; bad or missing data raise ``DataError`` (a ``ValueError``) in one line naming
 the file and what was expected.
 
@@ -22,11 +24,11 @@ is internal: use this package.
 from functools import partial
 
 from ..data.errors import DataError, DownloadError
-from . import emnist, fashion_mnist, kaggle, mnist, notmnist
+from . import emnist, fashion_mnist, folder, kaggle, mnist, notmnist
 from .dataset import Dataset
 
-__all__ = ["NAMES", "DataError", "Dataset", "DownloadError", "emnist", "fashion_mnist", "kaggle", "load", "mnist",
-           "notmnist"]
+__all__ = ["NAMES", "DataError", "Dataset", "DownloadError", "emnist", "fashion_mnist", "folder", "kaggle", "load",
+           "mnist", "notmnist"]
 
 LOADERS = {"mnist": mnist.load, "fashion-mnist": fashion_mnist.load}
 LOADERS.update({f"emnist-{split}": partial(emnist.load, split) for split in emnist.SPLITS})
@@ -36,8 +38,11 @@ NAMES = tuple(LOADERS)
 
 
 def load(name, **kwargs) -> Dataset:
-    """Load dataset ``name`` (one of ``NAMES``); keyword arguments go to its loader (``data_dir=`` ...)."""
+    """Load dataset ``name`` (one of ``NAMES``, or ``folder:DIR``); keyword arguments go to its loader
+    (``data_dir=`` ..., ``classes=`` for a folder)."""
+    if str(name).startswith(folder.PREFIX):
+        return folder.load(str(name)[len(folder.PREFIX):], **kwargs)
     key = str(name).lower().replace("_", "-")
     if key not in LOADERS:
-        raise ValueError(f"load: unknown dataset {name!r}, expected one of {', '.join(NAMES)}")
+        raise ValueError(f"load: unknown dataset {name!r}, expected one of {', '.join(NAMES)} or folder:DIR")
     return LOADERS[key](**kwargs)

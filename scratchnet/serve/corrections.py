@@ -16,22 +16,15 @@ from pathlib import Path
 from PIL import Image
 
 from scratchnet import imageprep, paths
+from scratchnet.datasets.folder import folder_name
 from scratchnet.fileio import atomic_path
 
 _NUMBERED = re.compile(r"^(\d+)\.png$")
-_UNSAFE = re.compile(r"[^0-9A-Za-z_.\- ]")
 
 
 def default_folder() -> Path:
     """``~/.cache/scratchnet/handwriting`` (under ``$SCRATCHNET_HOME`` when that is set)."""
     return paths.home() / "handwriting"
-
-
-def folder_name(label: str) -> str:
-    """The sub-folder of a class: its label, with characters a file name cannot safely hold replaced by
-    "_" (Fashion-MNIST's "T-shirt/top" becomes "T-shirt_top"); "." and ".." are never names."""
-    name = _UNSAFE.sub("_", label).strip()
-    return name if name.strip(".") else f"_{len(name)}"
 
 
 class Corrections:
