@@ -5,6 +5,7 @@ through docs/tour/conftest.py."""
 import ast
 import importlib.util
 import re
+import unittest
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,17 @@ def test_a_sign_flipped_in_a_backward_makes_the_dense_chapter_fail(monkeypatch):
     monkeypatch.setattr(scratchnet.ops, "dense_backward", flipped)
     with pytest.raises(Exception, match="did not evaluate as expected"):
         _run_chapter(TOUR / "03-dense.md")
+
+
+def test_the_tensorflow_chapter_skips_with_its_reason_where_tensorflow_is_missing(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+
+    def without_tensorflow(name, *args, **kwargs):
+        return None if name == "tensorflow" else real_find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_tensorflow)
+    with pytest.raises(unittest.SkipTest, match="TensorFlow is not installed"):
+        _run_chapter(TOUR / "10-tensorflow.md")
 
 
 def test_figures_go_to_a_temporary_folder_unless_asked(monkeypatch, tmp_path):
