@@ -13,6 +13,7 @@ import pytest
 
 import scratchnet.ops
 import scratchnet.ops.dense
+from scratchnet.tools import tour_figures
 
 ROOT = Path(__file__).resolve().parents[1]
 TOUR = ROOT / "docs" / "tour"
@@ -132,3 +133,13 @@ def test_figures_go_to_a_temporary_folder_unless_asked(monkeypatch, tmp_path):
     monkeypatch.setenv("SCRATCHNET_TOUR_FIGURES", str(tmp_path / "img"))
     assert conftest.figure_folder() == tmp_path / "img"
     assert np.all([(tmp_path / "img").is_dir()])
+
+
+def test_tour_figures_redraws_a_chapters_figures_into_the_folder_given(tmp_path):
+    assert tour_figures.main(["04", "--out", str(tmp_path)]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["04-error-vs-step.png"]
+
+
+def test_tour_figures_rejects_a_chapter_that_does_not_exist(tmp_path, capsys):
+    assert tour_figures.main(["no-such-chapter", "--out", str(tmp_path)]) == 2
+    assert "no chapter" in capsys.readouterr().err
