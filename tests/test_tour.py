@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import scratchnet.ops
-import scratchnet.ops.dense
+import scratchnet.ops.losses
 from scratchnet.tools import tour_figures
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,20 +97,47 @@ def _run_chapter(path):
         conftest.teardown(document.namespace)
 
 
-def test_dense_chapter_passes_with_the_real_backward():
-    _run_chapter(TOUR / "03-dense.md")
-
-
-def test_a_sign_flipped_in_a_backward_makes_the_dense_chapter_fail(monkeypatch):
-    real = scratchnet.ops.dense.dense_backward
-
+def _flip_dense_kernel(real):
     def flipped(dy, cache, need_dx=True):
         dx, dkernel, dbias = real(dy, cache, need_dx)
         return dx, -dkernel, dbias
+    return flipped
 
-    monkeypatch.setattr(scratchnet.ops, "dense_backward", flipped)
+
+def _flip_conv_input(real):
+    def flipped(dy, cache, need_dx=True):
+        dx, dkernel = real(dy, cache, need_dx)
+        return -dx, dkernel
+    return flipped
+
+
+def _flip_single(real):
+    def flipped(*args, **kwargs):
+        return -real(*args, **kwargs)
+    return flipped
+
+
+# (chapter, module whose attribute the chapter imports, op name, how to break it)
+BROKEN_OPS = [
+    ("02-softmax.md", scratchnet.ops, "softmax_cross_entropy_backward", _flip_single),
+    ("03-dense.md", scratchnet.ops, "dense_backward", _flip_dense_kernel),
+    ("05-conv.md", scratchnet.ops, "conv2d_backward", _flip_conv_input),
+    ("06-pooling.md", scratchnet.ops, "max_pool2d_backward", _flip_single),
+    # logistic regression's op calls dense_backward through its own module: chapter 1 stops learning.
+    ("01-one-neuron.md", scratchnet.ops.losses, "dense_backward", _flip_dense_kernel),
+]
+
+
+@pytest.mark.parametrize("chapter", sorted({chapter for chapter, *_ in BROKEN_OPS}))
+def test_chapters_pass_with_the_real_ops(chapter):
+    _run_chapter(TOUR / chapter)
+
+
+@pytest.mark.parametrize(("chapter", "module", "name", "breaking"), BROKEN_OPS, ids=[b[2] for b in BROKEN_OPS])
+def test_a_sign_flipped_in_a_backward_makes_its_chapter_fail(chapter, module, name, breaking, monkeypatch):
+    monkeypatch.setattr(module, name, breaking(getattr(module, name)))
     with pytest.raises(Exception, match="did not evaluate as expected"):
-        _run_chapter(TOUR / "03-dense.md")
+        _run_chapter(TOUR / chapter)
 
 
 def test_the_tensorflow_chapter_skips_with_its_reason_where_tensorflow_is_missing(monkeypatch):
