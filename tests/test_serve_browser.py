@@ -97,7 +97,10 @@ def open_page(driver, url):
         window.pointerUps = [];
         window.moves = 0;
         const pad = document.getElementById("pad");
-        pad.addEventListener("pointerup", () => window.pointerUps.push(performance.now()));
+        // on the window, capturing: noted before the page's own listener asks for the pen-up prediction
+        window.addEventListener("pointerup", (event) => {
+          if (event.target === pad) window.pointerUps.push(performance.now());
+        }, true);
         pad.addEventListener("pointermove", () => window.moves++);
     """)
     return driver

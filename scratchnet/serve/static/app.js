@@ -144,7 +144,10 @@ function sendDrawing() {
   lastSent = performance.now();
   read(drawingAsPNG(), ++requests, "drawing").finally(() => {
     busy = false;
-    sendDrawing();  // the strokes drawn meanwhile, if any
+    if (wanted) {  // the strokes drawn meanwhile: sent as soon as the throttle allows
+      wanted = false;
+      predictSoon();
+    }
   });
 }
 
