@@ -50,7 +50,8 @@ def build_parser():
     parser.add_argument("--plots", type=Path, metavar="DIR", help="write curves, confusion matrix, samples")
     parser.add_argument("--tsne", action="store_true", help="with --plots, also the (slow) t-SNE picture")
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bars: a line per epoch, as when the output is not a terminal")
     return parser
 
 
@@ -251,19 +252,25 @@ def prepare(images, labels, name, recipe):
 # ------------------------------------------------------------------------------------------- schedules
 
 def _train_epochs(model, x, y, x_val, y_val, recipe, args, say):
-    """Keras-style ``fit``: shuffled epochs, validation after each, a progress bar and a line per epoch."""
-    from scratchnet.models import LambdaCallback
+    """Keras-style ``fit``: shuffled epochs, validation after each; a progress bar on a terminal, else a line
+    per epoch (Keras's ``verbose=2`` shape, so a log file gets no carriage returns)."""
+    from scratchnet.models import Callback, progress
 
-    def report(epoch, logs):
-        line = f"epoch {epoch + 1}/{recipe.epochs}: loss {logs['loss']:.4f}, accuracy {logs['accuracy']:.2%}"
-        if "val_loss" in logs:
-            line += f", val_loss {logs['val_loss']:.4f}, val_accuracy {logs['val_accuracy']:.2%}"
-        say(line)
+    bar = not (args.quiet or args.json) and progress.is_terminal(sys.stdout)
+
+    class EpochLines(Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start, self.steps = time.perf_counter(), 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.steps = batch + 1
+
+        def on_epoch_end(self, epoch, logs=None):
+            say(progress.epoch_line(epoch, recipe.epochs, time.perf_counter() - self.start, self.steps, logs))
 
     fit = model.fit(x, y, batch_size=recipe.batch_size, epochs=recipe.epochs, steps=recipe.steps,
                     validation_data=None if x_val is None else (x_val, y_val), shuffle=True,
-                    verbose=0 if args.quiet or args.json else 1, seed=args.seed,
-                    callbacks=[LambdaCallback(on_epoch_end=report)])
+                    verbose=1 if bar else 0, seed=args.seed, callbacks=[] if bar else [EpochLines()])
     history = dict(fit.history)
     epochs = len(history["loss"])
     steps = math.ceil(len(x) / recipe.batch_size) * epochs
@@ -296,7 +303,7 @@ def _train_steps(model, x, y, x_val, y_val, recipe, args, say):
     """The TF1 style: a fixed number of mini-batch steps, a report line every ``report_every`` steps."""
     from tqdm import tqdm
 
-    from scratchnet.models import DivergenceError
+    from scratchnet.models import DivergenceError, progress
 
     if recipe.batch_size > len(x) - (recipe.batch_order == "sequential"):
         raise TrainingError(f"--batch-size {recipe.batch_size} is larger than the {len(x)} training images")
@@ -304,7 +311,8 @@ def _train_steps(model, x, y, x_val, y_val, recipe, args, say):
     batch_indices = batches(len(x), recipe.batch_size, recipe.batch_order, rng)
     history = {"step": [], "loss": [], "accuracy": [], "val_accuracy": []}
     report_validation = recipe.batch_order == "sequential" and x_val is not None
-    bar = tqdm(range(recipe.steps), desc="training", unit="step", disable=args.quiet or args.json,
+    bar = tqdm(range(recipe.steps), desc="training", unit="step",
+               disable=args.quiet or args.json or not progress.is_terminal(sys.stderr),
                file=sys.stderr, leave=False)
     for step in bar:
         index = next(batch_indices)
