@@ -125,6 +125,7 @@ def run(args):
         f"{len(x_train):,} training, {0 if x_val is None else len(x_val):,} validation, "
         f"{0 if x_test is None else len(x_test):,} test images; {_describe(recipe)}")
 
+    _warm_up(name, recipe, args, num_classes, x_train, y_train, say)
     start = time.perf_counter()
     # A diverging run overflows before its loss turns non-finite; the loss check reports it in one line,
     # so NumPy's overflow warnings would only add noise.
@@ -180,6 +181,44 @@ def _printer(args):
     def say(line):
         print(line, file=stream, flush=True)
     return say
+
+
+COMPILE_NOTICE_AFTER = 1.0
+"""Seconds a warm-up may take before the CLI says it is compiling: loading cached kernels takes far less."""
+
+
+def _warm_up(name, recipe, args, num_classes, x_train, y_train, say):
+    """Compile (or load from numba's disk cache) the kernels this model uses before training starts.
+
+    A throw-away copy of the model takes one training step and one evaluation on two images, so the real
+    model's weights, optimizer and generators are untouched, and the first step of the run (and with it the
+    progress bar's time estimate) no longer includes compilation. The kernels are compiled on a cold cache
+    only (the first run, or after numba or scratchnet changed); then the notice below says what the wait is.
+    """
+    import threading
+
+    told = []
+
+    def tell():
+        say("compiling kernels (first run only) ...")
+        told.append(time.perf_counter())
+
+    notice = threading.Timer(COMPILE_NOTICE_AFTER, tell)
+    notice.daemon = True
+    start = time.perf_counter()
+    notice.start()
+    try:
+        copy = zoo.build(name, seed=args.seed, dtype=recipe.dtype, num_classes=num_classes,
+                         learning_rate=recipe.learning_rate)
+        rows = slice(0, 2)
+        with np.errstate(over="ignore", invalid="ignore"):
+            copy.train_step(x_train[rows], y_train[rows])
+            copy.evaluate(x_train[rows], y_train[rows], batch_size=2, verbose=0)
+    finally:
+        notice.cancel()
+        notice.join()  # a notice being printed right now is finished before the next line
+    if told:
+        say(f"compiled the kernels in {time.perf_counter() - start:.1f} s (cached for the next runs)")
 
 
 def _describe(recipe):

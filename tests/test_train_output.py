@@ -17,9 +17,9 @@ EPOCH_LINE = re.compile(rf"^Epoch (\d+)/(\d+) - \d+s - \d+(?:s|ms|us)/step - acc
                         rf" - val_accuracy: {NUMBER} - val_loss: {NUMBER}$")
 
 
-def run_cli(tmp_path, *args):
+def run_cli(tmp_path, *args, env=None):
     """The CLI in a child process with stdout and stderr sent to pipes, as under CI or nohup."""
-    env = dict(os.environ, SCRATCHNET_HOME=str(tmp_path / "home"), PYTHONPATH=REPO)
+    env = dict(os.environ, SCRATCHNET_HOME=str(tmp_path / "home"), PYTHONPATH=REPO, **(env or {}))
     done = subprocess.run([sys.executable, "-m", "scratchnet.train", *args], capture_output=True, text=True,
                           cwd=REPO, env=env, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -63,3 +63,18 @@ def test_fit_verbose_follows_keras(verbose, tty, expected):
             return tty
 
     assert progress.resolve_verbose(verbose, Stream()) == expected
+
+
+def test_first_run_says_it_compiles_and_the_next_does_not(tmp_path):
+    cache = {"NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}  # empty: every kernel compiles
+    args = ("--model", "mlp", "--epochs", "1", "--batch-size", "2000", "--no-save", "--quiet")
+    first, _ = run_cli(tmp_path, *args, env=cache)
+    lines = first.splitlines()
+    notice = lines.index("compiling kernels (first run only) ...")
+    assert re.fullmatch(r"compiled the kernels in \d+\.\d s \(cached for the next runs\)", lines[notice + 1])
+    assert lines[notice + 2].startswith("Epoch 1/1")  # compiled before training: the epoch's time leaves it out
+    second, _ = run_cli(tmp_path, *args, env=cache)
+    assert "compiling" not in second and "compiled" not in second
+    # The warm-up trains a copy: the run itself is the same whether the kernels were compiled or cached.
+    assert [line for line in first.splitlines() if line.startswith("test:")][0].split(" (")[0] == \
+        [line for line in second.splitlines() if line.startswith("test:")][0].split(" (")[0]
