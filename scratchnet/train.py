@@ -50,6 +50,16 @@ def build_parser():
     parser.add_argument("--plots", type=Path, metavar="DIR", help="write curves, confusion matrix, samples")
     parser.add_argument("--tsne", action="store_true", help="with --plots, also the (slow) t-SNE picture")
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    long_run = parser.add_argument_group("checkpoints (epoch-scheduled models: mlp, emnist_cnn, kaggle_cnn)")
+    long_run.add_argument("--checkpoint-dir", type=Path, metavar="DIR",
+                          help="write a checkpoint at every epoch's end (and every --checkpoint-every steps) "
+                               "to DIR; SIGINT or SIGTERM saves one and prints the command that resumes")
+    long_run.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
+                          help="also write a checkpoint every N training steps")
+    long_run.add_argument("--resume", action="store_true",
+                          help="continue from the newest checkpoint in --checkpoint-dir (if there is one)")
+    long_run.add_argument("--keep-checkpoints", type=_positive_int, default=2, metavar="K",
+                          help="keep the newest K checkpoints (default: 2)")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bars: a line per epoch, as when the output is not a terminal")
     return parser
@@ -74,15 +84,24 @@ _positive_float = _positive(float, "number")
 
 def main(argv=None):
     """Run the CLI; returns the exit code (0 success, 1 bad data or divergence, 2 usage)."""
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
+        if (args.resume or args.checkpoint_every) and args.checkpoint_dir is None:
+            parser.error("--resume and --checkpoint-every need --checkpoint-dir")
     except SystemExit as exit:  # argparse has printed the usage line (or --help)
         return exit.code
+    from scratchnet import checkpoint
     from scratchnet.models import DivergenceError
 
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         summary = run(args)
-    except (datasets.DataError, DivergenceError, TrainingError) as error:
+    except checkpoint.Interrupted as stop:
+        print(f"{stop.signal}: saved a checkpoint to {stop.path}\nresume with: {_resume_command(args)}",
+              file=sys.stderr, flush=True)
+        return 143 if stop.signal == "SIGTERM" else 130
+    except (datasets.DataError, DivergenceError, TrainingError, checkpoint.CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except OSError as error:
@@ -125,6 +144,7 @@ def run(args):
         f"{len(x_train):,} training, {0 if x_val is None else len(x_val):,} validation, "
         f"{0 if x_test is None else len(x_test):,} test images; {_describe(recipe)}")
 
+    backup = _checkpointing(name, recipe, args, say) if args.checkpoint_dir else None
     _warm_up(name, recipe, args, num_classes, x_train, y_train, say)
     start = time.perf_counter()
     # A diverging run overflows before its loss turns non-finite; the loss check reports it in one line,
@@ -135,7 +155,7 @@ def run(args):
         elif recipe.schedule == "steps":
             history, steps, images = _train_steps(model, x_train, y_train, x_val, y_val, recipe, args, say)
         else:
-            history, steps, images = _train_epochs(model, x_train, y_train, x_val, y_val, recipe, args, say)
+            history, steps, images = _train_epochs(model, x_train, y_train, x_val, y_val, recipe, args, say, backup)
     train_seconds = time.perf_counter() - start
 
     summary = {"model": name, "dataset": data["name"], "epochs": history.get("epochs"), "steps": steps,
@@ -172,6 +192,22 @@ def run(args):
                                  class_names=data.get("classes"), tsne=args.tsne)
         say(f"wrote {len(written)} pictures to {args.plots}")
     return summary
+
+
+def _resume_command(args):
+    """The command line that continues this run from its newest checkpoint."""
+    import shlex
+
+    words = [word for word in args.argv if word != "--resume"]
+    return shlex.join([Path(sys.executable).name, "-m", "scratchnet.train", *words, "--resume"])
+
+
+def _identity(name, recipe, args):
+    """What a checkpoint must agree on with the run resuming it: the model, data and training arguments."""
+    return {"model": name, "dataset": recipe.dataset, "data_dir": None if args.data_dir is None else
+            str(args.data_dir), "epochs": recipe.epochs, "steps": recipe.steps, "batch_size": recipe.batch_size,
+            "learning_rate": recipe.learning_rate, "seed": args.seed, "dtype": recipe.dtype,
+            "backend": args.backend}
 
 
 def _printer(args):
@@ -290,7 +326,59 @@ def prepare(images, labels, name, recipe):
 
 # ------------------------------------------------------------------------------------------- schedules
 
-def _train_epochs(model, x, y, x_val, y_val, recipe, args, say):
+def _checkpointing(name, recipe, args, say):
+    """The BackupAndRestore of a run with --checkpoint-dir, its directory locked for this process."""
+    from scratchnet import checkpoint
+    from scratchnet.callbacks import BackupAndRestore
+
+    if recipe.schedule != "epochs":
+        raise TrainingError(f"--checkpoint-dir works with the epoch-scheduled models; {name} trains by "
+                            f"{'full-batch iterations' if recipe.schedule == 'full_batch' else 'steps'}")
+    directory = args.checkpoint_dir
+    args.lock = checkpoint.lock(directory)  # held until the process ends
+    identity = _identity(name, recipe, args)
+    newest = checkpoint.latest(directory)
+    if newest is not None and not args.resume:
+        raise TrainingError(f"{directory} already holds checkpoints of a run: continue it with --resume, "
+                            "or choose another --checkpoint-dir")
+    if newest is not None:
+        checkpoint.check_identity(newest, checkpoint.describe(newest), identity)
+        say(f"resuming from {newest}")
+    elif args.resume:
+        say(f"no checkpoint in {directory} yet: starting from the beginning")
+    return BackupAndRestore(directory, save_freq=args.checkpoint_every or "epoch", delete_checkpoint=False,
+                            keep=args.keep_checkpoints, identity=identity, restore=args.resume)
+
+
+class _StopOnSignal:
+    """While active: the first SIGINT or SIGTERM asks ``backup`` to save at the end of the step and stop;
+    a second SIGINT stops at once (Python's KeyboardInterrupt)."""
+
+    def __init__(self, backup, say):
+        self.backup, self.say, self.previous = backup, say, {}
+
+    def __enter__(self):
+        import signal
+
+        def handle(number, frame):
+            name = signal.Signals(number).name
+            self.say(f"{name}: saving a checkpoint at the end of this step (Ctrl-C again to stop at once)")
+            self.backup.request_stop(name)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        for number in (signal.SIGINT, signal.SIGTERM):
+            self.previous[number] = signal.signal(number, handle)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+        return False
+
+
+def _train_epochs(model, x, y, x_val, y_val, recipe, args, say, backup=None):
     """Keras-style ``fit``: shuffled epochs, validation after each; a progress bar on a terminal, else a line
     per epoch (Keras's ``verbose=2`` shape, so a log file gets no carriage returns)."""
     from scratchnet.models import Callback, progress
@@ -307,9 +395,13 @@ def _train_epochs(model, x, y, x_val, y_val, recipe, args, say):
         def on_epoch_end(self, epoch, logs=None):
             say(progress.epoch_line(epoch, recipe.epochs, time.perf_counter() - self.start, self.steps, logs))
 
-    fit = model.fit(x, y, batch_size=recipe.batch_size, epochs=recipe.epochs, steps=recipe.steps,
-                    validation_data=None if x_val is None else (x_val, y_val), shuffle=True,
-                    verbose=1 if bar else 0, seed=args.seed, callbacks=[] if bar else [EpochLines()])
+    import contextlib
+
+    hooks = ([] if backup is None else [backup]) + ([] if bar else [EpochLines()])
+    with _StopOnSignal(backup, say) if backup is not None else contextlib.nullcontext():
+        fit = model.fit(x, y, batch_size=recipe.batch_size, epochs=recipe.epochs, steps=recipe.steps,
+                        validation_data=None if x_val is None else (x_val, y_val), shuffle=True,
+                        verbose=1 if bar else 0, seed=args.seed, callbacks=hooks)
     history = dict(fit.history)
     epochs = len(history["loss"])
     steps = math.ceil(len(x) / recipe.batch_size) * epochs
