@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,7 +80,7 @@ def test_request_stop_saves_at_the_step_boundary_and_keeps_the_newest(tmp_path, 
     with pytest.raises(checkpoint.Interrupted) as stopped:
         cnn().fit(x, y, callbacks=[backup, Signal()], **FIT)
     assert stopped.value.signal == "SIGINT" and stopped.value.path == checkpoint.latest(tmp_path)
-    description = json.loads(open(stopped.value.path).read())
+    description = json.loads(Path(stopped.value.path).read_text())
     assert description["position"] == {"epoch": 1, "batch": 7, "done": 26, "pass_position": 7}
     assert len(checkpoint.checkpoints(tmp_path)) == 2  # pruned to the newest two
 
@@ -89,7 +90,7 @@ def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, images, 
     backup = callbacks.BackupAndRestore(tmp_path, delete_checkpoint=False)
     model = cnn()
     model.fit(x, y, callbacks=[backup], **dict(FIT, epochs=1))
-    before = {name: open(tmp_path / name, "rb").read() for name in os.listdir(tmp_path)}
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
 
     def disk_full(*args):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -99,7 +100,7 @@ def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, images, 
     with pytest.raises(checkpoint.CheckpointError, match=f"cannot write a checkpoint in {re.escape(str(tmp_path))}: "
                                                          "No space left on device"):
         checkpoint.save(tmp_path, model)
-    after = {name: open(tmp_path / name, "rb").read() for name in os.listdir(tmp_path)}
+    after = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
     assert after == before  # nothing half-written, no temporary files left behind
 
 
@@ -110,14 +111,14 @@ def test_a_damaged_checkpoint_is_refused_naming_the_file(tmp_path, images, damag
     json_path = checkpoint.latest(tmp_path)
     npz_path = json_path[:-5] + ".npz"
     if damage == "truncate_npz":
-        data = open(npz_path, "rb").read()
-        open(npz_path, "wb").write(data[:len(data) // 2])
+        data = Path(npz_path).read_bytes()
+        Path(npz_path).write_bytes(data[:len(data) // 2])
         named = npz_path
     elif damage == "garbage_json":
-        open(json_path, "w").write('{"format": "scratchnet-checkp')
+        Path(json_path).write_text('{"format": "scratchnet-checkp')
         named = json_path
     elif damage == "foreign_json":
-        open(json_path, "w").write(json.dumps({"format": "something else", "version": 1}))
+        Path(json_path).write_text(json.dumps({"format": "something else", "version": 1}))
         named = json_path
     else:
         os.unlink(npz_path)
