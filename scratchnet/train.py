@@ -219,42 +219,73 @@ def _printer(args):
     return say
 
 
-COMPILE_NOTICE_AFTER = 1.0
-"""Seconds a warm-up may take before the CLI says it is compiling: loading cached kernels takes far less."""
-
-
 def _warm_up(name, recipe, args, num_classes, x_train, y_train, say):
     """Compile (or load from numba's disk cache) the kernels this model uses before training starts.
 
     A throw-away copy of the model takes one training step and one evaluation on two images, so the real
     model's weights, optimizer and generators are untouched, and the first step of the run (and with it the
-    progress bar's time estimate) no longer includes compilation. The kernels are compiled on a cold cache
-    only (the first run, or after numba or scratchnet changed); then the notice below says what the wait is.
+    progress bar's time estimate) no longer includes compilation. numba compiles only on a cold cache (the
+    first run, or after numba or scratchnet changed); then, and only then, the notice says what the wait is.
     """
-    import threading
+    import contextlib
 
-    told = []
+    compiled = []
 
-    def tell():
-        say("compiling kernels (first run only) ...")
-        told.append(time.perf_counter())
+    def on_compile():
+        if not compiled:
+            say("compiling kernels (first run only) ...")
+        compiled.append(True)
 
-    notice = threading.Timer(COMPILE_NOTICE_AFTER, tell)
-    notice.daemon = True
     start = time.perf_counter()
-    notice.start()
-    try:
+    with _compile_listener(on_compile) if args.backend != "numpy" else contextlib.nullcontext():
         copy = zoo.build(name, seed=args.seed, dtype=recipe.dtype, num_classes=num_classes,
                          learning_rate=recipe.learning_rate)
         rows = slice(0, 2)
         with np.errstate(over="ignore", invalid="ignore"):
             copy.train_step(x_train[rows], y_train[rows])
             copy.evaluate(x_train[rows], y_train[rows], batch_size=2, verbose=0)
-    finally:
-        notice.cancel()
-        notice.join()  # a notice being printed right now is finished before the next line
-    if told:
+    if compiled:
         say(f"compiled the kernels in {time.perf_counter() - start:.1f} s (cached for the next runs)")
+
+
+def _compile_listener(callback):
+    """A context in which ``callback()`` is called whenever numba starts compiling a function (numba's
+    "numba:compile" event, which a function loaded from the disk cache does not fire)."""
+    from numba.core import event
+
+    class Listener(event.Listener):
+        def on_start(self, data):
+            callback()
+
+        def on_end(self, data):
+            pass
+
+    return event.install_listener("numba:compile", Listener())
+
+
+def _resume_command(args):
+    """The command line that continues this run from its newest checkpoint."""
+    import shlex
+
+    words = [word for word in args.argv if word != "--resume"]
+    return shlex.join([Path(sys.executable).name, "-m", "scratchnet.train", *words, "--resume"])
+
+
+def _identity(name, recipe, args):
+    """What a checkpoint must agree on with the run resuming it: the model, data and training arguments."""
+    return {"model": name, "dataset": recipe.dataset, "data_dir": None if args.data_dir is None else
+            str(args.data_dir), "epochs": recipe.epochs, "steps": recipe.steps, "batch_size": recipe.batch_size,
+            "learning_rate": recipe.learning_rate, "seed": args.seed, "dtype": recipe.dtype,
+            "backend": args.backend}
+
+
+def _printer(args):
+    """Human-readable lines go to stdout, except with --json, where stdout holds only the JSON line."""
+    stream = sys.stderr if args.json else sys.stdout
+
+    def say(line):
+        print(line, file=stream, flush=True)
+    return say
 
 
 def _describe(recipe):
