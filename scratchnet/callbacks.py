@@ -582,7 +582,9 @@ class BackupAndRestore(Callback):
             backup made with another identity is refused with an error naming the differences.
         restore: scratchnet's: False never restores (a fresh run that only writes backups).
 
-    ``request_stop(reason)`` (safe to call from a signal handler) saves a backup at the end of the current
+    After ``fit``, ``restored_from`` is the backup it resumed from (None if it started afresh) and
+    ``restored_step`` the number of updates that backup had done. ``request_stop(reason)`` (safe to call
+    from a signal handler) saves a backup at the end of the current
     batch and raises ``scratchnet.checkpoint.Interrupted`` out of ``fit``.
     """
 
@@ -597,7 +599,8 @@ class BackupAndRestore(Callback):
             raise ValueError(f"`keep` must be a positive integer. Received: keep={keep!r}")
         self.save_freq, self.delete_checkpoint, self.keep = save_freq, delete_checkpoint, keep
         self.identity, self.restore = identity, restore
-        self.restored_from, self.last_saved, self._stop_reason, self._epoch_list = None, None, None, None
+        self.restored_from, self.restored_step, self.last_saved = None, 0, None
+        self._stop_reason, self._epoch_list = None, None
 
     def request_stop(self, reason):
         self._stop_reason = reason
@@ -609,7 +612,7 @@ class BackupAndRestore(Callback):
         path = checkpoint.latest(self.backup_dir) if self.restore else None
         if path is not None:
             description = checkpoint.restore(path, self.model, self.identity)
-            self.restored_from = path
+            self.restored_from, self.restored_step = path, description["position"]["done"]
             self._epoch_list = list(description["history"]["epoch"])
 
     def on_epoch_begin(self, epoch, logs=None):

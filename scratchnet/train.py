@@ -439,7 +439,11 @@ def _train_epochs(model, x, y, x_val, y_val, recipe, args, say, backup=None):
     if recipe.steps:
         steps = min(steps, recipe.steps)
     history["epochs"] = epochs
-    return history, steps, min(steps * recipe.batch_size, len(x) * epochs)
+    images = min(steps * recipe.batch_size, len(x) * epochs)
+    if backup is not None and backup.restored_from is not None:
+        # the images/s figure counts what this process trained, not the steps the checkpoint had done
+        images = min((model.fit_loop.done - backup.restored_step) * recipe.batch_size, images)
+    return history, steps, images
 
 
 def batches(n, batch_size, order, rng):
