@@ -202,15 +202,16 @@ def test_cli_killed_at_a_random_moment_resumes_bit_identical(tmp_path, uninterru
     assert same(weights(tmp_path / "model.npz"), uninterrupted[0])
 
 
-def test_cli_sigint_saves_a_checkpoint_and_prints_the_resume_command(tmp_path, uninterrupted):
+@pytest.mark.parametrize(("stop", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_cli_signal_saves_a_checkpoint_and_prints_the_resume_command(tmp_path, uninterrupted, stop, exit_code):
     args = [*ARGS, "--save", str(tmp_path / "model.npz"), "--checkpoint-dir", str(tmp_path / "ckpt")]
     process = cli(tmp_path, *args)
     wait_for(process, "Epoch 1/3")
     time.sleep(0.3)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     code, out, err = finish(process)
-    assert code == 130, err
-    saved = re.search(r"^SIGINT: saved a checkpoint to (\S+\.json)$", err, re.M)
+    assert code == exit_code, err
+    saved = re.search(rf"^{stop.name}: saved a checkpoint to (\S+\.json)$", err, re.M)
     assert saved and os.path.exists(saved[1]) and saved[1] == checkpoint.latest(tmp_path / "ckpt")
     command = re.search(r"^resume with: \S*python\S* -m scratchnet\.train (.*)$", err, re.M)
     assert command and command[1].split() == [*args, "--resume"]
