@@ -47,7 +47,7 @@ class StopAt(callbacks.Callback):
             raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("stops", [(7,), (19,), (5, 23, 40), (38, 39)])
+@pytest.mark.parametrize("stops", [(7,), (19,), (5, 23, 40), (38, 39), (57,)])  # 57: the last batch, saved
 def test_fit_resumed_from_backups_equals_the_uninterrupted_fit(tmp_path, images, stops):
     x, y = images
     fit = dict(FIT, validation_data=(x[:100], y[:100]))
