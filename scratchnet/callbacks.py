@@ -22,8 +22,10 @@ import warnings
 
 import numpy as np
 
+from scratchnet import checkpoint
+
 __all__ = ["Callback", "CallbackList", "History", "LambdaCallback", "EarlyStopping", "ModelCheckpoint",
-           "ReduceLROnPlateau", "LearningRateScheduler", "CSVLogger", "TerminateOnNaN"]
+           "ReduceLROnPlateau", "LearningRateScheduler", "CSVLogger", "TerminateOnNaN", "BackupAndRestore"]
 
 
 class Callback:
@@ -559,3 +561,80 @@ class TerminateOnNaN(Callback):
                                    "Terminating training immediately.")
             print(f"Batch {batch}: Invalid loss, terminating training")
             self.model.stop_training = True
+
+
+class BackupAndRestore(Callback):
+    """Back up a ``fit`` in progress to ``backup_dir`` and, if a backup is there, resume from it (as Keras's).
+
+    A run killed at any moment and started again with the same callback (same data, seed and thread
+    count) continues from the newest backup and ends with the weights, bit for bit, of the run never
+    interrupted: the backup holds the weights, the optimizer's state, every random generator, the batch
+    order and position within the epoch, the epoch's running means and the history (see
+    ``scratchnet.checkpoint``).
+
+    Args:
+        backup_dir: the directory of the backups (created if missing).
+        save_freq: "epoch" (at every epoch's end), or an integer n: also after every n-th training batch.
+        delete_checkpoint: delete the backups when training finishes (Keras's default), so the next ``fit``
+            starts afresh; False keeps the newest ``keep``.
+        keep: how many backups to keep (scratchnet's; older ones are deleted after each new one is written).
+        identity: scratchnet's: a dict of JSON values describing the run (e.g. the command's arguments); a
+            backup made with another identity is refused with an error naming the differences.
+        restore: scratchnet's: False never restores (a fresh run that only writes backups).
+
+    After ``fit``, ``restored_from`` is the backup it resumed from (None if it started afresh) and
+    ``restored_step`` the number of updates that backup had done. ``request_stop(reason)`` (safe to call
+    from a signal handler) saves a backup at the end of the current
+    batch and raises ``scratchnet.checkpoint.Interrupted`` out of ``fit``.
+    """
+
+    def __init__(self, backup_dir, save_freq="epoch", delete_checkpoint=True, *, keep=1, identity=None,
+                 restore=True):
+        super().__init__()
+        self.backup_dir = os.fspath(backup_dir)
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
+            raise ValueError(f"Invalid value for argument `save_freq`. Received: save_freq={save_freq!r}. "
+                             "Expected either 'epoch' or a positive integer")
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise ValueError(f"`keep` must be a positive integer. Received: keep={keep!r}")
+        self.save_freq, self.delete_checkpoint, self.keep = save_freq, delete_checkpoint, keep
+        self.identity, self.restore = identity, restore
+        self.restored_from, self.restored_step, self.last_saved = None, 0, None
+        self._stop_reason, self._epoch_list = None, None
+
+    def request_stop(self, reason):
+        self._stop_reason = reason
+
+    def _save(self, epoch_logs=None):
+        self.last_saved = checkpoint.save(self.backup_dir, self.model, self.identity, self.keep, epoch_logs)
+
+    def on_train_begin(self, logs=None):
+        path = checkpoint.latest(self.backup_dir) if self.restore else None
+        if path is not None:
+            description = checkpoint.restore(path, self.model, self.identity)
+            self.restored_from, self.restored_step = path, description["position"]["done"]
+            self._epoch_list = list(description["history"]["epoch"])
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._epoch_list is not None:  # the History cleared its epochs in its own on_train_begin
+            self.model.fit_loop.history.epoch = self._epoch_list
+            self._epoch_list = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._stop_reason is not None:
+            self._save()
+            raise checkpoint.Interrupted(self.last_saved, self._stop_reason)
+        if self.save_freq != "epoch" and self.model.fit_loop.done % self.save_freq == 0:
+            self._save()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._save(epoch_logs=logs)
+
+    def on_train_end(self, logs=None):
+        if self.delete_checkpoint:
+            for path in checkpoint.checkpoints(self.backup_dir):
+                for name in (path, path[:-len(".json")] + ".npz"):
+                    try:
+                        os.unlink(name)
+                    except OSError:
+                        pass

@@ -71,7 +71,8 @@ def build_parser():
     parser.add_argument("--plots", type=Path, metavar="DIR", help="write curves, confusion matrix, samples")
     parser.add_argument("--tsne", action="store_true", help="with --plots, also the (slow) t-SNE picture")
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bars: a line per epoch, as when the output is not a terminal")
     tuning = parser.add_argument_group(
         "fine-tuning", "Start from a saved model instead of a new one. With --dataset folder:DIR (e.g. the "
                        "corrections python -m scratchnet.serve saves in ~/.cache/scratchnet/handwriting) it learns "
@@ -89,6 +90,16 @@ def build_parser():
     tuning.add_argument("--classes", metavar="NAMES",
                         help="folder: the model's class names, as python -m scratchnet.serve --classes takes them "
                              "(a dataset name or a comma-separated list; default: from the model's name and width)")
+    long_run = parser.add_argument_group("checkpoints (epoch-scheduled models: mlp, emnist_cnn, kaggle_cnn)")
+    long_run.add_argument("--checkpoint-dir", type=Path, metavar="DIR",
+                          help="write a checkpoint at every epoch's end (and every --checkpoint-every steps) "
+                               "to DIR; SIGINT or SIGTERM saves one and prints the command that resumes")
+    long_run.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
+                          help="also write a checkpoint every N training steps")
+    long_run.add_argument("--resume", action="store_true",
+                          help="continue from the newest checkpoint in --checkpoint-dir (if there is one)")
+    long_run.add_argument("--keep-checkpoints", type=_positive_int, default=2, metavar="K",
+                          help="keep the newest K checkpoints (default: 2)")
     return parser
 
 
@@ -134,21 +145,31 @@ def main(argv=None, *, single_process=False):
     Started by an MPI launcher, the processes train together (an error in one ends them all), unless
     ``single_process``: then this process trains alone (the reproduction sweep runs one training per process).
     """
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
+        if (args.resume or args.checkpoint_every) and args.checkpoint_dir is None:
+            parser.error("--resume and --checkpoint-every need --checkpoint-dir")
     except SystemExit as exit:  # argparse has printed the usage line (or --help)
         return exit.code
+    from scratchnet import checkpoint
     from scratchnet.models import DivergenceError
 
     comm = None
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         comm = None if single_process else distributed.world()
         summary = run(args, comm)
+    except checkpoint.Interrupted as stop:
+        print(f"{stop.signal}: saved a checkpoint to {stop.path}\nresume with: {_resume_command(args)}",
+              file=sys.stderr, flush=True)
+        return 143 if stop.signal == "SIGTERM" else 130
     except UsageError as error:
         build_parser().print_usage(sys.stderr)
         print(f"python -m scratchnet.train: error: {error}", file=sys.stderr)
         return distributed.abort(comm, 2)
-    except (datasets.DataError, DivergenceError, TrainingError, distributed.LaunchError) as error:
+    except (datasets.DataError, DivergenceError, TrainingError, checkpoint.CheckpointError,
+            distributed.LaunchError) as error:
         print(f"error: {error}", file=sys.stderr)
         return distributed.abort(comm, 1)
     except OSError as error:
@@ -205,6 +226,11 @@ def run(args, comm=None):
         f"{len(x_train):,} training, {0 if x_val is None else len(x_val):,} validation, "
         f"{0 if x_test is None else len(x_test):,} test images; {_describe(recipe)}")
 
+    if args.checkpoint_dir and model.distribution.size > 1:
+        raise UsageError("--checkpoint-dir is for one process: checkpoints of a run over several processes are "
+                         "not written yet")
+    backup = _checkpointing(name, recipe, args, say) if args.checkpoint_dir else None
+    _warm_up(name, recipe, args, num_classes, x_train, y_train, say)
     start = time.perf_counter()
     # A diverging run overflows before its loss turns non-finite; the loss check reports it in one line,
     # so NumPy's overflow warnings would only add noise.
@@ -214,7 +240,7 @@ def run(args, comm=None):
         elif recipe.schedule == "steps":
             history, steps, images = _train_steps(model, x_train, y_train, x_val, y_val, recipe, args, say)
         else:
-            history, steps, images = _train_epochs(model, x_train, y_train, x_val, y_val, recipe, args, say)
+            history, steps, images = _train_epochs(model, x_train, y_train, x_val, y_val, recipe, args, say, backup)
     train_seconds = time.perf_counter() - start
 
     summary = {"model": name, "dataset": data["name"], "epochs": history.get("epochs"), "steps": steps,
@@ -384,6 +410,66 @@ def _folder_options(args):
     return [flag for flag, value in options.items() if value is not None]
 
 
+def _resume_command(args):
+    """The command line that continues this run from its newest checkpoint."""
+    import shlex
+
+    words = [word for word in args.argv if word != "--resume"]
+    return shlex.join([Path(sys.executable).name, "-m", "scratchnet.train", *words, "--resume"])
+
+
+def _identity(name, recipe, args):
+    """What a checkpoint must agree on with the run resuming it: the model, data and training arguments."""
+    return {"model": name, "dataset": recipe.dataset, "data_dir": None if args.data_dir is None else
+            str(args.data_dir), "epochs": recipe.epochs, "steps": recipe.steps, "batch_size": recipe.batch_size,
+            "learning_rate": recipe.learning_rate, "seed": args.seed, "dtype": recipe.dtype,
+            "backend": args.backend}
+
+
+def _warm_up(name, recipe, args, num_classes, x_train, y_train, say):
+    """Compile (or load from numba's disk cache) the kernels this model uses before training starts.
+
+    A throw-away copy of the model takes one training step and one evaluation on two images, so the real
+    model's weights, optimizer and generators are untouched, and the first step of the run (and with it the
+    progress bar's time estimate) no longer includes compilation. numba compiles only on a cold cache (the
+    first run, or after numba or scratchnet changed); then, and only then, the notice says what the wait is.
+    """
+    import contextlib
+
+    compiled = []
+
+    def on_compile():
+        if not compiled:
+            say("compiling kernels (first run only) ...")
+        compiled.append(True)
+
+    start = time.perf_counter()
+    with _compile_listener(on_compile) if args.backend != "numpy" else contextlib.nullcontext():
+        copy = zoo.build(name, seed=args.seed, dtype=recipe.dtype, num_classes=num_classes,
+                         learning_rate=recipe.learning_rate)
+        rows = slice(0, 2)
+        with np.errstate(over="ignore", invalid="ignore"):
+            copy.train_step(x_train[rows], y_train[rows])
+            copy.evaluate(x_train[rows], y_train[rows], batch_size=2, verbose=0)
+    if compiled:
+        say(f"compiled the kernels in {time.perf_counter() - start:.1f} s (cached for the next runs)")
+
+
+def _compile_listener(callback):
+    """A context in which ``callback()`` is called whenever numba starts compiling a function (numba's
+    "numba:compile" event, which a function loaded from the disk cache does not fire)."""
+    from numba.core import event
+
+    class Listener(event.Listener):
+        def on_start(self, data):
+            callback()
+
+        def on_end(self, data):
+            pass
+
+    return event.install_listener("numba:compile", Listener())
+
+
 def _printer(args, chief=True):
     """Human-readable lines go to stdout, except with --json, where stdout holds only the JSON line; a
     process that is not the chief (rank 0) of several prints nothing."""
@@ -464,27 +550,93 @@ def prepare(images, labels, name, recipe):
 
 # ------------------------------------------------------------------------------------------- schedules
 
-def _train_epochs(model, x, y, x_val, y_val, recipe, args, say):
-    """Keras-style ``fit``: shuffled epochs, validation after each, a progress bar and a line per epoch."""
-    from scratchnet.models import LambdaCallback
+def _checkpointing(name, recipe, args, say):
+    """The BackupAndRestore of a run with --checkpoint-dir, its directory locked for this process."""
+    from scratchnet import checkpoint
+    from scratchnet.callbacks import BackupAndRestore
 
-    def report(epoch, logs):
-        line = f"epoch {epoch + 1}/{recipe.epochs}: loss {logs['loss']:.4f}, accuracy {logs['accuracy']:.2%}"
-        if "val_loss" in logs:
-            line += f", val_loss {logs['val_loss']:.4f}, val_accuracy {logs['val_accuracy']:.2%}"
-        say(line)
+    if recipe.schedule != "epochs":
+        raise TrainingError(f"--checkpoint-dir works with the epoch-scheduled models; {name} trains by "
+                            f"{'full-batch iterations' if recipe.schedule == 'full_batch' else 'steps'}")
+    directory = args.checkpoint_dir
+    args.lock = checkpoint.lock(directory)  # held until the process ends
+    identity = _identity(name, recipe, args)
+    newest = checkpoint.latest(directory)
+    if newest is not None and not args.resume:
+        raise TrainingError(f"{directory} already holds checkpoints of a run: continue it with --resume, "
+                            "or choose another --checkpoint-dir")
+    if newest is not None:
+        checkpoint.check_identity(newest, checkpoint.describe(newest), identity)
+        say(f"resuming from {newest}")
+    elif args.resume:
+        say(f"no checkpoint in {directory} yet: starting from the beginning")
+    return BackupAndRestore(directory, save_freq=args.checkpoint_every or "epoch", delete_checkpoint=False,
+                            keep=args.keep_checkpoints, identity=identity, restore=args.resume)
 
-    fit = model.fit(x, y, batch_size=recipe.batch_size, epochs=recipe.epochs, steps=recipe.steps,
-                    validation_data=None if x_val is None else (x_val, y_val), shuffle=True,
-                    verbose=0 if args.quiet or args.json else 1, seed=args.seed,
-                    callbacks=[LambdaCallback(on_epoch_end=report)])
+
+class _StopOnSignal:
+    """While active: the first SIGINT or SIGTERM asks ``backup`` to save at the end of the step and stop;
+    a second SIGINT stops at once (Python's KeyboardInterrupt)."""
+
+    def __init__(self, backup, say):
+        self.backup, self.say, self.previous = backup, say, {}
+
+    def __enter__(self):
+        import signal
+
+        def handle(number, frame):
+            name = signal.Signals(number).name
+            self.say(f"{name}: saving a checkpoint at the end of this step (Ctrl-C again to stop at once)")
+            self.backup.request_stop(name)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        for number in (signal.SIGINT, signal.SIGTERM):
+            self.previous[number] = signal.signal(number, handle)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+        return False
+
+
+def _train_epochs(model, x, y, x_val, y_val, recipe, args, say, backup=None):
+    """Keras-style ``fit``: shuffled epochs, validation after each; a progress bar on a terminal, else a line
+    per epoch (Keras's ``verbose=2`` shape, so a log file gets no carriage returns)."""
+    from scratchnet.models import Callback, progress
+
+    bar = not (args.quiet or args.json) and progress.is_terminal(sys.stdout)
+
+    class EpochLines(Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start, self.steps = time.perf_counter(), 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.steps = batch + 1
+
+        def on_epoch_end(self, epoch, logs=None):
+            say(progress.epoch_line(epoch, recipe.epochs, time.perf_counter() - self.start, self.steps, logs))
+
+    import contextlib
+
+    hooks = ([] if backup is None else [backup]) + ([] if bar else [EpochLines()])
+    with _StopOnSignal(backup, say) if backup is not None else contextlib.nullcontext():
+        fit = model.fit(x, y, batch_size=recipe.batch_size, epochs=recipe.epochs, steps=recipe.steps,
+                        validation_data=None if x_val is None else (x_val, y_val), shuffle=True,
+                        verbose=1 if bar else 0, seed=args.seed, callbacks=hooks)
     history = dict(fit.history)
     epochs = len(history["loss"])
     steps = math.ceil(len(x) / recipe.batch_size) * epochs
     if recipe.steps:
         steps = min(steps, recipe.steps)
     history["epochs"] = epochs
-    return history, steps, min(steps * recipe.batch_size, len(x) * epochs)
+    images = min(steps * recipe.batch_size, len(x) * epochs)
+    if backup is not None and backup.restored_from is not None:
+        # the images/s figure counts what this process trained, not the steps the checkpoint had done
+        images = min((model.fit_loop.done - backup.restored_step) * recipe.batch_size, images)
+    return history, steps, images
 
 
 def batches(n, batch_size, order, rng):
@@ -510,7 +662,7 @@ def _train_steps(model, x, y, x_val, y_val, recipe, args, say):
     """The TF1 style: a fixed number of mini-batch steps, a report line every ``report_every`` steps."""
     from tqdm import tqdm
 
-    from scratchnet.models import DivergenceError
+    from scratchnet.models import DivergenceError, progress
 
     if recipe.batch_size > len(x) - (recipe.batch_order == "sequential"):
         raise TrainingError(f"--batch-size {recipe.batch_size} is larger than the {len(x)} training images")
@@ -519,7 +671,8 @@ def _train_steps(model, x, y, x_val, y_val, recipe, args, say):
     history = {"step": [], "loss": [], "accuracy": [], "val_accuracy": []}
     report_validation = recipe.batch_order == "sequential" and x_val is not None
     bar = tqdm(range(recipe.steps), desc="training", unit="step",
-               disable=args.quiet or args.json or not model.distribution.is_chief, file=sys.stderr, leave=False)
+               disable=args.quiet or args.json or not model.distribution.is_chief
+               or not progress.is_terminal(sys.stderr), file=sys.stderr, leave=False)
     for step in bar:
         index = next(batch_indices)
         loss = model.train_step(x[index], y[index])

@@ -15,17 +15,25 @@ import time
 
 from scratchnet.callbacks import Callback
 
-__all__ = ["resolve_verbose", "Progbar", "ProgressLogger"]
+__all__ = ["resolve_verbose", "is_terminal", "epoch_line", "Progbar", "ProgressLogger"]
 
 _HIDDEN = ("batch_loss", "step", "outputs")
 """Logs keys scratchnet adds for callbacks that Keras would not print."""
 
 
+def is_terminal(stream=None):
+    """Whether ``stream`` (default stdout) is a terminal, where a line can be redrawn in place."""
+    stream = stream or sys.stdout
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
 def resolve_verbose(verbose, stream=None):
     """0, 1 or 2 from a ``verbose`` argument ("auto": 1 on a terminal, else 2); anything else raises."""
     if verbose == "auto":
-        stream = stream or sys.stdout
-        return 1 if getattr(stream, "isatty", lambda: False)() else 2
+        return 1 if is_terminal(stream) else 2
     if isinstance(verbose, bool) or verbose not in (0, 1, 2):
         raise ValueError(f"`verbose` must be 0, 1, 2 or 'auto'. Received: verbose={verbose!r}")
     return int(verbose)
@@ -44,6 +52,19 @@ def _per_step(seconds, unit):
     return f"{seconds * 1e6:.0f}us/{unit}"
 
 
+def epoch_line(epoch, epochs, seconds, steps, logs, unit="step"):
+    """One finished epoch as Keras's ``verbose=2`` prints it, with the epoch in front, on a single line::
+
+        Epoch 2/4 - 21s - 12ms/step - accuracy: 0.9851 - loss: 0.0489 - val_accuracy: 0.9880 - val_loss: ...
+
+    A log file gets this line and nothing else per epoch: no bar, no carriage return.
+    """
+    shown = " - ".join(f"{key}: {_number(value)}" for key, value in logs.items() if key not in _HIDDEN)
+    per_step = seconds / steps if steps else 0.0
+    line = f"Epoch {epoch + 1}/{epochs} - {seconds:.0f}s - {_per_step(per_step, unit)}"
+    return line + (f" - {shown}" if shown else "")
+
+
 class Progbar:
     """One progress line of ``target`` steps, redrawn in place on a terminal.
 
@@ -57,7 +78,7 @@ class Progbar:
     def __init__(self, target, verbose=1, stream=None, unit="step"):
         self.target, self.verbose, self.unit = target, verbose, unit
         self.stream = stream or sys.stdout
-        self.dynamic = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.dynamic = is_terminal(self.stream)
         self.start = time.perf_counter()
         self._after_first_step = None
         self._last_draw = 0.0

@@ -30,7 +30,7 @@ from scratchnet.layers.weights import Tensor, Weight, layer_weights
 
 from . import progress
 from .registry import register_model_class
-from .training import Batches, Running, should_validate
+from .training import Batches, FitLoop, Running, should_validate
 
 __all__ = ["Sequential", "Model", "DivergenceError"]
 
@@ -580,22 +580,28 @@ class Sequential:
         batches = Batches(len(x), batch_size, shuffle, shuffle_rng)
         fused = self._fused()
 
-        self.stop_training, done, epoch_logs = False, 0, {}
+        self.stop_training, epoch_logs = False, {}
         self.reset_metrics()
+        # Where the loop stands, for a checkpoint (scratchnet.checkpoint), which may also move it on
+        # on_train_begin to resume a run: epoch, batch within it, updates done, the epoch's running means.
+        loop = self.fit_loop = FitLoop(batches, history, initial_epoch, lambda: Running(self))
         hooks.on_train_begin()
         try:
-            for epoch in range(initial_epoch, epochs):
+            for epoch in range(loop.epoch, epochs):
+                resumed = loop.running is not None
                 hooks.on_epoch_begin(epoch)
-                limit = epoch_steps if steps is None else min(epoch_steps, steps - done)
-                running = Running(self)
-                for batch, rows in enumerate(batches.take(limit, steps_per_epoch is not None)):
+                loop.epoch, loop.running = epoch, loop.running or Running(self)
+                running, first = loop.running, loop.batch
+                limit = epoch_steps - first if steps is None else min(epoch_steps - first, steps - loop.done)
+                for batch, rows in enumerate(batches.take(limit, steps_per_epoch is not None or resumed), first):
                     hooks.on_train_batch_begin(batch)
                     rows = self.distribution.local_rows(rows, len(x))  # with several processes: this one's part
                     x_batch, y_batch = x[rows], y[rows]
                     w_batch = None if weights is None else weights[rows]
                     loss, y_pred = self._train_batch(x_batch, y_batch, fused, w_batch)
                     running.add(loss, y_batch, y_pred)
-                    done += 1
+                    loop.done, loop.batch = loop.done + 1, batch + 1
+                    done = loop.done
                     hooks.on_train_batch_end(batch, {**running.logs(), "batch_loss": loss, "step": done})
                     if self.stop_training:
                         break
@@ -606,8 +612,9 @@ class Sequential:
                                                      validation_steps, hooks)
                     epoch_logs.update({f"val_{key}": value for key, value in values.items()})
                 epoch_logs = dict(sorted(epoch_logs.items()))
+                loop.running, loop.batch, loop.epoch = None, 0, epoch + 1
                 hooks.on_epoch_end(epoch, epoch_logs)
-                if self.stop_training or (steps is not None and done >= steps):
+                if self.stop_training or (steps is not None and loop.done >= steps):
                     break
         finally:
             self._raise_on_non_finite = True

@@ -3,7 +3,7 @@
 import math
 import warnings
 
-__all__ = ["Batches", "Running", "should_validate"]
+__all__ = ["Batches", "FitLoop", "Running", "should_validate"]
 
 
 def should_validate(epoch, validation_freq):
@@ -13,6 +13,16 @@ def should_validate(epoch, validation_freq):
             raise ValueError(f"`validation_freq` must be a positive integer. Received: {validation_freq!r}")
         return (epoch + 1) % validation_freq == 0
     return epoch + 1 in validation_freq
+
+
+class FitLoop:
+    """Where ``fit`` stands: the epoch, the next batch within it, the updates done so far, the epoch's running
+    means (None between epochs), the batch order and the History. A checkpoint saves it; a resumed run sets
+    it in ``on_train_begin`` and ``fit`` carries on from there."""
+
+    def __init__(self, batches, history, epoch, new_running):
+        self.batches, self.history, self.epoch, self.new_running = batches, history, epoch, new_running
+        self.batch, self.done, self.running = 0, 0, None
 
 
 class Batches:
@@ -33,6 +43,8 @@ class Batches:
         self.position = 0
 
     def take(self, limit, carry_on):
+        if limit < 1:
+            return  # nothing to take (a run resumed at the end of an epoch): the order stays as it is
         if not carry_on or self.position in (0, self.per_pass):
             self._new_pass()
         for _ in range(limit):

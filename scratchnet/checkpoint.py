@@ -1,0 +1,313 @@
+"""Checkpoints of a ``fit`` in progress, from which a run killed at any moment resumes bit for bit.
+
+A checkpoint is two files in its directory, ``ckpt-<updates>-<epoch>-<batch>.npz`` (the arrays: weights,
+optimizer slots, the epoch's batch order) and a ``.json`` of the same name (everything else: the position,
+every random generator's state, the running means of the epoch, the history, and the ``identity`` of the run,
+e.g. the training command's model and data arguments). Each file is written to a temporary name, flushed to
+disk and renamed into place, the ``.json`` last: a checkpoint whose ``.json`` exists is complete, so a run
+killed while writing leaves the previous checkpoint as the newest. Files are read with
+``allow_pickle=False``.
+
+The state saved is everything a training step reads that changes from step to step: with the same seed and
+thread count, a resumed run draws the same dropout masks and batches and ends with the same weights, bit for
+bit, as the run never interrupted.
+
+``lock(directory)`` holds an exclusive lock on ``directory/lock`` for the life of a run, so a second run
+on the same directory refuses to start instead of mixing its checkpoints with the first one's.
+"""
+
+import json
+import os
+import re
+import tempfile
+
+import numpy as np
+
+__all__ = ["CheckpointError", "Interrupted", "save", "restore", "latest", "checkpoints", "lock"]
+
+FORMAT = "scratchnet-checkpoint"
+VERSION = 1
+_NAME = re.compile(r"^ckpt-(\d{9})-(\d{5})-(\d{7})\.json$")
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be written or read; the message names the file or directory."""
+
+
+class Interrupted(Exception):
+    """A run stopped on a signal after saving a checkpoint; ``path`` is that checkpoint, ``signal`` its name."""
+
+    def __init__(self, path, signal):
+        super().__init__(f"stopped by {signal}; checkpoint saved to {path}")
+        self.path, self.signal = path, signal
+
+
+# ------------------------------------------------------------------------------------------- the state
+
+def _generators(model):
+    """Every ``numpy.random.Generator`` training draws from, by a stable name: the model's (initialisation),
+    its default shuffling generator, each layer's (dropout), and the generator of ``fit``'s batch order."""
+    found = {"model": model.rng, "model.shuffle": model._shuffle_rng}
+    for index, layer in enumerate(model.layers):
+        if isinstance(getattr(layer, "rng", None), np.random.Generator):
+            found[f"layers.{index}"] = layer.rng
+    loop = model.fit_loop
+    if loop.batches.rng is not None:
+        found["fit.shuffle"] = loop.batches.rng
+    return found
+
+
+def _metric_state(metric):
+    """A metric object's running state: its number attributes (a Mean's total and count) and arrays."""
+    numbers, arrays = {}, {}
+    for key, value in vars(metric).items():
+        if isinstance(value, np.ndarray):
+            arrays[key] = value
+        elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+            numbers[key] = float(value) if isinstance(value, (float, np.floating)) else int(value)
+    return numbers, arrays
+
+
+def _capture(model, identity, epoch_logs=None):
+    """(arrays, description) of the model and its ``fit`` as they stand now; ``epoch_logs`` are those of
+    an epoch that just ended, which the History records only after the checkpoint's own callback ran."""
+    loop = model.fit_loop
+    arrays = {f"weight.{i}": array for i, array in enumerate(model.get_weights())}
+    optimizer = model.optimizer
+    arrays.update({f"optimizer.{i}": array for i, array in enumerate(optimizer.get_state())})
+    if loop.batches.order is not None:
+        arrays["order"] = loop.batches.order
+    running = None
+    if loop.running is not None:
+        metrics = []
+        for i, metric in enumerate(loop.running.metrics):
+            numbers, metric_arrays = _metric_state(metric)
+            metrics.append(numbers)
+            arrays.update({f"metric.{i}.{key}": value for key, value in metric_arrays.items()})
+        running = {"loss_sum": float(loop.running.loss_sum), "seen": int(loop.running.seen),
+                   "sums": [float(v) for v in loop.running.sums], "metrics": metrics}
+    history = {key: list(values) for key, values in loop.history.history.items()}
+    epochs = list(loop.history.epoch)
+    if epoch_logs is not None:
+        for key, value in epoch_logs.items():
+            history.setdefault(key, []).append(value)
+        epochs.append(loop.epoch - 1)
+    description = {
+        "format": FORMAT, "version": VERSION, "identity": identity,
+        "position": {"epoch": loop.epoch, "batch": loop.batch, "done": loop.done,
+                     "pass_position": loop.batches.position},
+        "optimizer_iterations": int(optimizer.iterations),
+        "generators": {name: rng.bit_generator.state for name, rng in _generators(model).items()},
+        "running": running,
+        "history": {"history": {key: [float(v) for v in values] for key, values in history.items()},
+                    "epoch": epochs},
+        "counts": {"weights": len(model.get_weights()), "optimizer": len(optimizer.get_state())},
+    }
+    return arrays, description
+
+
+def _stem(description):
+    position = description["position"]
+    return f"ckpt-{position['done']:09d}-{position['epoch']:05d}-{position['batch']:07d}"
+
+
+# ------------------------------------------------------------------------------------------- writing
+
+def _write_atomically(path, write):
+    """Write through ``write(file)`` to a temporary file beside ``path``, flush it to disk, rename it."""
+    folder = os.path.dirname(path) or "."
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def save(directory, model, identity=None, keep=None, epoch_logs=None):
+    """Write a checkpoint of ``model``'s ``fit`` in progress to ``directory``; keep the newest ``keep``.
+
+    Returns the path of the ``.json``. Raises ``CheckpointError`` (naming the directory and the reason) if
+    it cannot be written; the checkpoints already there are left as they were.
+    """
+    directory = os.fspath(directory)
+    arrays, description = _capture(model, identity or {}, epoch_logs)
+    stem = os.path.join(directory, _stem(description))
+    try:
+        os.makedirs(directory, exist_ok=True)
+        _write_atomically(stem + ".npz", lambda file: np.savez(file, **arrays))
+        text = json.dumps(description, indent=1).encode()
+        _write_atomically(stem + ".json", lambda file: file.write(text))
+        _sync_directory(directory)
+    except OSError as error:
+        raise CheckpointError(f"cannot write a checkpoint in {directory}: {error.strerror or error}") from None
+    if keep is not None:
+        for old in checkpoints(directory)[:-keep]:
+            for path in (old, old[:-len(".json")] + ".npz"):
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+    return stem + ".json"
+
+
+def _sync_directory(directory):
+    """Make the renames durable: a crash right after ``save`` returns keeps the new checkpoint."""
+    try:
+        handle = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
+
+
+def checkpoints(directory):
+    """The complete checkpoints in ``directory`` (paths of their ``.json``), oldest first."""
+    try:
+        names = sorted(name for name in os.listdir(directory) if _NAME.match(name))
+    except FileNotFoundError:
+        return []
+    return [os.path.join(directory, name) for name in names]
+
+
+def latest(directory):
+    """The newest complete checkpoint's ``.json`` in ``directory``, or None."""
+    found = checkpoints(directory)
+    return found[-1] if found else None
+
+
+# ------------------------------------------------------------------------------------------- reading
+
+def _read_description(path):
+    try:
+        with open(path, "rb") as file:
+            description = json.loads(file.read().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{path} is not a scratchnet checkpoint (not valid JSON; truncated or corrupt?)") \
+            from None
+    if not isinstance(description, dict) or description.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a scratchnet checkpoint (no '{FORMAT}' format tag)")
+    if description.get("version") != VERSION:
+        raise CheckpointError(f"{path} is a version {description.get('version')!r} checkpoint; "
+                              f"this scratchnet reads version {VERSION}")
+    return description
+
+
+def _read_arrays(path):
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing (its .json is there): the checkpoint is incomplete") from None
+    except (ValueError, OSError, EOFError) as error:
+        raise CheckpointError(f"{path} is not a readable checkpoint archive (truncated or corrupt?): {error}") \
+            from None
+    except Exception as error:  # noqa: BLE001 - zipfile raises several types (BadZipFile, ...) for a bad file
+        raise CheckpointError(f"{path} is not a readable checkpoint archive (truncated or corrupt?): {error}") \
+            from None
+
+
+def describe(path):
+    """The ``.json`` description of the checkpoint at ``path`` (checked to be one)."""
+    return _read_description(os.fspath(path))
+
+
+def check_identity(path, description, identity):
+    """Raise ``CheckpointError`` naming every argument in which ``identity`` differs from the checkpoint's."""
+    saved = description.get("identity", {})
+    differences = [f"{key} {saved.get(key)!r} (now {identity.get(key)!r})"
+                   for key in sorted(set(saved) | set(identity)) if saved.get(key) != identity.get(key)]
+    if differences:
+        raise CheckpointError(f"{path} was made with different arguments: " + ", ".join(differences))
+
+
+def restore(path, model, identity=None):
+    """Set ``model`` and its ``fit`` in progress (call from ``on_train_begin``) to the checkpoint at ``path``.
+
+    Everything is read and checked before anything of the model changes: a bad checkpoint raises
+    ``CheckpointError`` naming the file and leaves the model as it was. Returns the description.
+    """
+    path = os.fspath(path)
+    description = _read_description(path)
+    if identity is not None:
+        check_identity(path, description, identity)
+    npz = path[:-len(".json")] + ".npz"
+    arrays = _read_arrays(npz)
+    try:
+        counts = description["counts"]
+        weights = [arrays[f"weight.{i}"] for i in range(counts["weights"])]
+        slots = [arrays[f"optimizer.{i}"] for i in range(counts["optimizer"])]
+        position, generators = description["position"], description["generators"]
+    except KeyError as error:
+        raise CheckpointError(f"{npz} lacks {error.args[0]!r}: not a checkpoint of this run") from None
+    loop = model.fit_loop
+    targets = _generators(model)
+    if set(generators) != set(targets):
+        raise CheckpointError(f"{path} holds the random generators {sorted(generators)}, this model has "
+                              f"{sorted(targets)}: not a checkpoint of this model")
+    try:
+        model.set_weights(weights)
+        params = model._trainable_params()
+        if slots:
+            model.optimizer.set_state(slots, params, description["optimizer_iterations"])
+        else:
+            model.optimizer.iterations = description["optimizer_iterations"]
+        model._optimizer_params = list(params)
+    except ValueError as error:
+        raise CheckpointError(f"{npz} does not fit this model: {error}") from None
+    for name, state in generators.items():
+        targets[name].bit_generator.state = state
+    loop.epoch, loop.batch, loop.done = position["epoch"], position["batch"], position["done"]
+    loop.batches.order = arrays.get("order")
+    loop.batches.position = position["pass_position"]
+    loop.running = None
+    running = description["running"]
+    if running is not None:
+        loop.running = loop.new_running()
+        loop.running.loss_sum, loop.running.seen = running["loss_sum"], running["seen"]
+        loop.running.sums = list(running["sums"])
+        for i, (metric, numbers) in enumerate(zip(loop.running.metrics, running["metrics"])):
+            for key, value in numbers.items():
+                setattr(metric, key, value)
+            prefix = f"metric.{i}."
+            for name, value in arrays.items():
+                if name.startswith(prefix):
+                    setattr(metric, name[len(prefix):], value)
+    loop.history.history = {key: list(values) for key, values in description["history"]["history"].items()}
+    loop.history.epoch = list(description["history"]["epoch"])
+    return description
+
+
+# ------------------------------------------------------------------------------------------- the lock
+
+def lock(directory):
+    """Hold an exclusive lock on ``directory/lock``; returns the open file (closing it releases the lock).
+
+    Raises ``CheckpointError`` if another run holds it.
+    """
+    import fcntl
+
+    directory = os.fspath(directory)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        file = open(os.path.join(directory, "lock"), "a+")  # noqa: SIM115 - held open for the whole run
+    except OSError as error:
+        raise CheckpointError(f"cannot use {directory} for checkpoints: {error.strerror or error}") from None
+    try:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        file.close()
+        raise CheckpointError(f"another run is using the checkpoint directory {directory} (it holds "
+                              f"{os.path.join(directory, 'lock')})") from None
+    return file
