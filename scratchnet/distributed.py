@@ -332,6 +332,12 @@ def data_parallel(model, comm=None):
     return model.distribution
 
 
+ABORT_GRACE_SECONDS = 0.5
+"""How long a failing process waits, its message written, before it aborts the others: Abort kills the job at
+once, and a message still in mpirun's output forwarding would be lost. Trades a moment at exit for the
+message; lengthen it if messages go missing on a slow cluster file system."""
+
+
 def abort(comm, code):
     """End the run with exit code ``code``: one of several processes aborts them all (the others may be waiting
     for it in a collective and would wait forever); alone (``comm`` None or of size 1) it returns ``code``."""
@@ -339,6 +345,7 @@ def abort(comm, code):
         return code
     sys.stdout.flush()
     sys.stderr.flush()
+    time.sleep(ABORT_GRACE_SECONDS)  # mpirun forwards a process's output asynchronously: let the message out first
     comm.Abort(code)
     return code  # not reached: Abort ends the process
 
