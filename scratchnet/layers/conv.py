@@ -119,13 +119,11 @@ class Conv2D(ActivatedLayer):
         }
 
 
-@register
-class MaxPooling2D(Layer):
-    """Max over ``pool_size`` windows moved by ``strides`` (default: ``pool_size``), NHWC.
+class _Pooling2D(Layer):
+    """A window pooling over NHWC batches: ``pool_size`` windows moved by ``strides`` (default: ``pool_size``);
+    a subclass names its op (``OP``, e.g. "max_pool2d") and its backward."""
 
-    Notes: as TensorFlow, "same" padding cells are -inf (never chosen), and the gradient of a window goes
-    to one maximum, the first in row-major order.
-    """
+    OP = None
 
     def __init__(self, pool_size=2, strides=None, padding="valid", **kwargs):
         super().__init__(**kwargs)
@@ -138,16 +136,27 @@ class MaxPooling2D(Layer):
         super().build(input_shape, rng, dtype)
 
     def forward(self, x, training=False):
-        y, self._cache = engine.max_pool2d_forward(x, self.pool_size, self.strides, self.padding)
+        y, self._cache = getattr(engine, self.OP + "_forward")(x, self.pool_size, self.strides, self.padding)
         return y
 
-    def backward(self, dy):
-        return engine.max_pool2d_backward(dy, self._cache)
-
     def output_shape(self, input_shape):
-        return spatial_output_shape(input_shape, self.pool_size, self.strides, self.padding, "MaxPooling2D")
+        return spatial_output_shape(input_shape, self.pool_size, self.strides, self.padding, type(self).__name__)
 
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size), "strides": list(self.strides),
                 "padding": self.padding}
+
+
+@register
+class MaxPooling2D(_Pooling2D):
+    """Max over ``pool_size`` windows moved by ``strides`` (default: ``pool_size``), NHWC.
+
+    Notes: as TensorFlow, "same" padding cells are -inf (never chosen), and the gradient of a window goes
+    to one maximum, the first in row-major order.
+    """
+
+    OP = "max_pool2d"
+
+    def backward(self, dy):
+        return engine.max_pool2d_backward(dy, self._cache)
 

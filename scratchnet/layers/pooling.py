@@ -3,7 +3,7 @@
 from scratchnet import engine
 
 from .base import Layer, register
-from .conv import check_padding, int_pair, spatial_output_shape
+from .conv import _Pooling2D
 
 
 def check_data_format(data_format, layer):
@@ -15,37 +15,21 @@ def check_data_format(data_format, layer):
 
 
 @register
-class AveragePooling2D(Layer):
+class AveragePooling2D(_Pooling2D):
     """Mean over ``pool_size`` windows moved by ``strides`` (default: ``pool_size``), NHWC.
 
     Notes: as TensorFlow, "same" padding leaves the padded cells out of each window's mean (a corner
     window may average fewer cells). Keras 3 requires ``pool_size``; the default 2 is Keras 2's.
     """
 
+    OP = "avg_pool2d"
+
     def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None, **kwargs):
-        super().__init__(**kwargs)
         check_data_format(data_format, "AveragePooling2D")
-        self.pool_size = int_pair(pool_size, "pool_size")
-        self.strides = self.pool_size if strides is None else int_pair(strides, "strides")
-        self.padding = check_padding(padding)
-
-    def build(self, input_shape, rng=None, dtype="float32"):
-        self.output_shape(input_shape)  # validates the input shape
-        super().build(input_shape, rng, dtype)
-
-    def forward(self, x, training=False):
-        y, self._cache = engine.avg_pool2d_forward(x, self.pool_size, self.strides, self.padding)
-        return y
+        super().__init__(pool_size, strides, padding, **kwargs)
 
     def backward(self, dy):
         return engine.avg_pool2d_backward(dy, self._use_up_cache())
-
-    def output_shape(self, input_shape):
-        return spatial_output_shape(input_shape, self.pool_size, self.strides, self.padding, "AveragePooling2D")
-
-    def get_config(self):
-        return {**super().get_config(), "pool_size": list(self.pool_size), "strides": list(self.strides),
-                "padding": self.padding}
 
 
 class _GlobalPooling2D(Layer):
