@@ -232,15 +232,7 @@ def run(args, comm=None):
     backup = _checkpointing(name, recipe, args, say) if args.checkpoint_dir else None
     _warm_up(name, recipe, args, num_classes, x_train, y_train, say)
     start = time.perf_counter()
-    # A diverging run overflows before its loss turns non-finite; the loss check reports it in one line,
-    # so NumPy's overflow warnings would only add noise.
-    with np.errstate(over="ignore", invalid="ignore"):
-        if recipe.schedule == "full_batch":
-            history, steps, images = _train_full_batch(model, x_train, y_train, recipe, args)
-        elif recipe.schedule == "steps":
-            history, steps, images = _train_steps(model, x_train, y_train, x_val, y_val, recipe, args, say)
-        else:
-            history, steps, images = _train_epochs(model, x_train, y_train, x_val, y_val, recipe, args, say, backup)
+    history, steps, images = _train(model, (x_train, y_train, x_val, y_val), recipe, args, say, backup)
     train_seconds = time.perf_counter() - start
 
     summary = {"model": name, "dataset": data["name"], "epochs": history.get("epochs"), "steps": steps,
@@ -380,13 +372,7 @@ def finetune(args):
 
     accuracies("before")
     start = time.perf_counter()
-    with np.errstate(over="ignore", invalid="ignore"):
-        if recipe.schedule == "full_batch":
-            history, steps, _ = _train_full_batch(model, x_train, y_train, recipe, args)
-        elif recipe.schedule == "steps":
-            history, steps, _ = _train_steps(model, x_train, y_train, x_val, y_val, recipe, args, say)
-        else:
-            history, steps, _ = _train_epochs(model, x_train, y_train, x_val, y_val, recipe, args, say)
+    history, steps, _ = _train(model, (x_train, y_train, x_val, y_val), recipe, args, say)
     summary.update(epochs=history.get("epochs"), steps=steps, train_seconds=round(time.perf_counter() - start, 3))
     accuracies("after")
     for part, label in (("drawings", "drawings"), ("test", f"{data['name']} test")):
@@ -402,6 +388,20 @@ def finetune(args):
         say(f"saved the model to {path}" + ("  (a running python -m scratchnet.serve picks it up with its "
                                              "Reload button, or POST /api/reload)" if path == source else ""))
     return summary
+
+
+def _train(model, data, recipe, args, say, backup=None):
+    """Train ``model`` on ``data`` = (x_train, y_train, x_val, y_val) by the recipe's schedule; returns
+    (history, steps, images seen)."""
+    x_train, y_train, x_val, y_val = data
+    # A diverging run overflows before its loss turns non-finite; the loss check reports it in one line,
+    # so NumPy's overflow warnings would only add noise.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if recipe.schedule == "full_batch":
+            return _train_full_batch(model, x_train, y_train, recipe, args)
+        if recipe.schedule == "steps":
+            return _train_steps(model, x_train, y_train, x_val, y_val, recipe, args, say)
+        return _train_epochs(model, x_train, y_train, x_val, y_val, recipe, args, say, backup)
 
 
 def _folder_options(args):
