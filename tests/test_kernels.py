@@ -346,6 +346,89 @@ def test_max_pool2d_kernel_rejects_bad_arguments():
         kernels.max_pool2d_backward(np.zeros((1, 1, 1, 1)), cache)
 
 
+# The zoo's pool (2x2, stride 2) at every channel count its loop must vectorise or not: even and odd sizes,
+# VALID (an odd last row/column left out) and SAME (clipped to one cell: the general loop's windows).
+ZOO_POOL_SHAPES = [(2, 6, 8), (3, 7, 5), (1, 5, 6), (2, 3, 2)]
+
+
+def _pool_input_with_ties_and_infinities(rng, shape, dtype):
+    """Values on a coarse grid (many ties within a window), with -inf and +inf sprinkled in."""
+    x = np.round(rng.standard_normal(shape) * 2) / 2
+    cells = x.reshape(-1)
+    cells[rng.choice(cells.size, size=max(1, cells.size // 10), replace=False)] = -np.inf
+    cells[rng.choice(cells.size, size=max(1, cells.size // 40), replace=False)] = np.inf
+    return x.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize("channels", [1, 3, 8, 16, 32, 64])
+@pytest.mark.parametrize("n_h_w", ZOO_POOL_SHAPES)
+def test_max_pool2d_2x2_kernel_equals_reference_with_ties_and_infinities(n_h_w, channels, padding, dtype):
+    rng = np.random.default_rng(channels + sum(n_h_w))
+    x = _pool_input_with_ties_and_infinities(rng, (*n_h_w, channels), dtype)
+    y, cache = kernels.max_pool2d_forward(x, 2, 2, padding)
+    y_ref, cache_ref = ops.max_pool2d_forward(x, 2, 2, padding)
+    np.testing.assert_array_equal(y, y_ref)
+    assert y.dtype == dtype
+    y_inference, no_cache = kernels.max_pool2d_forward(x, 2, 2, padding, training=False)
+    np.testing.assert_array_equal(y_inference, y)
+    assert no_cache is None and y_inference.dtype == dtype
+    # integer gradients: the sums are exact, so the routing must match cell for cell
+    dy = rng.integers(-9, 10, y.shape).astype(dtype)
+    np.testing.assert_array_equal(kernels.max_pool2d_backward(dy, cache), ops.max_pool2d_backward(dy, cache_ref))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("channels", [1, 8, 16, 64])
+def test_max_pool2d_2x2_loop_treats_nan_as_the_general_loop_does(channels, dtype):
+    """The kernels' NaN rule, in both loops and both modes: no value compares greater than a NaN or a NaN
+    greater than a value, so a NaN in a window's first cell is the window's maximum and a later one is
+    passed over. (The reference's argmax takes a NaN anywhere; TF leaves NaN unspecified.)"""
+    rng = np.random.default_rng(channels)
+    x = rng.standard_normal((3, 9, 8, channels)).astype(dtype)
+    x.reshape(-1)[rng.choice(x.size, size=x.size // 5, replace=False)] = np.nan
+    window = (2, 2, 2, 2, 0, 0)  # SAME on 9 rows: a last row of clipped windows
+    y_general, argmax_general = np.empty((3, 5, 4, channels), dtype), np.empty((3, 5, 4, channels), np.int32)
+    kpool._max_pool_windows_forward(x, window, y_general, argmax_general, (0, 3), 0, 0)  # every window
+    y, cache = kernels.max_pool2d_forward(x, 2, 2, "same")
+    np.testing.assert_array_equal(y, y_general)  # NaN in the same places (assert_array_equal matches NaNs)
+    np.testing.assert_array_equal(cache[2], argmax_general)
+    np.testing.assert_array_equal(kernels.max_pool2d_forward(x, 2, 2, "same", training=False)[0], y)
+    image = np.array([[np.nan, 1.0, 1.0, np.nan], [2.0, 3.0, 3.0, 2.0]], dtype).reshape(1, 2, 4, 1)
+    y, cache = kernels.max_pool2d_forward(image, 2)
+    assert np.isnan(y[0, 0, 0, 0]) and cache[2][0, 0, 0, 0] == 0  # a NaN first: the NaN
+    assert y[0, 0, 1, 0] == 3.0 and cache[2][0, 0, 1, 0] == 6  # a NaN later: passed over, the first 3 wins
+
+
+@pytest.mark.parametrize("sliced", [False, True], ids=["whole", "sliced_over_threads"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, pool_size, strides", POOL_CASES)
+def test_max_pool2d_inference_gives_the_training_maxima_and_keeps_no_cache(shape, pool_size, strides, dtype,
+                                                                            sliced, monkeypatch):
+    if sliced:
+        monkeypatch.setattr(kpool, "PARALLEL_MIN_SIZE", 1)
+        previous = threads.num_threads()
+        threads.configure(num_threads=2)
+    try:
+        x = np.random.default_rng(sum(shape)).standard_normal(shape).astype(dtype)
+        for padding in ("same", "valid"):
+            for module in (kernels, ops):
+                y, no_cache = module.max_pool2d_forward(x, pool_size, strides, padding, training=False)
+                np.testing.assert_array_equal(y, module.max_pool2d_forward(x, pool_size, strides, padding)[0])
+                assert no_cache is None and y.dtype == dtype
+    finally:
+        if sliced:
+            threads.configure(num_threads=previous)
+
+
+@pytest.mark.parametrize("module", [kernels, ops], ids=["kernels", "ops"])
+def test_max_pool2d_backward_after_an_inference_forward_names_the_problem(module):
+    y, cache = module.max_pool2d_forward(np.ones((1, 4, 4, 2)), 2, training=False)
+    with pytest.raises(ValueError, match=r"max_pool2d_backward needs the cache of a forward run with training=True"):
+        module.max_pool2d_backward(np.ones_like(y), cache)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(7,), (3, 5), (2, 4, 3, 6)])
 def test_relu_kernels_equal_reference_with_zeros_and_nan(shape, dtype, elementwise_slicing):

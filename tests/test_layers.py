@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from scratchnet import layers
+from scratchnet import engine, layers
 from scratchnet.gradcheck import numerical_gradient, relative_error
 
 TOLERANCE = 1e-6
@@ -59,7 +59,19 @@ def test_conv2d_backward_matches_numerical_gradient(strides, padding):
 @pytest.mark.parametrize("padding", ["valid", "same"])
 def test_max_pooling2d_backward_matches_numerical_gradient(padding):
     layer = build(layers.MaxPooling2D(2, padding=padding), (5, 5, 2))
-    check_layer_gradients(layer, np.random.default_rng(4).standard_normal((2, 5, 5, 2)))
+    check_layer_gradients(layer, np.random.default_rng(4).standard_normal((2, 5, 5, 2)), training=True)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_max_pooling2d_in_inference_gives_the_same_output_and_keeps_no_cache(backend):
+    layer = build(layers.MaxPooling2D(2, padding="same"), (5, 5, 2), dtype="float32")
+    x = np.random.default_rng(4).standard_normal((2, 5, 5, 2)).astype(np.float32)
+    with engine.backend(backend):
+        y_training = layer.forward(x, training=True)
+        y_inference = layer.forward(x, training=False)
+        np.testing.assert_array_equal(y_inference, y_training)
+        with pytest.raises(ValueError, match="training=True"):
+            layer.backward(np.ones_like(y_inference))
 
 
 def test_dropout_backward_matches_numerical_gradient_with_a_fixed_mask():

@@ -121,7 +121,7 @@ class Conv2D(ActivatedLayer):
 
 class _Pooling2D(Layer):
     """A window pooling over NHWC batches: ``pool_size`` windows moved by ``strides`` (default: ``pool_size``);
-    a subclass names its op (``OP``, e.g. "max_pool2d") and its backward."""
+    a subclass names its op (``OP``, e.g. "avg_pool2d") and its backward, or has a forward of its own."""
 
     OP = None
 
@@ -155,7 +155,11 @@ class MaxPooling2D(_Pooling2D):
     to one maximum, the first in row-major order.
     """
 
-    OP = "max_pool2d"
+    def forward(self, x, training=False):
+        """In predict and evaluate (``training=False``) the op finds no argmax and keeps no cache: a backward
+        needs a forward with ``training=True``."""
+        y, self._cache = engine.max_pool2d_forward(x, self.pool_size, self.strides, self.padding, training=training)
+        return y
 
     def backward(self, dy):
         return engine.max_pool2d_backward(dy, self._cache)

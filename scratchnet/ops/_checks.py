@@ -60,3 +60,13 @@ def check_dy(dy, expected_shape, dtype, op):
             f"Received: dy.shape={dy.shape}"
         )
     return dy.astype(dtype, copy=False)
+
+
+def training_cache(cache, op):
+    """Return ``cache``, or raise a ValueError when it is None: a forward with training=False keeps nothing."""
+    if cache is None:
+        raise ValueError(
+            f"{op} needs the cache of a forward run with training=True. Received: cache=None "
+            "(a forward with training=False, as in predict and evaluate, keeps nothing for a backward)"
+        )
+    return cache

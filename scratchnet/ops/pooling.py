@@ -22,7 +22,7 @@ GlobalMaxPooling2D (``reduce_mean`` / ``reduce_max``).
 
 import numpy as np
 
-from ._checks import check_dy, float_array, int_pair, padding_mode
+from ._checks import check_dy, float_array, int_pair, padding_mode, training_cache
 from .conv import _spatial_plan, _windows
 
 __all__ = [
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 
-def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid"):
+def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid", training=True):
     """Max-pooling: ``y[n, oh, ow, c] = max_{i, j} x_pad[n, oh*sh + i, ow*sw + j, c]``.
 
     Args:
@@ -46,11 +46,13 @@ def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid"):
         strides: int or (sh, sw); None means ``pool_size`` (the Keras default).
         padding: "same" or "valid" (case-insensitive), TensorFlow's rules (see
             ``conv.padding_amounts``); windows may overlap when the stride is smaller than the pool.
+        training: False (``predict``, ``evaluate``: no backward follows) takes only the maxima, not
+            where they are, and keeps no cache.
 
     Returns:
         y: (N, OH, OW, C), x's dtype.
         cache: (x.shape, x.dtype, argmax, (PH, PW), (sh, sw), padding) where ``argmax`` (N, OH, OW, C) is
-        the row-major index ``i * PW + j`` of the chosen maximum inside each window.
+        the row-major index ``i * PW + j`` of the chosen maximum inside each window; None when not training.
 
     Notes: padded cells are -inf (never chosen); of equal maxima the first in row-major order
     wins, as on TensorFlow's CPU.
@@ -63,6 +65,8 @@ def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid"):
 
     x_padded = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)), constant_values=-np.inf)
     windows = _windows(x_padded, pool, strides, (oh, ow))  # (N, OH, OW, C, PH, PW)
+    if not training:
+        return windows.max(axis=(-2, -1)), None
     flat_windows = windows.reshape(*windows.shape[:4], pool[0] * pool[1])
     argmax = flat_windows.argmax(axis=-1)  # the FIRST maximum of each window
     y = np.take_along_axis(flat_windows, argmax[..., np.newaxis], axis=-1)[..., 0]
@@ -77,12 +81,12 @@ def max_pool2d_backward(dy, cache):
 
     Args:
         dy: (N, OH, OW, C) gradient of the loss with respect to y.
-        cache: from ``max_pool2d_forward``.
+        cache: from ``max_pool2d_forward`` with training=True.
 
     Returns:
         dx: (N, H, W, C), the forward input's dtype; a new array.
     """
-    x_shape, dtype, argmax, (ph, pw), (sh, sw), padding = cache
+    x_shape, dtype, argmax, (ph, pw), (sh, sw), padding = training_cache(cache, "max_pool2d_backward")
     (oh, ow), ((top, bottom), (left, right)) = _spatial_plan(x_shape, (ph, pw), (sh, sw), padding)
     dy = check_dy(dy, argmax.shape, dtype, "max_pool2d_backward")
 
