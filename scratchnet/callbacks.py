@@ -570,13 +570,15 @@ class BackupAndRestore(Callback):
     count) continues from the newest backup and ends with the weights, bit for bit, of the run never
     interrupted: the backup holds the weights, the optimizer's state, every random generator, the batch
     order and position within the epoch, the epoch's running means and the history (see
-    ``scratchnet.checkpoint``).
+    ``scratchnet.checkpoint``). A loop of steps outside ``fit`` can use it too, as Keras's custom training
+    loops call callbacks: set ``model.fit_loop`` to a ``FitLoop``, then call ``on_train_begin()``,
+    ``on_train_batch_end(step)`` after each step (with ``fit_loop.done`` counted up) and ``on_train_end()``.
 
     Args:
         backup_dir: the directory of the backups (created if missing).
         save_freq: "epoch" (at every epoch's end), or an integer n: also after every n-th training batch.
         delete_checkpoint: delete the backups when training finishes (Keras's default), so the next ``fit``
-            starts afresh; False keeps the newest ``keep``.
+            starts afresh; False keeps the newest ``keep``, the last one being of the end of training.
         keep: how many backups to keep (scratchnet's; older ones are deleted after each new one is written).
         identity: scratchnet's: a dict of JSON values describing the run (e.g. the command's arguments); a
             backup made with another identity is refused with an error naming the differences.
@@ -584,8 +586,8 @@ class BackupAndRestore(Callback):
 
     After ``fit``, ``restored_from`` is the backup it resumed from (None if it started afresh) and
     ``restored_step`` the number of updates that backup had done. ``request_stop(reason)`` (safe to call
-    from a signal handler) saves a backup at the end of the current
-    batch and raises ``scratchnet.checkpoint.Interrupted`` out of ``fit``.
+    from a signal handler) saves a backup at the end of the current batch and raises
+    ``scratchnet.checkpoint.Interrupted`` out of ``fit``.
     """
 
     def __init__(self, backup_dir, save_freq="epoch", delete_checkpoint=True, *, keep=1, identity=None,
@@ -600,20 +602,23 @@ class BackupAndRestore(Callback):
         self.save_freq, self.delete_checkpoint, self.keep = save_freq, delete_checkpoint, keep
         self.identity, self.restore = identity, restore
         self.restored_from, self.restored_step, self.last_saved = None, 0, None
-        self._stop_reason, self._epoch_list = None, None
+        self._stop_reason, self._epoch_list, self._saved_at = None, None, None
 
     def request_stop(self, reason):
         self._stop_reason = reason
 
     def _save(self, epoch_logs=None):
         self.last_saved = checkpoint.save(self.backup_dir, self.model, self.identity, self.keep, epoch_logs)
+        self._saved_at = self.model.fit_loop.done
 
     def on_train_begin(self, logs=None):
         path = checkpoint.latest(self.backup_dir) if self.restore else None
-        if path is not None:
-            description = checkpoint.restore(path, self.model, self.identity)
-            self.restored_from, self.restored_step = path, description["position"]["done"]
-            self._epoch_list = list(description["history"]["epoch"])
+        if path is None:
+            return
+        description = checkpoint.restore(path, self.model, self.identity)
+        self.restored_from, self.restored_step = path, description["position"]["done"]
+        self._saved_at = self.restored_step
+        self._epoch_list = list(description["history"]["epoch"])
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._epoch_list is not None:  # the History cleared its epochs in its own on_train_begin
@@ -638,3 +643,5 @@ class BackupAndRestore(Callback):
                         os.unlink(name)
                     except OSError:
                         pass
+        elif self._saved_at != self.model.fit_loop.done:  # fit's last epoch end has written it already
+            self._save()

@@ -1,16 +1,17 @@
-"""Checkpoints of a ``fit`` in progress, from which a run killed at any moment resumes bit for bit.
+"""Checkpoints of a training loop in progress, from which a run killed at any moment resumes bit for bit.
 
 A checkpoint is two files in its directory, ``ckpt-<updates>-<epoch>-<batch>.npz`` (the arrays: weights,
-optimizer slots, the epoch's batch order) and a ``.json`` of the same name (everything else: the position,
+optimizer slots, the pass's batch order) and a ``.json`` of the same name (everything else: the position,
 every random generator's state, the running means of the epoch, the history, and the ``identity`` of the run,
 e.g. the training command's model and data arguments). Each file is written to a temporary name, flushed to
 disk and renamed into place, the ``.json`` last: a checkpoint whose ``.json`` exists is complete, so a run
 killed while writing leaves the previous checkpoint as the newest. Files are read with
 ``allow_pickle=False``.
 
-The state saved is everything a training step reads that changes from step to step: with the same seed and
-thread count, a resumed run draws the same dropout masks and batches and ends with the same weights, bit for
-bit, as the run never interrupted.
+The loop is ``model.fit_loop``: ``fit``'s own, or one that a loop of steps outside ``fit`` sets (the train
+CLI's "steps" and "full_batch" schedules). The state saved is everything a training step reads that changes
+from step to step: with the same seed and thread count, a resumed run draws the same dropout masks and
+batches and ends with the same weights, bit for bit, as the run never interrupted.
 
 ``lock(directory)`` holds an exclusive lock on ``directory/lock`` for the life of a run, so a second run
 on the same directory refuses to start instead of mixing its checkpoints with the first one's.
@@ -23,7 +24,8 @@ import tempfile
 
 import numpy as np
 
-__all__ = ["CheckpointError", "Interrupted", "save", "restore", "latest", "checkpoints", "lock"]
+__all__ = ["CheckpointError", "Interrupted", "save", "restore", "latest", "checkpoints", "describe",
+           "check_identity", "lock"]
 
 FORMAT = "scratchnet-checkpoint"
 VERSION = 1
@@ -46,7 +48,7 @@ class Interrupted(Exception):
 
 def _generators(model):
     """Every ``numpy.random.Generator`` training draws from, by a stable name: the model's (initialisation),
-    its default shuffling generator, each layer's (dropout), and the generator of ``fit``'s batch order."""
+    its default shuffling generator, each layer's (dropout), and the generator of the loop's batch order."""
     found = {"model": model.rng, "model.shuffle": model._shuffle_rng}
     for index, layer in enumerate(model.layers):
         if isinstance(getattr(layer, "rng", None), np.random.Generator):
@@ -68,9 +70,25 @@ def _metric_state(metric):
     return numbers, arrays
 
 
+def _number(value):
+    """A history value as JSON keeps it: an int stays an int (a step number), anything else is a float."""
+    return int(value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else float(value)
+
+
+def _running_state(running):
+    """(numbers, arrays) of an epoch's running means: the loss sum, the examples seen, each metric's state."""
+    numbers, arrays = {"loss_sum": float(running.loss_sum), "seen": int(running.seen),
+                       "sums": [float(v) for v in running.sums], "metrics": []}, {}
+    for i, metric in enumerate(running.metrics):
+        metric_numbers, metric_arrays = _metric_state(metric)
+        numbers["metrics"].append(metric_numbers)
+        arrays.update({f"metric.{i}.{key}": value for key, value in metric_arrays.items()})
+    return numbers, arrays
+
+
 def _capture(model, identity, epoch_logs=None):
-    """(arrays, description) of the model and its ``fit`` as they stand now; ``epoch_logs`` are those of
-    an epoch that just ended, which the History records only after the checkpoint's own callback ran."""
+    """(arrays, description) of the model and its loop as they stand now; ``epoch_logs`` are those of an
+    epoch that just ended, which the History records only after the checkpoint's own callback ran."""
     loop = model.fit_loop
     arrays = {f"weight.{i}": array for i, array in enumerate(model.get_weights())}
     optimizer = model.optimizer
@@ -79,13 +97,8 @@ def _capture(model, identity, epoch_logs=None):
         arrays["order"] = loop.batches.order
     running = None
     if loop.running is not None:
-        metrics = []
-        for i, metric in enumerate(loop.running.metrics):
-            numbers, metric_arrays = _metric_state(metric)
-            metrics.append(numbers)
-            arrays.update({f"metric.{i}.{key}": value for key, value in metric_arrays.items()})
-        running = {"loss_sum": float(loop.running.loss_sum), "seen": int(loop.running.seen),
-                   "sums": [float(v) for v in loop.running.sums], "metrics": metrics}
+        running, running_arrays = _running_state(loop.running)
+        arrays.update(running_arrays)
     history = {key: list(values) for key, values in loop.history.history.items()}
     epochs = list(loop.history.epoch)
     if epoch_logs is not None:
@@ -99,7 +112,7 @@ def _capture(model, identity, epoch_logs=None):
         "optimizer_iterations": int(optimizer.iterations),
         "generators": {name: rng.bit_generator.state for name, rng in _generators(model).items()},
         "running": running,
-        "history": {"history": {key: [float(v) for v in values] for key, values in history.items()},
+        "history": {"history": {key: [_number(v) for v in values] for key, values in history.items()},
                     "epoch": epochs},
         "counts": {"weights": len(model.get_weights()), "optimizer": len(optimizer.get_state())},
     }
@@ -132,13 +145,17 @@ def _write_atomically(path, write):
 
 
 def save(directory, model, identity=None, keep=None, epoch_logs=None):
-    """Write a checkpoint of ``model``'s ``fit`` in progress to ``directory``; keep the newest ``keep``.
+    """Write a checkpoint of ``model``'s loop in progress to ``directory``; keep the newest ``keep``.
 
     Returns the path of the ``.json``. Raises ``CheckpointError`` (naming the directory and the reason) if
     it cannot be written; the checkpoints already there are left as they were.
     """
     directory = os.fspath(directory)
     arrays, description = _capture(model, identity or {}, epoch_logs)
+    return _write(directory, arrays, description, keep)
+
+
+def _write(directory, arrays, description, keep):
     stem = os.path.join(directory, _stem(description))
     try:
         os.makedirs(directory, exist_ok=True)
@@ -150,12 +167,16 @@ def save(directory, model, identity=None, keep=None, epoch_logs=None):
         raise CheckpointError(f"cannot write a checkpoint in {directory}: {error.strerror or error}") from None
     if keep is not None:
         for old in checkpoints(directory)[:-keep]:
-            for path in (old, old[:-len(".json")] + ".npz"):
-                try:
-                    os.unlink(path)
-                except OSError:
-                    pass
+            _remove(old)
+            _remove(old[:-len(".json")] + ".npz")
     return stem + ".json"
+
+
+def _remove(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _sync_directory(directory):
@@ -193,6 +214,8 @@ def _read_description(path):
     try:
         with open(path, "rb") as file:
             description = json.loads(file.read().decode())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing") from None
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise CheckpointError(f"{path} is not a scratchnet checkpoint (not valid JSON; truncated or corrupt?)") \
             from None
@@ -233,7 +256,7 @@ def check_identity(path, description, identity):
 
 
 def restore(path, model, identity=None):
-    """Set ``model`` and its ``fit`` in progress (call from ``on_train_begin``) to the checkpoint at ``path``.
+    """Set ``model`` and its loop in progress (call from ``on_train_begin``) to the checkpoint at ``path``.
 
     Everything is read and checked before anything of the model changes: a bad checkpoint raises
     ``CheckpointError`` naming the file and leaves the model as it was. Returns the description.
@@ -249,6 +272,7 @@ def restore(path, model, identity=None):
         weights = [arrays[f"weight.{i}"] for i in range(counts["weights"])]
         slots = [arrays[f"optimizer.{i}"] for i in range(counts["optimizer"])]
         position, generators = description["position"], description["generators"]
+        running = description["running"]
     except KeyError as error:
         raise CheckpointError(f"{npz} lacks {error.args[0]!r}: not a checkpoint of this run") from None
     loop = model.fit_loop
@@ -272,7 +296,6 @@ def restore(path, model, identity=None):
     loop.batches.order = arrays.get("order")
     loop.batches.position = position["pass_position"]
     loop.running = None
-    running = description["running"]
     if running is not None:
         loop.running = loop.new_running()
         loop.running.loss_sum, loop.running.seen = running["loss_sum"], running["seen"]

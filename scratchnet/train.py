@@ -90,12 +90,20 @@ def build_parser():
     tuning.add_argument("--classes", metavar="NAMES",
                         help="folder: the model's class names, as python -m scratchnet.serve --classes takes them "
                              "(a dataset name or a comma-separated list; default: from the model's name and width)")
-    long_run = parser.add_argument_group("checkpoints (epoch-scheduled models: mlp, emnist_cnn, kaggle_cnn)")
+    by_epochs = ", ".join(name for name in zoo.NAMES if zoo.defaults(name).schedule == "epochs")
+    by_steps = ", ".join(name for name in zoo.NAMES if zoo.defaults(name).schedule != "epochs")
+    long_run = parser.add_argument_group(
+        "checkpoints (every model)",
+        f"A checkpoint holds the weights, the optimizer's state, every random generator, the position and the "
+        f"history: a run resumed from it ends with the weights of the run never stopped, bit for bit. Models "
+        f"trained by epochs ({by_epochs}) write one at every epoch's end, models trained by steps ({by_steps}) "
+        f"every {zoo.Recipe.report_every} steps, and every run at its end.")
     long_run.add_argument("--checkpoint-dir", type=Path, metavar="DIR",
-                          help="write a checkpoint at every epoch's end (and every --checkpoint-every steps) "
-                               "to DIR; SIGINT or SIGTERM saves one and prints the command that resumes")
+                          help="write checkpoints to DIR; SIGINT or SIGTERM saves one at the end of the step and "
+                               "prints the command that resumes (a second Ctrl-C stops at once)")
     long_run.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
-                          help="also write a checkpoint every N training steps")
+                          help="write a checkpoint every N training steps (epoch models: as well as at every "
+                               f"epoch's end; step models: instead of every {zoo.Recipe.report_every})")
     long_run.add_argument("--resume", action="store_true",
                           help="continue from the newest checkpoint in --checkpoint-dir (if there is one)")
     long_run.add_argument("--keep-checkpoints", type=_positive_int, default=2, metavar="K",
@@ -398,9 +406,9 @@ def _train(model, data, recipe, args, say, backup=None):
     # so NumPy's overflow warnings would only add noise.
     with np.errstate(over="ignore", invalid="ignore"):
         if recipe.schedule == "full_batch":
-            return _train_full_batch(model, x_train, y_train, recipe, args)
+            return _train_full_batch(model, x_train, y_train, recipe, args, say, backup)
         if recipe.schedule == "steps":
-            return _train_steps(model, x_train, y_train, x_val, y_val, recipe, args, say)
+            return _train_steps(model, x_train, y_train, x_val, y_val, recipe, args, say, backup)
         return _train_epochs(model, x_train, y_train, x_val, y_val, recipe, args, say, backup)
 
 
@@ -551,13 +559,15 @@ def prepare(images, labels, name, recipe):
 # ------------------------------------------------------------------------------------------- schedules
 
 def _checkpointing(name, recipe, args, say):
-    """The BackupAndRestore of a run with --checkpoint-dir, its directory locked for this process."""
+    """The BackupAndRestore of a run with --checkpoint-dir, its directory locked for this process.
+
+    Epoch-scheduled runs write a checkpoint at every epoch's end, step-scheduled ones every ``report_every``
+    steps; ``--checkpoint-every N`` adds (epochs) or sets (steps) a checkpoint every N steps. Every run writes
+    one at its end.
+    """
     from scratchnet import checkpoint
     from scratchnet.callbacks import BackupAndRestore
 
-    if recipe.schedule != "epochs":
-        raise TrainingError(f"--checkpoint-dir works with the epoch-scheduled models; {name} trains by "
-                            f"{'full-batch iterations' if recipe.schedule == 'full_batch' else 'steps'}")
     directory = args.checkpoint_dir
     args.lock = checkpoint.lock(directory)  # held until the process ends
     identity = _identity(name, recipe, args)
@@ -570,8 +580,9 @@ def _checkpointing(name, recipe, args, say):
         say(f"resuming from {newest}")
     elif args.resume:
         say(f"no checkpoint in {directory} yet: starting from the beginning")
-    return BackupAndRestore(directory, save_freq=args.checkpoint_every or "epoch", delete_checkpoint=False,
-                            keep=args.keep_checkpoints, identity=identity, restore=args.resume)
+    every = args.checkpoint_every or ("epoch" if recipe.schedule == "epochs" else recipe.report_every)
+    return BackupAndRestore(directory, save_freq=every, delete_checkpoint=False, keep=args.keep_checkpoints,
+                            identity=identity, restore=args.resume)
 
 
 class _StopOnSignal:
@@ -586,9 +597,12 @@ class _StopOnSignal:
 
         def handle(number, frame):
             name = signal.Signals(number).name
-            self.say(f"{name}: saving a checkpoint at the end of this step (Ctrl-C again to stop at once)")
             self.backup.request_stop(name)
             signal.signal(signal.SIGINT, signal.default_int_handler)
+            try:
+                self.say(f"{name}: saving a checkpoint at the end of this step (Ctrl-C again to stop at once)")
+            except RuntimeError:  # the signal came while this thread was writing to the same stream
+                pass
 
         for number in (signal.SIGINT, signal.SIGTERM):
             self.previous[number] = signal.signal(number, handle)
@@ -619,10 +633,8 @@ def _train_epochs(model, x, y, x_val, y_val, recipe, args, say, backup=None):
         def on_epoch_end(self, epoch, logs=None):
             say(progress.epoch_line(epoch, recipe.epochs, time.perf_counter() - self.start, self.steps, logs))
 
-    import contextlib
-
     hooks = ([] if backup is None else [backup]) + ([] if bar else [EpochLines()])
-    with _StopOnSignal(backup, say) if backup is not None else contextlib.nullcontext():
+    with _stopping_on_signals(backup, say):
         fit = model.fit(x, y, batch_size=recipe.batch_size, epochs=recipe.epochs, steps=recipe.steps,
                         validation_data=None if x_val is None else (x_val, y_val), shuffle=True,
                         verbose=1 if bar else 0, seed=args.seed, callbacks=hooks)
@@ -639,80 +651,168 @@ def _train_epochs(model, x, y, x_val, y_val, recipe, args, say, backup=None):
     return history, steps, images
 
 
+class StepBatches:
+    """The batches of the "steps" schedule, an iterator of row indices without end: reshuffled passes over n
+    examples, each pass ``n // batch_size`` whole batches of a new permutation (its last few rows are left
+    out), or notMNIST's sequential ``offset = step * batch_size % (n - batch_size)``.
+
+    Its state is what a checkpoint saves and restores (the names of ``fit``'s batches): ``order``, the current
+    pass's permutation (None before the first batch, and for the sequential order); ``position``, the batches
+    taken from it (sequential: the steps taken); ``rng``, the generator that draws the permutations (it has
+    drawn the current one: the next pass's is drawn only when the next batch is asked for).
+    """
+
+    def __init__(self, n, batch_size, order, rng):
+        if order not in ("shuffle", "sequential"):
+            raise ValueError(f"batch order must be 'shuffle' or 'sequential', got {order!r}")
+        self.sequential = order == "sequential"
+        if batch_size > n - self.sequential:
+            raise ValueError(f"batches of {batch_size} need more than the {n} examples")
+        self.n, self.batch_size, self.rng = n, batch_size, None if self.sequential else rng
+        self.per_pass = n // batch_size
+        self.order, self.position = None, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.sequential:
+            offset = (self.position * self.batch_size) % (self.n - self.batch_size)
+            self.position += 1
+            return slice(offset, offset + self.batch_size)
+        if self.order is None or self.position == self.per_pass:
+            self.order, self.position = self.rng.permutation(self.n), 0
+        start = self.position * self.batch_size
+        self.position += 1
+        return self.order[start:start + self.batch_size]
+
+
 def batches(n, batch_size, order, rng):
-    """Yield index arrays forever: reshuffled passes, or notMNIST's sequential ``offset = step*b % (n-b)``.
+    """Index arrays forever (a ``StepBatches``): reshuffled passes, or notMNIST's sequential ``offset =
+    step*b % (n-b)``.
 
     ``order`` is a recipe's ``batch_order``; ``rng`` (a ``numpy.random.Generator``) draws the permutations.
     The "steps" schedule takes its batches from here (and so does ``tf_reference.recipes``, for the same
     batch order in TensorFlow).
     """
-    if order == "sequential":
-        step = 0
-        while True:
-            offset = (step * batch_size) % (n - batch_size)
-            yield slice(offset, offset + batch_size)
-            step += 1
-    while True:
-        permutation = rng.permutation(n)
-        for start in range(0, n - batch_size + 1, batch_size):
-            yield permutation[start:start + batch_size]
+    return StepBatches(n, batch_size, order, rng)
 
 
-def _train_steps(model, x, y, x_val, y_val, recipe, args, say):
-    """The TF1 style: a fixed number of mini-batch steps, a report line every ``report_every`` steps."""
+class _StepLoop:
+    """Where a loop of training steps outside ``fit`` stands (the "steps" and "full_batch" schedules), so that
+    --checkpoint-dir saves and resumes it as it does ``fit``.
+
+    The position is a ``FitLoop`` on ``model.fit_loop`` (one "epoch" of ``steps`` steps: ``done`` is the steps
+    taken), with the loop's ``batches`` and its ``history`` (the report lines' values). A ``backup``
+    (``BackupAndRestore``) is called as Keras's custom training loops call callbacks: ``begin()`` restores the
+    newest checkpoint and returns the step to start from, ``step_done(step, loss)`` after every step may write
+    one (or stop on a signal: ``checkpoint.Interrupted``), ``end()`` writes the last.
+    """
+
+    def __init__(self, model, batch_order, history, steps, backup=None):
+        from scratchnet.callbacks import CallbackList, History
+        from scratchnet.models.training import FitLoop
+
+        self.loop = model.fit_loop = FitLoop(batch_order, History(), 0, new_running=None)
+        self.loop.history.history = history
+        self.hooks = CallbackList([] if backup is None else [backup], model=model, epochs=1, steps=steps,
+                                  verbose=0)
+
+    @property
+    def history(self):
+        """The history so far (a restored checkpoint replaces it: read it after ``begin``)."""
+        return self.loop.history.history
+
+    def begin(self):
+        self.hooks.on_train_begin()
+        return self.loop.done
+
+    def step_done(self, step, loss):
+        self.loop.done = self.loop.batch = step + 1
+        self.hooks.on_train_batch_end(step, {"batch_loss": loss, "step": step + 1})
+
+    def end(self):
+        self.hooks.on_train_end()
+
+
+def _stopping_on_signals(backup, say):
+    """While training with checkpoints: a signal stops at the next step boundary after saving one."""
+    import contextlib
+
+    return _StopOnSignal(backup, say) if backup is not None else contextlib.nullcontext()
+
+
+def _train_steps(model, x, y, x_val, y_val, recipe, args, say, backup=None):
+    """The TF1 style: a fixed number of mini-batch steps, a report line every ``report_every`` steps; with a
+    ``backup`` (--checkpoint-dir) it resumes from the newest checkpoint and writes them as it goes."""
     from tqdm import tqdm
 
     from scratchnet.models import DivergenceError, progress
 
     if recipe.batch_size > len(x) - (recipe.batch_order == "sequential"):
         raise TrainingError(f"--batch-size {recipe.batch_size} is larger than the {len(x)} training images")
-    rng = np.random.default_rng(args.seed)
-    batch_indices = batches(len(x), recipe.batch_size, recipe.batch_order, rng)
-    history = {"step": [], "loss": [], "accuracy": [], "val_accuracy": []}
+    batch_indices = batches(len(x), recipe.batch_size, recipe.batch_order, np.random.default_rng(args.seed))
+    run = _StepLoop(model, batch_indices, {"step": [], "loss": [], "accuracy": [], "val_accuracy": []},
+                    recipe.steps, backup)
+    first = run.begin()
+    history = run.history
     report_validation = recipe.batch_order == "sequential" and x_val is not None
-    bar = tqdm(range(recipe.steps), desc="training", unit="step",
+    bar = tqdm(range(first, recipe.steps), initial=first, total=recipe.steps, desc="training", unit="step",
                disable=args.quiet or args.json or not model.distribution.is_chief
                or not progress.is_terminal(sys.stderr), file=sys.stderr, leave=False)
-    for step in bar:
-        index = next(batch_indices)
-        loss = model.train_step(x[index], y[index])
-        if not math.isfinite(loss):
-            raise DivergenceError(f"training diverged at step {step}: the loss is {loss}; "
-                                  f"try a smaller --learning-rate (now {recipe.learning_rate:g})")
-        if step % recipe.report_every == 0 or step == recipe.steps - 1:
-            _, batch_accuracy = model.evaluate(x[index], y[index], batch_size=len(y[index]), verbose=0)
-            line = f"step {step:5d}: minibatch loss {loss:.4f}, minibatch accuracy {batch_accuracy:.1%}"
-            history["step"].append(step)
-            history["loss"].append(float(loss))
-            history["accuracy"].append(float(batch_accuracy))
-            if report_validation:
-                _, val_accuracy = model.evaluate(x_val, y_val, batch_size=1000, verbose=0)
-                history["val_accuracy"].append(float(val_accuracy))
-                line += f", validation accuracy {val_accuracy:.1%}"
-            (bar.write if not bar.disable else say)(line) if not args.json else say(line)
+    with _stopping_on_signals(backup, say):
+        for step in bar:
+            index = next(batch_indices)
+            loss = model.train_step(x[index], y[index])
+            if not math.isfinite(loss):
+                raise DivergenceError(f"training diverged at step {step}: the loss is {loss}; "
+                                      f"try a smaller --learning-rate (now {recipe.learning_rate:g})")
+            if step % recipe.report_every == 0 or step == recipe.steps - 1:
+                _, batch_accuracy = model.evaluate(x[index], y[index], batch_size=len(y[index]), verbose=0)
+                line = f"step {step:5d}: minibatch loss {loss:.4f}, minibatch accuracy {batch_accuracy:.1%}"
+                history["step"].append(step)
+                history["loss"].append(float(loss))
+                history["accuracy"].append(float(batch_accuracy))
+                if report_validation:
+                    _, val_accuracy = model.evaluate(x_val, y_val, batch_size=1000, verbose=0)
+                    history["val_accuracy"].append(float(val_accuracy))
+                    line += f", validation accuracy {val_accuracy:.1%}"
+                (bar.write if not bar.disable else say)(line) if not args.json else say(line)
+            run.step_done(step, loss)
+        run.end()
     bar.close()
+    history = dict(history)
     if not history["val_accuracy"]:
         del history["val_accuracy"]
     history["epochs"] = None
-    return history, recipe.steps, recipe.steps * recipe.batch_size
+    return history, recipe.steps, (recipe.steps - first) * recipe.batch_size
 
 
-def _train_full_batch(model, x, y, recipe, args):
-    """logreg's loop, as its source printed it: the loss of the current weights, then one update."""
+def _train_full_batch(model, x, y, recipe, args, say, backup=None):
+    """logreg's loop, as its source printed it: the loss of the current weights, then one update; with a
+    ``backup`` (--checkpoint-dir) it resumes from the newest checkpoint and writes them as it goes."""
     from scratchnet.models import DivergenceError
+    from scratchnet.models.training import Batches
 
     stream = sys.stderr if args.json else sys.stdout
     chief = model.distribution.is_chief
-    history = {"loss": []}
-    for iteration in range(recipe.steps):
-        loss = model.train_step(x, y)
-        if not math.isfinite(loss):
-            raise DivergenceError(f"training diverged at iteration {iteration}: the loss is {loss}")
-        if chief:
-            print("Iteration %4d => Loss: %.20f" % (iteration, loss), file=stream)  # noqa: UP031 - the source's format
-        history["loss"].append(float(loss))
+    every_row = Batches(len(x), len(x), shuffle=False, rng=None)  # one batch of every row: nothing to draw
+    run = _StepLoop(model, every_row, {"loss": []}, recipe.steps, backup)
+    first = run.begin()
+    history = run.history
+    with _stopping_on_signals(backup, say):
+        for iteration in range(first, recipe.steps):
+            loss = model.train_step(x, y)
+            if not math.isfinite(loss):
+                raise DivergenceError(f"training diverged at iteration {iteration}: the loss is {loss}")
+            if chief:
+                print("Iteration %4d => Loss: %.20f" % (iteration, loss), file=stream)  # noqa: UP031 - the source's format
+            history["loss"].append(float(loss))
+            run.step_done(iteration, loss)
+        run.end()
+    history = dict(history)
     history["epochs"] = None
-    return history, recipe.steps, recipe.steps * len(x)
+    return history, recipe.steps, (recipe.steps - first) * len(x)
 
 
 def _print_logreg_predictions(model, x_test, y_test, say):

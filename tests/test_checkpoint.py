@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scratchnet import callbacks, checkpoint, zoo
+from scratchnet import callbacks, checkpoint, train, zoo
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -141,6 +141,99 @@ def test_the_lock_refuses_a_second_user(tmp_path):
     checkpoint.lock(tmp_path).close()  # free again once the first run ends
 
 
+# ---------------------------------------------------------------------------------- the train CLI's loops of steps
+
+def old_batches(n, batch_size, order, rng):
+    """The generator ``train.batches`` was before it became a StepBatches (the batch order TF parity uses)."""
+    if order == "sequential":
+        step = 0
+        while True:
+            offset = (step * batch_size) % (n - batch_size)
+            yield slice(offset, offset + batch_size)
+            step += 1
+    while True:
+        permutation = rng.permutation(n)
+        for start in range(0, n - batch_size + 1, batch_size):
+            yield permutation[start:start + batch_size]
+
+
+@pytest.mark.parametrize(("order", "n", "batch_size"), [("shuffle", 10, 3), ("shuffle", 12, 4), ("shuffle", 100, 7),
+                                                        ("shuffle", 5, 5), ("shuffle", 7, 1), ("sequential", 10, 3),
+                                                        ("sequential", 100, 7), ("sequential", 6, 5)])
+def test_step_batches_give_the_batches_of_the_generator_they_replaced(order, n, batch_size):
+    old = old_batches(n, batch_size, order, np.random.default_rng(4))
+    new = train.batches(n, batch_size, order, np.random.default_rng(4))
+    for _ in range(60):  # several passes
+        want, got = next(old), next(new)
+        assert got == want if isinstance(want, slice) else np.array_equal(got, want)
+
+
+class Crash(Exception):
+    """Stands for a crash in the middle of a run of steps."""
+
+
+def crash_at(model, step):
+    """Make ``model.train_step`` raise ``Crash`` instead of taking step ``step`` (0-based) of the loop."""
+    train_step = model.train_step
+
+    def failing(*args, **kwargs):
+        if model.fit_loop.done == step:
+            raise Crash
+        return train_step(*args, **kwargs)
+
+    model.train_step = failing
+
+
+STEP_RUNS = {
+    # (model, recipe): dropout and reshuffled passes of 6 batches; notMNIST's sequential order with validation;
+    # logreg's full batch
+    "shuffle": ("kaggle_cnn", zoo.defaults("deep_mnist").replace(steps=20, batch_size=8, report_every=3)),
+    "sequential": ("notmnist_cnn", zoo.defaults("notmnist_cnn").replace(steps=20, batch_size=8, report_every=4)),
+    "full_batch": ("logreg", zoo.defaults("logreg").replace(steps=20)),
+}
+
+
+def run_steps(kind, images, backup=None):
+    """Train as ``python -m scratchnet.train`` trains a "steps" or "full_batch" recipe; returns (model, history)."""
+    import argparse
+
+    name, recipe = STEP_RUNS[kind]
+    x, y = images
+    x = x[:50]
+    if name == "logreg":  # raw pixels after a ones column; "is it a 4?"
+        x = np.concatenate([np.ones((50, 1)), x.reshape(50, -1) * 255], axis=1)
+        y = (y[:50] == 4).astype("float64").reshape(-1, 1)
+    else:
+        y = y[:50]
+    model = zoo.build(name, seed=3, dtype=recipe.dtype, num_classes=10, learning_rate=recipe.learning_rate)
+    args = argparse.Namespace(seed=5, quiet=True, json=False)
+    data = (x.astype(recipe.dtype), y, x[:10].astype(recipe.dtype), y[:10])
+    model.run = lambda: train._train(model, data, recipe, args, lambda line: None, backup)
+    return model
+
+
+@pytest.mark.parametrize("kind", list(STEP_RUNS))
+@pytest.mark.parametrize("crashes", [(5,), (8, 9, 15), (19,)])
+def test_a_loop_of_steps_resumed_from_checkpoints_equals_the_uninterrupted_loop(tmp_path, images, kind, crashes):
+    reference = run_steps(kind, images)
+    expected, steps, _ = reference.run()
+    for step in crashes:
+        model = run_steps(kind, images, callbacks.BackupAndRestore(tmp_path, save_freq=2, delete_checkpoint=False,
+                                                                     keep=2))
+        crash_at(model, step)
+        with pytest.raises(Crash):
+            model.run()
+        assert model.fit_loop.done == step
+    model = run_steps(kind, images, callbacks.BackupAndRestore(tmp_path, save_freq=2, delete_checkpoint=False))
+    history, steps_again, _ = model.run()
+    assert steps_again == steps and history == expected
+    for got, want in zip(model.get_weights() + model.optimizer.get_state(),
+                         reference.get_weights() + reference.optimizer.get_state()):
+        np.testing.assert_array_equal(got, want)
+    newest = json.loads(Path(checkpoint.latest(tmp_path)).read_text())
+    assert newest["position"]["done"] == steps  # the end of the run is saved
+
+
 # ---------------------------------------------------------------------------------- the training CLI
 
 ARGS = ["--model", "mlp", "--epochs", "3", "--batch-size", "100", "--seed", "4", "--quiet"]  # 540 steps an epoch
@@ -238,3 +331,85 @@ def test_cli_refuses_a_locked_directory_and_different_arguments(tmp_path):
                               str(directory), "--resume"))
     assert code == 1 and len(err.strip().splitlines()) == 1
     assert "was made with different arguments: seed 4 (now 5)" in err
+
+
+# ---------------------------------------------------------------------------------- the CLI, a model trained by steps
+
+@pytest.fixture(scope="module")
+def small_mnist(tmp_path_factory):
+    """An MNIST directory of 5,300 training images (deep_mnist's recipe holds out the first 5,000 for validation,
+    as TensorFlow 1 did: 300 are left to train on, 18 batches of 16 a pass) and 100 test images."""
+    from scratchnet.data.idx import write_idx
+    from scratchnet.datasets import mnist
+
+    (x_train, y_train), (x_test, y_test) = mnist.load_data()
+    folder = tmp_path_factory.mktemp("small_mnist")
+    for name, array in (("train-images-idx3-ubyte.gz", x_train[:5300]), ("train-labels-idx1-ubyte.gz", y_train[:5300]),
+                        ("t10k-images-idx3-ubyte.gz", x_test[:100]), ("t10k-labels-idx1-ubyte.gz", y_test[:100])):
+        write_idx(folder / name, array)
+    return folder
+
+
+def step_args(data_dir):
+    # deep_mnist: dropout, Adam, and the batch order's reshuffled passes (a new one every 18 steps)
+    return ["--model", "deep_mnist", "--steps", "60", "--batch-size", "16", "--seed", "4", "--quiet",
+            "--data-dir", str(data_dir)]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_steps(tmp_path_factory, small_mnist):
+    tmp_path = tmp_path_factory.mktemp("reference_steps")
+    code, out, err = finish(cli(tmp_path, *step_args(small_mnist), "--save", str(tmp_path / "model.npz")))
+    assert code == 0, err
+    return weights(tmp_path / "model.npz"), out
+
+
+def wait_for_a_checkpoint(process, directory):
+    """Wait until the run has written its first checkpoint to ``directory`` (it must still be running)."""
+    while checkpoint.latest(directory) is None:
+        assert process.poll() is None, "the run ended before it wrote a checkpoint"
+        time.sleep(0.02)
+
+
+def last_report(out):
+    return [line for line in out.splitlines() if line.startswith("step ")][-1]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cli_of_a_steps_model_killed_at_a_random_moment_resumes_bit_identical(tmp_path, small_mnist,
+                                                                               uninterrupted_steps, seed):
+    moment = random.Random(seed).uniform(0.0, 1.0)
+    args = [*step_args(small_mnist), "--save", str(tmp_path / "model.npz"), "--checkpoint-dir", str(tmp_path / "ckpt"),
+            "--checkpoint-every", "10"]
+    process = cli(tmp_path, *args)
+    wait_for_a_checkpoint(process, tmp_path / "ckpt")
+    time.sleep(moment)
+    process.send_signal(signal.SIGKILL)
+    code, _, _ = finish(process)
+    assert code == -signal.SIGKILL, "the run ended before it was killed"
+    newest = checkpoint.latest(tmp_path / "ckpt")
+    assert json.loads(Path(newest).read_text())["position"]["done"] < 60
+    code, out, err = finish(cli(tmp_path, *args, "--resume"))
+    assert code == 0, err
+    assert f"resuming from {newest}" in out
+    assert same(weights(tmp_path / "model.npz"), uninterrupted_steps[0])
+    assert last_report(out) == last_report(uninterrupted_steps[1])  # "step    59: minibatch loss ..."
+
+
+def test_cli_of_a_steps_model_stopped_by_sigterm_resumes_bit_identical(tmp_path, small_mnist, uninterrupted_steps):
+    args = [*step_args(small_mnist), "--save", str(tmp_path / "model.npz"), "--checkpoint-dir", str(tmp_path / "ckpt")]
+    process = cli(tmp_path, *args)
+    wait_for(process, "step     0:")  # without --checkpoint-every: every 100 steps and at the end, so none yet
+    time.sleep(0.3)
+    assert checkpoint.latest(tmp_path / "ckpt") is None
+    process.send_signal(signal.SIGTERM)
+    code, out, err = finish(process)
+    assert code == 143, err
+    saved = re.search(r"^SIGTERM: saved a checkpoint to (\S+\.json)$", err, re.M)
+    assert saved and saved[1] == checkpoint.latest(tmp_path / "ckpt")
+    command = re.search(r"^resume with: \S*python\S* -m scratchnet\.train (.*)$", err, re.M)
+    assert command and command[1].split() == [*args, "--resume"]
+    code, out, err = finish(cli(tmp_path, *command[1].split()))
+    assert code == 0, err
+    assert f"resuming from {saved[1]}" in out
+    assert same(weights(tmp_path / "model.npz"), uninterrupted_steps[0])

@@ -18,7 +18,8 @@ def should_validate(epoch, validation_freq):
 class FitLoop:
     """Where ``fit`` stands: the epoch, the next batch within it, the updates done so far, the epoch's running
     means (None between epochs), the batch order and the History. A checkpoint saves it; a resumed run sets
-    it in ``on_train_begin`` and ``fit`` carries on from there."""
+    it in ``on_train_begin`` and ``fit`` carries on from there. (A loop of steps outside ``fit``, such as
+    ``python -m scratchnet.train``'s "steps" schedule, keeps its position in one too, to be checkpointed alike.)"""
 
     def __init__(self, batches, history, epoch, new_running):
         self.batches, self.history, self.epoch, self.new_running = batches, history, epoch, new_running
