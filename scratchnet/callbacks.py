@@ -18,6 +18,7 @@ loss) and ``step`` (steps since ``fit`` began); an epoch's end gets the epoch's 
 import csv
 import math
 import os
+import signal
 import warnings
 
 import numpy as np
@@ -585,9 +586,14 @@ class BackupAndRestore(Callback):
         restore: scratchnet's: False never restores (a fresh run that only writes backups).
 
     After ``fit``, ``restored_from`` is the backup it resumed from (None if it started afresh) and
-    ``restored_step`` the number of updates that backup had done. ``request_stop(reason)`` (safe to call
-    from a signal handler) saves a backup at the end of the current batch and raises
+    ``restored_step`` the number of updates that backup had done. ``request_stop(signal_name)`` (safe to
+    call from a signal handler; e.g. "SIGINT") saves a backup at the end of the current batch and raises
     ``scratchnet.checkpoint.Interrupted`` out of ``fit``.
+
+    With several processes (``scratchnet.distributed``) every process holds this callback on the same
+    ``backup_dir``, which all of them must see (one machine, or a shared file system): rank 0 chooses the
+    backup to resume from and writes the backups; each process reads the same one. After every batch one
+    Allreduce of a flag tells all of them whether any was asked to stop, so they stop after the same batch.
     """
 
     def __init__(self, backup_dir, save_freq="epoch", delete_checkpoint=True, *, keep=1, identity=None,
@@ -602,19 +608,33 @@ class BackupAndRestore(Callback):
         self.save_freq, self.delete_checkpoint, self.keep = save_freq, delete_checkpoint, keep
         self.identity, self.restore = identity, restore
         self.restored_from, self.restored_step, self.last_saved = None, 0, None
-        self._stop_reason, self._epoch_list, self._saved_at = None, None, None
+        self._stop_signal, self._epoch_list, self._saved_at = 0, None, None
 
-    def request_stop(self, reason):
-        self._stop_reason = reason
+    def request_stop(self, signal_name):
+        if signal_name not in signal.Signals.__members__:
+            raise ValueError(f"request_stop expects a signal's name, such as 'SIGINT'. Received: {signal_name!r}")
+        self._stop_signal = signal.Signals[signal_name].value
 
     def _save(self, epoch_logs=None):
         self.last_saved = checkpoint.save(self.backup_dir, self.model, self.identity, self.keep, epoch_logs)
         self._saved_at = self.model.fit_loop.done
 
+    def _agreed_stop(self):
+        """The name of the signal that asked to stop, or None; with several processes, the same on all of them
+        (the largest signal number any of them got), so that every process stops after the same batch."""
+        number = self.model.distribution.reduce_max(self._stop_signal)
+        return signal.Signals(number).name if number else None
+
     def on_train_begin(self, logs=None):
-        path = checkpoint.latest(self.backup_dir) if self.restore else None
+        distribution = self.model.distribution
+        path = checkpoint.latest(self.backup_dir) if self.restore and distribution.is_chief else None
+        path = distribution.broadcast(path)  # rank 0's choice: every process resumes from the same backup
         if path is None:
             return
+        if not os.path.exists(path):
+            raise checkpoint.CheckpointError(
+                f"process {distribution.rank} cannot see {path}, which rank 0 resumes from: every process must see "
+                "the checkpoint directory (one machine, or a shared file system)")
         description = checkpoint.restore(path, self.model, self.identity)
         self.restored_from, self.restored_step = path, description["position"]["done"]
         self._saved_at = self.restored_step
@@ -626,9 +646,10 @@ class BackupAndRestore(Callback):
             self._epoch_list = None
 
     def on_train_batch_end(self, batch, logs=None):
-        if self._stop_reason is not None:
+        stop = self._agreed_stop()
+        if stop is not None:
             self._save()
-            raise checkpoint.Interrupted(self.last_saved, self._stop_reason)
+            raise checkpoint.Interrupted(self.last_saved, stop)
         if self.save_freq != "epoch" and self.model.fit_loop.done % self.save_freq == 0:
             self._save()
 
@@ -637,11 +658,12 @@ class BackupAndRestore(Callback):
 
     def on_train_end(self, logs=None):
         if self.delete_checkpoint:
-            for path in checkpoint.checkpoints(self.backup_dir):
-                for name in (path, path[:-len(".json")] + ".npz"):
-                    try:
-                        os.unlink(name)
-                    except OSError:
-                        pass
+            if self.model.distribution.is_chief:  # the one process that writes them
+                for path in checkpoint.checkpoints(self.backup_dir):
+                    for name in (path, path[:-len(".json")] + ".npz"):
+                        try:
+                            os.unlink(name)
+                        except OSError:
+                            pass
         elif self._saved_at != self.model.fit_loop.done:  # fit's last epoch end has written it already
             self._save()

@@ -13,6 +13,12 @@ CLI's "steps" and "full_batch" schedules). The state saved is everything a train
 from step to step: with the same seed and thread count, a resumed run draws the same dropout masks and
 batches and ends with the same weights, bit for bit, as the run never interrupted.
 
+With several processes (``scratchnet.distributed``) ``save`` and ``restore`` are called by all of them at the
+same step: the weights, optimizer state, generators and position are the same on every process, so rank 0
+writes them once, with each process's running means of the epoch (the one state of its own, the sums over
+its rows), and every process reads the same files. The directory must be seen by all of them (one machine,
+or a shared file system).
+
 ``lock(directory)`` holds an exclusive lock on ``directory/lock`` for the life of a run, so a second run
 on the same directory refuses to start instead of mixing its checkpoints with the first one's.
 """
@@ -25,10 +31,10 @@ import tempfile
 import numpy as np
 
 __all__ = ["CheckpointError", "Interrupted", "save", "restore", "latest", "checkpoints", "describe",
-           "check_identity", "lock"]
+           "check_identity", "check_processes", "lock"]
 
 FORMAT = "scratchnet-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: the running means are a list, one entry per process
 _NAME = re.compile(r"^ckpt-(\d{9})-(\d{5})-(\d{7})\.json$")
 
 
@@ -87,18 +93,16 @@ def _running_state(running):
 
 
 def _capture(model, identity, epoch_logs=None):
-    """(arrays, description) of the model and its loop as they stand now; ``epoch_logs`` are those of an
-    epoch that just ended, which the History records only after the checkpoint's own callback ran."""
+    """(arrays, description, running) of the model and its loop as they stand now; ``running`` is this
+    process's (numbers, arrays) of the epoch's running means, or None between epochs. ``epoch_logs`` are those
+    of an epoch that just ended, which the History records only after the checkpoint's own callback ran."""
     loop = model.fit_loop
     arrays = {f"weight.{i}": array for i, array in enumerate(model.get_weights())}
     optimizer = model.optimizer
     arrays.update({f"optimizer.{i}": array for i, array in enumerate(optimizer.get_state())})
     if loop.batches.order is not None:
         arrays["order"] = loop.batches.order
-    running = None
-    if loop.running is not None:
-        running, running_arrays = _running_state(loop.running)
-        arrays.update(running_arrays)
+    running = None if loop.running is None else _running_state(loop.running)
     history = {key: list(values) for key, values in loop.history.history.items()}
     epochs = list(loop.history.epoch)
     if epoch_logs is not None:
@@ -111,12 +115,13 @@ def _capture(model, identity, epoch_logs=None):
                      "pass_position": loop.batches.position},
         "optimizer_iterations": int(optimizer.iterations),
         "generators": {name: rng.bit_generator.state for name, rng in _generators(model).items()},
-        "running": running,
+        "processes": model.distribution.size,
+        "running": None,
         "history": {"history": {key: [_number(v) for v in values] for key, values in history.items()},
                     "epoch": epochs},
         "counts": {"weights": len(model.get_weights()), "optimizer": len(optimizer.get_state())},
     }
-    return arrays, description
+    return arrays, description, running
 
 
 def _stem(description):
@@ -148,11 +153,20 @@ def save(directory, model, identity=None, keep=None, epoch_logs=None):
     """Write a checkpoint of ``model``'s loop in progress to ``directory``; keep the newest ``keep``.
 
     Returns the path of the ``.json``. Raises ``CheckpointError`` (naming the directory and the reason) if
-    it cannot be written; the checkpoints already there are left as they were.
+    it cannot be written; the checkpoints already there are left as they were. With several processes every
+    one of them calls it at the same step; rank 0 writes, and all return its path once it is written.
     """
     directory = os.fspath(directory)
-    arrays, description = _capture(model, identity or {}, epoch_logs)
-    return _write(directory, arrays, description, keep)
+    distribution = model.distribution
+    arrays, description, running = _capture(model, identity or {}, epoch_logs)
+    if running is not None:  # None on every process alike: between epochs, and in a loop of steps
+        shares = distribution.gather(running)  # each process's running means of its rows, on rank 0
+        if distribution.is_chief:
+            description["running"] = [numbers for numbers, _ in shares]
+            arrays.update({f"running.{rank}.{name}": value for rank, (_, share) in enumerate(shares)
+                           for name, value in share.items()})
+    path = _write(directory, arrays, description, keep) if distribution.is_chief else None
+    return distribution.broadcast(path)  # the others wait here: none ends the run while rank 0 writes
 
 
 def _write(directory, arrays, description, keep):
@@ -255,16 +269,31 @@ def check_identity(path, description, identity):
         raise CheckpointError(f"{path} was made with different arguments: " + ", ".join(differences))
 
 
+def check_processes(path, description, processes):
+    """Raise ``CheckpointError`` if a run over ``processes`` processes cannot resume the checkpoint: one written
+    within an epoch holds each process's running means of the epoch, so it needs as many processes again.
+    (Anywhere else every process's state is the same, and any number of processes resumes it; only the same
+    number sums the gradients in the same order, which a bit-identical continuation needs.)"""
+    written_by = description.get("processes", 1)
+    if description.get("running") is not None and written_by != processes:
+        raise CheckpointError(f"{path} was written within an epoch by {written_by} process"
+                              f"{'es' if written_by != 1 else ''}, each with its own running means of the epoch: "
+                              f"resume it with {written_by} (now {processes}), or from a checkpoint of an epoch's end")
+
+
 def restore(path, model, identity=None):
     """Set ``model`` and its loop in progress (call from ``on_train_begin``) to the checkpoint at ``path``.
 
     Everything is read and checked before anything of the model changes: a bad checkpoint raises
-    ``CheckpointError`` naming the file and leaves the model as it was. Returns the description.
+    ``CheckpointError`` naming the file and leaves the model as it was. Returns the description. With several
+    processes each one calls it with the same ``path`` (a directory they all see) and takes its own share.
     """
     path = os.fspath(path)
     description = _read_description(path)
     if identity is not None:
         check_identity(path, description, identity)
+    distribution = model.distribution
+    check_processes(path, description, distribution.size)
     npz = path[:-len(".json")] + ".npz"
     arrays = _read_arrays(npz)
     try:
@@ -273,8 +302,12 @@ def restore(path, model, identity=None):
         slots = [arrays[f"optimizer.{i}"] for i in range(counts["optimizer"])]
         position, generators = description["position"], description["generators"]
         running = description["running"]
+        running = None if running is None else running[distribution.rank]
     except KeyError as error:
         raise CheckpointError(f"{npz} lacks {error.args[0]!r}: not a checkpoint of this run") from None
+    except (IndexError, TypeError):
+        raise CheckpointError(f"{path} holds no running means for process {distribution.rank}: not a checkpoint "
+                              "of this run") from None
     loop = model.fit_loop
     targets = _generators(model)
     if set(generators) != set(targets):
@@ -303,7 +336,7 @@ def restore(path, model, identity=None):
         for i, (metric, numbers) in enumerate(zip(loop.running.metrics, running["metrics"])):
             for key, value in numbers.items():
                 setattr(metric, key, value)
-            prefix = f"metric.{i}."
+            prefix = f"running.{distribution.rank}.metric.{i}."
             for name, value in arrays.items():
                 if name.startswith(prefix):
                     setattr(metric, name[len(prefix):], value)

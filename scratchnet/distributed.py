@@ -26,8 +26,11 @@ Why a step equals the one-process step (docs/distributed.md has the measurements
   place by one Allreduce, and every process applies the same update;
 * epoch metrics and validation are sums over examples, added up over the processes before dividing.
 
-Only rank 0 prints, saves, checkpoints and plots: the train CLI asks ``is_chief``. ``SingleProcess`` is every
-model's default distribution: its hooks leave a step exactly as it is.
+Only rank 0 prints, saves, checkpoints and plots: the train CLI asks ``is_chief``. A checkpoint
+(``scratchnet.checkpoint``) is written by rank 0 and read by every process: the weights, optimizer state and
+generators are the same on all of them, and rank 0 collects the one thing that is not, each process's running
+means of the epoch so far. ``SingleProcess`` is every model's default distribution: its hooks leave a step
+exactly as it is.
 """
 
 import concurrent.futures
@@ -109,6 +112,18 @@ class SingleProcess:
     def reduce_sums(self, values):
         """Add up ``values`` (a list of numbers: sums over examples, counts) over the processes."""
         return list(values)
+
+    def reduce_max(self, value):
+        """The largest of ``value`` (an integer, e.g. a flag) over the processes, the same on every process."""
+        return value
+
+    def gather(self, value):
+        """Every process's ``value`` (a small picklable object) on rank 0, as a list in rank order; None elsewhere."""
+        return [value]
+
+    def broadcast(self, value):
+        """Rank 0's ``value`` (a small picklable object) on every process."""
+        return value
 
     def __repr__(self):
         return "<SingleProcess>"
@@ -230,6 +245,17 @@ class DataParallel(SingleProcess):
         totals = np.array(values, dtype=np.float64)
         self.comm.Allreduce(self._in_place, totals)
         return totals.tolist()
+
+    def reduce_max(self, value):
+        largest = np.array([value], dtype=np.int64)
+        self.comm.Allreduce(self._in_place, largest, op=self._max)
+        return int(largest[0])
+
+    def gather(self, value):
+        return self.comm.gather(value, root=0)
+
+    def broadcast(self, value):
+        return self.comm.bcast(value, root=0)
 
     def __repr__(self):
         return f"<DataParallel rank={self.rank} size={self.size}>"

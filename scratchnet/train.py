@@ -97,7 +97,8 @@ def build_parser():
         f"A checkpoint holds the weights, the optimizer's state, every random generator, the position and the "
         f"history: a run resumed from it ends with the weights of the run never stopped, bit for bit. Models "
         f"trained by epochs ({by_epochs}) write one at every epoch's end, models trained by steps ({by_steps}) "
-        f"every {zoo.Recipe.report_every} steps, and every run at its end.")
+        f"every {zoo.Recipe.report_every} steps, and every run at its end. Under mpirun only rank 0 writes, and "
+        "every process reads DIR on --resume: it must be on one machine or a shared file system.")
     long_run.add_argument("--checkpoint-dir", type=Path, metavar="DIR",
                           help="write checkpoints to DIR; SIGINT or SIGTERM saves one at the end of the step and "
                                "prints the command that resumes (a second Ctrl-C stops at once)")
@@ -168,9 +169,10 @@ def main(argv=None, *, single_process=False):
     try:
         comm = None if single_process else distributed.world()
         summary = run(args, comm)
-    except checkpoint.Interrupted as stop:
-        print(f"{stop.signal}: saved a checkpoint to {stop.path}\nresume with: {_resume_command(args)}",
-              file=sys.stderr, flush=True)
+    except checkpoint.Interrupted as stop:  # every process stops after the same step; rank 0 has saved
+        if comm is None or comm.Get_rank() == 0:
+            print(f"{stop.signal}: saved a checkpoint to {stop.path}\nresume with: {_resume_command(args)}",
+                  file=sys.stderr, flush=True)
         return 143 if stop.signal == "SIGTERM" else 130
     except UsageError as error:
         build_parser().print_usage(sys.stderr)
@@ -234,10 +236,7 @@ def run(args, comm=None):
         f"{len(x_train):,} training, {0 if x_val is None else len(x_val):,} validation, "
         f"{0 if x_test is None else len(x_test):,} test images; {_describe(recipe)}")
 
-    if args.checkpoint_dir and model.distribution.size > 1:
-        raise UsageError("--checkpoint-dir is for one process: checkpoints of a run over several processes are "
-                         "not written yet")
-    backup = _checkpointing(name, recipe, args, say) if args.checkpoint_dir else None
+    backup = _checkpointing(name, recipe, args, say, model.distribution) if args.checkpoint_dir else None
     _warm_up(name, recipe, args, num_classes, x_train, y_train, say)
     start = time.perf_counter()
     history, steps, images = _train(model, (x_train, y_train, x_val, y_val), recipe, args, say, backup)
@@ -558,8 +557,8 @@ def prepare(images, labels, name, recipe):
 
 # ------------------------------------------------------------------------------------------- schedules
 
-def _checkpointing(name, recipe, args, say):
-    """The BackupAndRestore of a run with --checkpoint-dir, its directory locked for this process.
+def _checkpointing(name, recipe, args, say, distribution):
+    """The BackupAndRestore of a run with --checkpoint-dir; rank 0 (or the one process) locks the directory.
 
     Epoch-scheduled runs write a checkpoint at every epoch's end, step-scheduled ones every ``report_every``
     steps; ``--checkpoint-every N`` adds (epochs) or sets (steps) a checkpoint every N steps. Every run writes
@@ -569,25 +568,33 @@ def _checkpointing(name, recipe, args, say):
     from scratchnet.callbacks import BackupAndRestore
 
     directory = args.checkpoint_dir
-    args.lock = checkpoint.lock(directory)  # held until the process ends
-    identity = _identity(name, recipe, args)
-    newest = checkpoint.latest(directory)
-    if newest is not None and not args.resume:
-        raise TrainingError(f"{directory} already holds checkpoints of a run: continue it with --resume, "
-                            "or choose another --checkpoint-dir")
-    if newest is not None:
-        checkpoint.check_identity(newest, checkpoint.describe(newest), identity)
-        say(f"resuming from {newest}")
-    elif args.resume:
-        say(f"no checkpoint in {directory} yet: starting from the beginning")
+    if distribution.is_chief:  # the others find the checkpoint rank 0 chose in BackupAndRestore.on_train_begin
+        args.lock = checkpoint.lock(directory)  # held until the process ends
+        newest = checkpoint.latest(directory)
+        if newest is not None and not args.resume:
+            raise TrainingError(f"{directory} already holds checkpoints of a run: continue it with --resume, "
+                                "or choose another --checkpoint-dir")
+        if newest is not None:
+            description = checkpoint.describe(newest)
+            checkpoint.check_identity(newest, description, _identity(name, recipe, args))
+            checkpoint.check_processes(newest, description, distribution.size)
+            say(f"resuming from {newest}")
+            written_by = description.get("processes", 1)
+            if written_by != distribution.size:
+                say(f"(written by {written_by} process{'es' if written_by != 1 else ''}, resumed by "
+                    f"{distribution.size}: the gradients are summed in another order from here, so the weights "
+                    "differ from the uninterrupted run's by rounding)")
+        elif args.resume:
+            say(f"no checkpoint in {directory} yet: starting from the beginning")
     every = args.checkpoint_every or ("epoch" if recipe.schedule == "epochs" else recipe.report_every)
     return BackupAndRestore(directory, save_freq=every, delete_checkpoint=False, keep=args.keep_checkpoints,
-                            identity=identity, restore=args.resume)
+                            identity=_identity(name, recipe, args), restore=args.resume)
 
 
 class _StopOnSignal:
-    """While active: the first SIGINT or SIGTERM asks ``backup`` to save at the end of the step and stop;
-    a second SIGINT stops at once (Python's KeyboardInterrupt)."""
+    """While active: the first SIGINT or SIGTERM asks ``backup`` to save at the end of the step and stop
+    (with several processes, all of them stop after the step in which any one got it); a second SIGINT stops
+    at once (Python's KeyboardInterrupt: exit code 130, the checkpoint being written, if any, is abandoned)."""
 
     def __init__(self, backup, say):
         self.backup, self.say, self.previous = backup, say, {}

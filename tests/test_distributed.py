@@ -6,6 +6,7 @@ every launch has a timeout, so a hang fails the test instead of stalling the sui
 
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -283,3 +284,156 @@ def test_reproduce_under_mpirun_writes_the_report_of_one_process(tmp_path):
         tables.append([row.rsplit("|", 2)[0] for row in rows])  # everything but the training time
     assert len(tables[0]) == 4  # the header and three models
     assert tables[1] == tables[0]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checkpoints under mpirun: rank 0 writes, every process resumes, all stop after the same step
+# ---------------------------------------------------------------------------------------------------------------
+
+def start(command, processes):
+    """``command`` under ``mpirun -n processes`` (one thread each) in the background; stdout and stderr piped."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               SCRATCHNET_NUM_THREADS="1")
+    return subprocess.Popen([mpirun_path(), "--oversubscribe", "-n", str(processes), *command], cwd=REPO, env=env,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def finish(process, timeout=300):
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        pytest.fail(f"mpirun hung for {timeout} s: {err}")
+    return process.returncode, out, err
+
+
+def rank_pid(mpirun, rank):
+    """The process id of rank ``rank`` of the job ``mpirun`` started (its child whose OMPI_COMM_WORLD_RANK says so)."""
+    for entry in Path("/proc").iterdir():
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            environment = (entry / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == mpirun.pid and f"OMPI_COMM_WORLD_RANK={rank}".encode() in environment:
+            return int(entry.name)
+    pytest.fail(f"mpirun has no rank {rank}")
+
+
+def wait_for_a_checkpoint(process, directory):
+    from scratchnet import checkpoint
+
+    while checkpoint.latest(directory) is None:
+        assert process.poll() is None, f"the run ended before it wrote a checkpoint: {process.communicate()}"
+        time.sleep(0.02)
+
+
+def saved_weights(path):
+    with np.load(path, allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files if name.startswith(("weight_", "optimizer_"))}
+
+
+def bit_identical(got, want):
+    return got.keys() == want.keys() and all(np.array_equal(got[name], want[name]) for name in want)
+
+
+TRAIN = [sys.executable, "-m", "scratchnet.train", "--quiet"]
+WITHIN_AN_EPOCH = ["--model", "kaggle_cnn", "--steps", "90", "--seed", "2"]  # dropout; 1,050 batches an epoch
+BY_STEPS = ["--model", "softmax", "--steps", "1000", "--batch-size", "1000", "--seed", "3"]  # 55 batches a pass
+
+
+@pytest.fixture(scope="module")
+def two_process_runs(tmp_path_factory):
+    """The uninterrupted 2-process runs the resumed ones must equal: {name: (weights, stdout)}."""
+    runs = {}
+    for name, arguments in (("within_an_epoch", WITHIN_AN_EPOCH), ("by_steps", BY_STEPS)):
+        path = tmp_path_factory.mktemp(name) / "model.npz"
+        code, out, err = finish(start([*TRAIN, *arguments, "--save", str(path)], 2))
+        assert code == 0, err
+        runs[name] = saved_weights(path), out
+    return runs
+
+
+def last_report(out):
+    return [line for line in out.splitlines() if line.startswith("step ")][-1]
+
+
+def epoch_lines(out):
+    """The epoch lines without their times: ``Epoch 1/10 - accuracy: ... - val_loss: ...``."""
+    return [line.split(" - ", 1)[0] + " - " + line.split("/step - ", 1)[1] for line in out.splitlines()
+            if line.startswith("Epoch ")]
+
+
+def test_a_signal_to_one_process_stops_all_after_the_same_step_and_they_resume_bit_identical(tmp_path,
+                                                                                             two_process_runs):
+    """SIGTERM to rank 1 alone, within the first epoch: every process stops after the same step (an Allreduce of
+    the stop flag), rank 0 saves each process's running means of the epoch, and 2 processes resume to the weights
+    and epoch metrics of the 2-process run never stopped, bit for bit. One process may not resume it."""
+    from scratchnet import checkpoint
+
+    directory = tmp_path / "ckpt"
+    arguments = [*TRAIN, *WITHIN_AN_EPOCH, "--save", str(tmp_path / "model.npz"), "--checkpoint-dir",
+                 str(directory), "--checkpoint-every", "10"]
+    mpirun = start(arguments, 2)
+    wait_for_a_checkpoint(mpirun, directory)
+    os.kill(rank_pid(mpirun, 1), 15)
+    code, out, err = finish(mpirun)
+    assert code == 143, err
+    saved = [line for line in err.splitlines() if line.startswith("SIGTERM: saved a checkpoint to ")]
+    assert len(saved) == 1  # rank 0 alone reports it
+    newest = checkpoint.latest(directory)
+    assert saved[0].endswith(newest)
+    description = checkpoint.describe(newest)
+    assert description["processes"] == 2 and len(description["running"]) == 2
+    assert description["position"]["epoch"] == 0 and 10 <= description["position"]["done"] < 90
+
+    code, _, err, _ = launch([*arguments, "--resume"])
+    assert code == 1
+    assert err.strip().splitlines() == [
+        (f"error: {newest} was written within an epoch by 2 processes, each with its own running means of the "
+         "epoch: resume it with 2 (now 1), or from a checkpoint of an epoch's end")]
+
+    code, out, err = finish(start([*arguments, "--resume"], 2))
+    assert code == 0, err
+    assert f"resuming from {newest}" in out
+    weights, reference_out = two_process_runs["within_an_epoch"]
+    assert bit_identical(saved_weights(tmp_path / "model.npz"), weights)
+    assert epoch_lines(out) == epoch_lines(reference_out) and len(epoch_lines(out)) == 1
+
+
+def test_a_run_that_mpirun_stops_resumes_bit_identical_on_as_many_processes_and_on_one(tmp_path, two_process_runs):
+    """SIGTERM to mpirun (a Ctrl-C does the same): Open MPI sends SIGTERM to every process and SIGKILL soon
+    after, which may come in the middle of a checkpoint. The newest complete one resumes on 2 processes to the
+    weights of the 2-process run never stopped, bit for bit; a run by steps holds no state of one process, so one
+    process resumes it too, to the same weights within rounding."""
+    from scratchnet import checkpoint, load_model
+
+    directory = tmp_path / "ckpt"
+    arguments = [*TRAIN, *BY_STEPS, "--save", str(tmp_path / "model.npz"), "--checkpoint-dir", str(directory),
+                 "--checkpoint-every", "20"]
+    mpirun = start(arguments, 2)
+    wait_for_a_checkpoint(mpirun, directory)
+    time.sleep(random.Random(0).uniform(0.0, 0.3))  # a moment of no importance: any must do
+    mpirun.send_signal(15)
+    code, _, err = finish(mpirun)
+    assert code != 0, "the run ended before it was stopped"
+    newest = checkpoint.latest(directory)
+    assert checkpoint.describe(newest)["position"]["done"] < 1000
+    shutil.copytree(directory, tmp_path / "copy")
+
+    code, out, err = finish(start([*arguments, "--resume"], 2))
+    assert code == 0, err
+    assert f"resuming from {newest}" in out
+    weights, reference_out = two_process_runs["by_steps"]
+    assert bit_identical(saved_weights(tmp_path / "model.npz"), weights)
+    assert last_report(out) == last_report(reference_out)  # "step   999: minibatch loss ..."
+
+    one = [*arguments[:arguments.index("--checkpoint-dir") + 1], str(tmp_path / "copy"), "--checkpoint-every", "20",
+           "--resume"]
+    code, out, err, _ = launch(one)
+    assert code == 0, err
+    assert "(written by 2 processes, resumed by 1: the gradients are summed in another order from here" in out
+    difference = relative_difference(load_model(tmp_path / "model.npz").get_weights(),
+                                     [weights[name] for name in sorted(weights) if name.startswith("weight_")])
+    assert difference < 1e-5
