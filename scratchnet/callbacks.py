@@ -660,7 +660,7 @@ class BackupAndRestore(Callback):
         if self.delete_checkpoint:
             if self.model.distribution.is_chief:  # the one process that writes them
                 for path in checkpoint.checkpoints(self.backup_dir):
-                    for name in (path, path[:-len(".json")] + ".npz"):
+                    for name in (path[:-len(".json")] + ".npz", path):
                         try:
                             os.unlink(name)
                         except OSError:

@@ -173,16 +173,22 @@ def _write(directory, arrays, description, keep):
     stem = os.path.join(directory, _stem(description))
     try:
         os.makedirs(directory, exist_ok=True)
-        _write_atomically(stem + ".npz", lambda file: np.savez(file, **arrays))
-        text = json.dumps(description, indent=1).encode()
-        _write_atomically(stem + ".json", lambda file: file.write(text))
+        fresh = not os.path.exists(stem + ".json")  # else this position's checkpoint is there: leave it be
+        try:
+            _write_atomically(stem + ".npz", lambda file: np.savez(file, **arrays))
+            text = json.dumps(description, indent=1).encode()
+            _write_atomically(stem + ".json", lambda file: file.write(text))
+        except BaseException:  # a failed write, or a second Ctrl-C: leave no .npz without its .json behind
+            if fresh:
+                _remove(stem + ".npz")
+            raise
         _sync_directory(directory)
     except OSError as error:
         raise CheckpointError(f"cannot write a checkpoint in {directory}: {error.strerror or error}") from None
     if keep is not None:
-        for old in checkpoints(directory)[:-keep]:
-            _remove(old)
+        for old in checkpoints(directory)[:-keep]:  # the .npz first: a prune cut short is finished by the next
             _remove(old[:-len(".json")] + ".npz")
+            _remove(old)
     return stem + ".json"
 
 

@@ -413,3 +413,76 @@ def test_cli_of_a_steps_model_stopped_by_sigterm_resumes_bit_identical(tmp_path,
     assert code == 0, err
     assert f"resuming from {saved[1]}" in out
     assert same(weights(tmp_path / "model.npz"), uninterrupted_steps[0])
+
+
+# ---------------------------------------------------------------------------------- the CLI's failure paths
+
+def files(directory):
+    """{name: bytes} of the files in ``directory``."""
+    return {path.name: path.read_bytes() for path in Path(directory).iterdir()}
+
+
+@pytest.mark.parametrize(("reason", "failing"), [(errno.EROFS, ".npz"), (errno.ENOSPC, ".json")])
+def test_cli_a_checkpoint_that_cannot_be_written_exits_1_with_one_line_and_keeps_the_previous(tmp_path, monkeypatch,
+                                                                                             capsys, reason, failing):
+    """A directory turned read-only (or a disk that fills) after the first checkpoint: the second one's .npz or
+    .json cannot be put in place. (As root, permissions are not enforced: the rename is made to fail.)"""
+    monkeypatch.setenv("SCRATCHNET_HOME", str(tmp_path / "home"))
+    directory = tmp_path / "ckpt"
+    replace, renamed, before = os.replace, [], {}
+
+    def unwritable_after_the_first_checkpoint(source, target):
+        if os.path.dirname(target) == str(directory):
+            renamed.append(target)
+            if len(renamed) == 3:  # the second checkpoint begins: what the first one left
+                before.update({name: data for name, data in files(directory).items() if not name.startswith(".tmp-")})
+            if renamed[2:] and target.endswith(failing):
+                raise OSError(reason, os.strerror(reason), target)
+        replace(source, target)
+
+    monkeypatch.setattr(checkpoint.os, "replace", unwritable_after_the_first_checkpoint)
+    code = train.main(["--model", "softmax", "--steps", "30", "--seed", "1", "--no-save", "--quiet",
+                       "--checkpoint-dir", str(directory), "--checkpoint-every", "10"])
+    assert code == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: cannot write a checkpoint in {directory}: {os.strerror(reason)}"]
+    assert sorted(before) == ["ckpt-000000010-00000-0000010.json", "ckpt-000000010-00000-0000010.npz", "lock"]
+    assert files(directory) == before  # the first checkpoint as it was; no temporary file, no .npz alone
+
+
+def test_cli_a_file_where_the_checkpoint_directory_should_be_exits_1_with_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SCRATCHNET_HOME", str(tmp_path / "home"))
+    (tmp_path / "file").write_text("not a directory")
+    directory = tmp_path / "file" / "ckpt"
+    code = train.main(["--model", "softmax", "--steps", "3", "--no-save", "--quiet", "--checkpoint-dir",
+                       str(directory)])
+    assert code == 1
+    assert capsys.readouterr().err.splitlines() == [f"error: cannot use {directory} for checkpoints: Not a directory"]
+
+
+def test_cli_a_second_ctrl_c_stops_at_once_leaving_no_half_written_checkpoint(tmp_path, small_mnist):
+    """The first SIGINT asks for a checkpoint at the end of the step; the second, sent as soon as the run says
+    so, stops it at once: in the middle of the step or of writing that checkpoint (deep_mnist's are 39 MB), which
+    is then abandoned. Every checkpoint left is complete, and those written before are untouched."""
+    directory = tmp_path / "ckpt"
+    process = cli(tmp_path, *step_args(small_mnist), "--no-save", "--checkpoint-dir", str(directory),
+                  "--checkpoint-every", "3", "--keep-checkpoints", "100")
+    wait_for_a_checkpoint(process, directory)
+    before = {name: data for name, data in files(directory).items()
+              if name.endswith(".json") or name.endswith(".npz") and (directory / f"{name[:-4]}.json").exists()}
+    process.send_signal(signal.SIGINT)
+    wait_for(process, "SIGINT: saving a checkpoint at the end of this step (Ctrl-C again to stop at once)")
+    process.send_signal(signal.SIGINT)
+    code, _, err = finish(process)
+    assert code == 130, err
+    assert err.splitlines()[-1] == "interrupted" or re.search(r"^SIGINT: saved a checkpoint to ", err, re.M)
+    left = files(directory)
+    assert not [name for name in left if name.startswith(".tmp-")]
+    stems = {name.rsplit(".", 1)[0] for name in left if name != "lock"}
+    assert {name for name in left if name != "lock"} == {f"{stem}.{kind}" for stem in stems for kind in ("json", "npz")}
+    assert {name: left[name] for name in before} == before
+    for stem in stems:
+        description = checkpoint.describe(directory / f"{stem}.json")
+        with np.load(directory / f"{stem}.npz", allow_pickle=False) as archive:
+            assert len([name for name in archive.files if name.startswith("weight.")]) == \
+                description["counts"]["weights"]
