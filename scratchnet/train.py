@@ -17,6 +17,7 @@ ends them all with exit code 1.
 import argparse
 import json
 import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,10 @@ from scratchnet import datasets, distributed, paths, zoo
 # The default run: the Kaggle CNN's architecture on the full MNIST training set. It reaches >= 98.5% test
 # accuracy in a few epochs (see docs/reproduction.md for measured figures).
 DEFAULT_MODEL = "kaggle_cnn"
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1") if hasattr(signal, name))
+"""The signals on which a run with --checkpoint-dir saves at the end of the step and stops. SIGUSR1 is the one
+Open MPI's mpirun passes on to every process without killing them a moment later (as it does after SIGTERM)."""
 DEFAULT_RECIPE = dict(dataset="mnist", epochs=4, validation="split")
 
 
@@ -100,8 +105,9 @@ def build_parser():
         f"every {zoo.Recipe.report_every} steps, and every run at its end. Under mpirun only rank 0 writes, and "
         "every process reads DIR on --resume: it must be on one machine or a shared file system.")
     long_run.add_argument("--checkpoint-dir", type=Path, metavar="DIR",
-                          help="write checkpoints to DIR; SIGINT or SIGTERM saves one at the end of the step and "
-                               "prints the command that resumes (a second Ctrl-C stops at once)")
+                          help="write checkpoints to DIR; SIGINT, SIGTERM or SIGUSR1 saves one at the end of the step "
+                               "and prints the command that resumes (a second Ctrl-C stops at once; under "
+                               "mpirun, send SIGUSR1: mpirun passes it on without killing the processes)")
     long_run.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
                           help="write a checkpoint every N training steps (epoch models: as well as at every "
                                f"epoch's end; step models: instead of every {zoo.Recipe.report_every})")
@@ -173,7 +179,7 @@ def main(argv=None, *, single_process=False):
         if comm is None or comm.Get_rank() == 0:
             print(f"{stop.signal}: saved a checkpoint to {stop.path}\nresume with: {_resume_command(args)}",
                   file=sys.stderr, flush=True)
-        return 143 if stop.signal == "SIGTERM" else 130
+        return 128 + signal.Signals[stop.signal].value  # the shell's code of a process the signal ended
     except UsageError as error:
         build_parser().print_usage(sys.stderr)
         print(f"python -m scratchnet.train: error: {error}", file=sys.stderr)
@@ -592,7 +598,7 @@ def _checkpointing(name, recipe, args, say, distribution):
 
 
 class _StopOnSignal:
-    """While active: the first SIGINT or SIGTERM asks ``backup`` to save at the end of the step and stop
+    """While active: the first SIGINT, SIGTERM or SIGUSR1 asks ``backup`` to save at the end of the step and stop
     (with several processes, all of them stop after the step in which any one got it); a second SIGINT stops
     at once (Python's KeyboardInterrupt: exit code 130, the checkpoint being written, if any, is abandoned)."""
 
@@ -600,8 +606,6 @@ class _StopOnSignal:
         self.backup, self.say, self.previous = backup, say, {}
 
     def __enter__(self):
-        import signal
-
         def handle(number, frame):
             name = signal.Signals(number).name
             self.backup.request_stop(name)
@@ -611,13 +615,11 @@ class _StopOnSignal:
             except RuntimeError:  # the signal came while this thread was writing to the same stream
                 pass
 
-        for number in (signal.SIGINT, signal.SIGTERM):
+        for number in STOP_SIGNALS:
             self.previous[number] = signal.signal(number, handle)
         return self
 
     def __exit__(self, *exc):
-        import signal
-
         for number, handler in self.previous.items():
             signal.signal(number, handler)
         return False

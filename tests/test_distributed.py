@@ -8,6 +8,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -437,3 +438,32 @@ def test_a_run_that_mpirun_stops_resumes_bit_identical_on_as_many_processes_and_
     difference = relative_difference(load_model(tmp_path / "model.npz").get_weights(),
                                      [weights[name] for name in sorted(weights) if name.startswith("weight_")])
     assert difference < 1e-5
+
+
+def test_sigusr1_to_mpirun_saves_the_current_step_on_every_process_and_resumes_bit_identical(tmp_path,
+                                                                                        two_process_runs):
+    """SIGUSR1 is the signal mpirun passes on without killing the processes after it: every process stops after
+    the same step, rank 0 saves it and prints the command that resumes, and the resumed run ends with the weights
+    of the 2-process run never stopped, bit for bit."""
+    from scratchnet import checkpoint
+
+    directory = tmp_path / "ckpt"
+    arguments = [*TRAIN, *BY_STEPS, "--save", str(tmp_path / "model.npz"), "--checkpoint-dir", str(directory),
+                 "--checkpoint-every", "400"]
+    mpirun = start(arguments, 2)
+    wait_for_a_checkpoint(mpirun, directory)
+    mpirun.send_signal(signal.SIGUSR1)
+    code, _, err = finish(mpirun)
+    assert code != 0, "the run ended before it was stopped"
+    saved = [line for line in err.splitlines() if line.startswith("SIGUSR1: saved a checkpoint to ")]
+    assert len(saved) == 1, err  # rank 0 alone says it
+    newest = checkpoint.latest(directory)
+    done = checkpoint.describe(newest)["position"]["done"]
+    assert 400 < done < 1000, "the newest checkpoint is not the one of the step the signal stopped at"
+    assert "--resume" in err
+
+    code, out, err = finish(start([*arguments, "--resume"], 2))
+    assert code == 0, err
+    assert f"resuming from {newest}" in out
+    weights, reference_out = two_process_runs["by_steps"]
+    assert bit_identical(saved_weights(tmp_path / "model.npz"), weights)
