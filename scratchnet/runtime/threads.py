@@ -10,12 +10,15 @@ any moment.
   wait for work by spinning, so on a busy machine, or right after a multi-threaded product, they take
   the cores from the work that follows (figures: docs/performance.md).
 * The worker threads are ONE team (`team()`, `scratchnet.runtime.team`) of `num_threads - 1` threads
-  that spin without the GIL between pieces of work. float32 convolutions and max-pooling cut their
-  batch into one piece per thread, each piece ONE nogil numba call (a convolution piece copies its
+  that spin without the GIL between pieces of work. float32 convolutions and max-pooling give each
+  thread one piece of the batch, each piece ONE nogil numba call (a convolution piece copies its
   windows and calls BLAS's sgemm from numba, at one thread) started through `run_pieces` in
   microseconds; other parallel work (big dense products, Adam, big elementwise kernels) goes through
   `parallel_map`, on the same threads. No BLAS thread spins while numba works, and no second pool
   spins against the team.
+* Work whose result depends on where it is cut (sums over rows, matrix products) is cut into PARTS
+  parts whatever the thread count (`part_spans`), the threads share the parts out, and the parts'
+  results are combined in part order: results are bit-identical at any thread count.
 * numba's own thread pool is never started (no kernel uses ``parallel=True``): two pools that each spin
   on every core slow small shapes several times over.
 
@@ -35,8 +38,20 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
-__all__ = ["available_cores", "configure", "ensure_configured", "info", "num_threads", "parallel_map",
-           "run_pieces", "serial_blas", "spans", "team"]
+__all__ = ["PARTS", "available_cores", "configure", "ensure_configured", "info", "num_threads", "parallel_map",
+           "part_spans", "run_pieces", "serial_blas", "spans", "team"]
+
+PARTS = 8
+"""Work whose result depends on where it is cut is cut into this many parts (fewer only when it has fewer
+rows), whatever the thread count; the threads share the parts out and their results are combined in part
+order, so a training run is bit-identical at any thread count. Such work is any sum split over rows (a
+gradient over the batch) and any split matrix product (BLAS rounds a row differently with the number of
+rows in the call).
+
+Trades the per-part costs (a partial sum each, thinner products, one more item for `parallel_map`)
+against how many threads share the work (at most PARTS) and how evenly (8 parts go evenly to 1, 2, 4 or
+8 threads). Retune for machines with more cores than PARTS; a new value changes the rounding of every
+run (reruns stay identical to each other)."""
 
 _configured: dict[str, Any] | None = None
 _team = None  # the worker threads of run_pieces and parallel_map (scratchnet.runtime.team.Team), made on first use
@@ -103,6 +118,12 @@ def spans(size: int, parts: int) -> list[tuple[int, int]]:
     whose lengths differ by at most one: one thread's share each."""
     parts = max(1, min(parts, size))
     return [(size * p // parts, size * (p + 1) // parts) for p in range(parts)]
+
+
+def part_spans(size: int, split: bool = True) -> list[tuple[int, int]]:
+    """(start, stop) pairs cutting range(size) into PARTS parts (at most `size`), or into one part when not
+    `split`: a cut that depends on the work alone, never on the thread count (see PARTS)."""
+    return spans(size, PARTS if split else 1)
 
 
 def parallel_map(function: Callable[[T], R], items: Sequence[T], *, parallel: bool = True) -> list[R]:
