@@ -1,10 +1,13 @@
 """The float32 convolution path: one nogil numba call per thread, copying windows and calling sgemm from numba.
 
-The batch is cut into one piece of equal images per thread (`scratchnet.runtime.threads.run_pieces`). A
-piece is ONE nogil numba call (`_forward_piece`, `_backward_piece`) that, chunk after chunk of images,
-copies the windows (`scratchnet.kernels.im2col`) and multiplies them with NumPy's own OpenBLAS sgemm
-(`scratchnet.runtime.blas`). Holding no GIL from start to end is what lets the spinning workers of
-`scratchnet.runtime.team` take a piece in microseconds, so even small convolutions use every core.
+The batch is cut into `scratchnet.runtime.threads.PARTS` parts of equal images whatever the thread count,
+and each thread takes a run of consecutive parts as ONE piece (`scratchnet.runtime.threads.run_pieces`):
+one nogil numba call (`_forward_piece`, `_backward_piece`) that, part by part and chunk after chunk of
+images, copies the windows (`scratchnet.kernels.im2col`) and multiplies them with NumPy's own OpenBLAS
+sgemm (`scratchnet.runtime.blas`). Holding no GIL from start to end is what lets the spinning workers of
+`scratchnet.runtime.team` take a piece in microseconds, so even small convolutions use every core. Chunks
+never straddle two parts and each part sums its own share of dkernel, so every product, and every sum,
+is the same at any thread count: the results are bit-identical.
 
 Nothing is kept from the forward to the backward: chunks are small enough (PIECE_CHUNK_BYTES) that a
 chunk's columns are rebuilt in a core's L2 cache, which costs less than reading a kept matrix back from
@@ -47,8 +50,8 @@ reads lose more than the copy gains, so stride 1 only. Retune with the CPU's vec
 too short to fill a vector move for the transpose to pay."""
 
 TEAM_MIN_MACS = 1_000_000
-"""Convolutions with at least this many multiply-adds (N*OH*OW*KH*KW*CI*CO) split their batch over the
-threads; smaller ones run as one piece on the calling thread.
+"""Convolutions with at least this many multiply-adds (N*OH*OW*KH*KW*CI*CO) cut their batch into PARTS parts
+for the threads; smaller ones run as one part on the calling thread.
 
 Trades the team's hand-over (microseconds) against the work it shares. Retune if the hand-over's cost
 changes (another thread team, another machine's wake-up latency)."""
@@ -56,13 +59,25 @@ changes (another thread team, another machine's wake-up latency)."""
 
 def _piece_plan(geometry, dy_sizes, dx_mode, per_chunk):
     """What every piece of one call shares, built once per call, as the plain tuple the pieces unpack:
-    (sizes, dy_sizes, per_chunk, cols_t, dx_mode). sizes are the convolution's `loop_sizes()`, dy_sizes
-    those of dy's convolution for DX_TRANSPOSED (else sizes again, when None); per_chunk images per
-    chunk; cols_t whether the column matrix is built transposed (COLS_T_MAX_RUN); dx_mode one of
-    `scratchnet.kernels.im2col`'s DX_*."""
+    (sizes, dy_sizes, per_chunk, cols_t, dx_mode, bounds). sizes are the convolution's `loop_sizes()`,
+    dy_sizes those of dy's convolution for DX_TRANSPOSED (else sizes again, when None); per_chunk images
+    per chunk; cols_t whether the column matrix is built transposed (COLS_T_MAX_RUN); dx_mode one of
+    `scratchnet.kernels.im2col`'s DX_*; bounds the batch's parts (`_part_bounds`)."""
     sizes = geometry.loop_sizes()
     cols_t = geometry.sw == 1 and geometry.kw * geometry.ci <= COLS_T_MAX_RUN
-    return sizes, sizes if dy_sizes is None else dy_sizes, per_chunk, cols_t, dx_mode
+    return sizes, sizes if dy_sizes is None else dy_sizes, per_chunk, cols_t, dx_mode, _part_bounds(geometry)
+
+
+def _part_bounds(geometry):
+    """Where the batch's parts start, and the last one ends: int64 (parts + 1,), from 0 to N.
+
+    PARTS parts (`scratchnet.runtime.threads.part_spans`) from TEAM_MIN_MACS on, else one: a cut that
+    depends on the convolution's size only.
+    """
+    g = geometry
+    macs = g.n * g.oh * g.ow * g.kh * g.kw * g.ci * g.co
+    spans = threads.part_spans(g.n, macs >= TEAM_MIN_MACS)
+    return np.array([0] + [stop for _, stop in spans], dtype=np.int64)
 
 
 def forward(x, kernel, y, geometry):
@@ -71,14 +86,15 @@ def forward(x, kernel, y, geometry):
     k = g.kh * g.kw * g.ci
     plan = _piece_plan(g, None, DX_NONE, _images_per_chunk(g.oh * g.ow * k, x.itemsize))
     operands = (padded(x, g), kernel.reshape(k, g.co), y.reshape(g.n * g.oh * g.ow, g.co))
-    _run(_forward_piece, g, plan, lambda span: operands)
+    _run(_forward_piece, plan, operands)
 
 
 def backward(x, kernel, dy, geometry, dx_mode, dx_buffer):
     """dkernel (KH*KW*CI, CO) of a non-empty dy (N, OH, OW, CO, contiguous); dx written into dx_buffer.
 
     dx_buffer is (N, H, W*CI) for DX_GATHER and DX_TRANSPOSED, zeroed and padded (N, HP, WP*CI) for
-    DX_SCATTER, None for DX_NONE. Each piece sums its images' share of dkernel; the shares are added here.
+    DX_SCATTER, None for DX_NONE. Each part of the batch sums its images' share of dkernel; the shares are
+    added here, in part order.
     """
     g = geometry
     k = g.kh * g.kw * g.ci
@@ -94,14 +110,10 @@ def backward(x, kernel, dy, geometry, dx_mode, dx_buffer):
     plan = _piece_plan(g, dy_sizes, dx_mode, per_chunk)
     x_padded, dy2d = padded(x, g), dy.reshape(g.n * g.oh * g.ow, g.co)
     dx_buffer = none3d if dx_buffer is None else dx_buffer
-    parts = []
-
-    def operands(span):
-        parts.append(np.zeros((k, g.co), dtype=x.dtype))
-        return x_padded, dy2d, parts[-1], kernel_t, dx_buffer, dy_padded, flipped
-
-    _run(_backward_piece, g, plan, operands)
-    return parts[0] if len(parts) == 1 else np.sum(parts, axis=0, dtype=x.dtype)
+    bounds = plan[-1]
+    dkernel_parts = np.empty((bounds.size - 1, k, g.co), dtype=x.dtype)  # each written whole by its part
+    _run(_backward_piece, plan, (x_padded, dy2d, dkernel_parts, kernel_t, dx_buffer, dy_padded, flipped))
+    return dkernel_parts[0] if bounds.size == 2 else dkernel_parts.sum(axis=0, dtype=x.dtype)
 
 
 def _images_per_chunk(values_per_image, itemsize):
@@ -109,16 +121,12 @@ def _images_per_chunk(values_per_image, itemsize):
     return max(1, PIECE_CHUNK_BYTES // max(1, values_per_image * itemsize))
 
 
-def _run(piece, geometry, plan, operands):
-    """Run `piece` over the batch: one span of equal images per thread (one span below TEAM_MIN_MACS).
-
-    operands(span) gives the arrays of the piece for images span[0]..span[1]-1.
-    """
-    g = geometry
-    macs = g.n * g.oh * g.ow * g.kh * g.kw * g.ci * g.co
-    parts = threads.num_threads() if macs >= TEAM_MIN_MACS else 1
+def _run(piece, plan, operands):
+    """Run `piece` over the parts of the batch (plan's bounds): each thread one call, over a run of parts."""
+    parts = plan[-1].size - 1
     sgemm = blas.sgemm()
-    threads.run_pieces([(piece, (sgemm, plan, span, operands(span))) for span in threads.spans(g.n, parts)])
+    shares = threads.spans(parts, threads.num_threads())  # (first, stop) parts of each thread
+    threads.run_pieces([(piece, (sgemm, plan, share, operands)) for share in shares])
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -126,26 +134,37 @@ def _run(piece, geometry, plan, operands):
 # scratchnet.runtime.team.
 # ----------------------------------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def _forward_piece(sgemm, plan, span, operands, state, post_slot, done_slot, job):
-    """y rows of images span[0]..span[1]-1 = im2col(x_padded) @ kernel2d, per_chunk images at a time.
+def _forward_piece(sgemm, plan, share, operands, state, post_slot, done_slot, job):
+    """y rows of the images of parts share[0]..share[1]-1 = im2col(x_padded) @ kernel2d, part by part,
+    per_chunk images at a time.
 
     operands: (x_padded (N, HP, WP*CI), kernel2d (K, CO), y2d (N*OH*OW, CO)). The windows go into one
     chunk-sized column matrix, reused chunk after chunk, that dies with the piece.
     """
     team.post_done(state, post_slot, job)
     x_padded, kernel2d, y2d = operands
-    n0, n1 = span
-    sizes, _, per_chunk, cols_t, _ = plan
+    sizes, _, per_chunk, cols_t, _, bounds = plan
     _, _, _, _, _, oh, ow, _, _ = sizes
     rows = oh * ow
     k = kernel2d.shape[0]
-    chunk_rows = min(per_chunk, n1 - n0) * rows
+    chunk_rows = min(per_chunk, _longest_part(bounds, share)) * rows
     buffer = np.empty((k, chunk_rows) if cols_t else (chunk_rows, k), dtype=y2d.dtype)
-    for c0 in range(n0, n1, per_chunk):
-        c1 = min(n1, c0 + per_chunk)
-        columns = _columns(sizes, cols_t, x_padded, (c0, c1), buffer)
-        blas.sgemm_rows(sgemm, columns, kernel2d, y2d[c0 * rows : c1 * rows], cols_t, 0.0)
+    for part in range(share[0], share[1]):
+        n0, n1 = bounds[part], bounds[part + 1]
+        for c0 in range(n0, n1, per_chunk):  # chunks start afresh in each part: their sizes, and so the
+            c1 = min(n1, c0 + per_chunk)    # products' rounding, never depend on the threads
+            columns = _columns(sizes, cols_t, x_padded, (c0, c1), buffer)
+            blas.sgemm_rows(sgemm, columns, kernel2d, y2d[c0 * rows : c1 * rows], cols_t, 0.0)
     team.mark_done(state, post_slot, done_slot, job)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _longest_part(bounds, share):
+    """The most images in one of the parts share[0]..share[1]-1 (bounds as in `_part_bounds`)."""
+    longest = 0
+    for part in range(share[0], share[1]):
+        longest = max(longest, bounds[part + 1] - bounds[part])
+    return longest
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -163,23 +182,23 @@ def _columns(sizes, cols_t, x_padded, chunk, buffer):
 
 
 @njit(cache=True, nogil=True)
-def _backward_piece(sgemm, plan, span, operands, state, post_slot, done_slot, job):
-    """Images span[0]..span[1]-1's share of the backward: dkernel2d += cols.T @ dy rows, and their dx.
+def _backward_piece(sgemm, plan, share, operands, state, post_slot, done_slot, job):
+    """The backward of the images of parts share[0]..share[1]-1: for each part p, dkernel_parts[p] = the sum
+    over its chunks of cols.T @ dy rows; and their dx.
 
-    operands: (x_padded, dy2d (N*OH*OW, CO), dkernel2d (K, CO) of this piece, kernel_t (CO, K), dx_buffer,
+    operands: (x_padded, dy2d (N*OH*OW, CO), dkernel_parts (parts, K, CO), kernel_t (CO, K), dx_buffer,
     dy_padded, flipped (KH*KW*CO, CI)); the arrays a dx mode does not use are empty. cols are rebuilt
     chunk by chunk; dx as in `scratchnet.kernels.conv.conv2d_backward`: DX_TRANSPOSED writes
     im2col(dy_padded) @ flipped into dx_buffer's rows, DX_GATHER and DX_SCATTER turn
     dcols = dy rows @ kernel_t into dx with `_col2im_gather` / `_col2im_add`.
     """
     team.post_done(state, post_slot, job)
-    x_padded, dy2d, dkernel2d, kernel_t, dx_buffer, dy_padded, flipped = operands
-    n0, n1 = span
-    sizes, dy_sizes, per_chunk, cols_t, mode = plan
+    x_padded, dy2d, dkernel_parts, kernel_t, dx_buffer, dy_padded, flipped = operands
+    sizes, dy_sizes, per_chunk, cols_t, mode, bounds = plan
     ci, _, _, _, _, oh, ow, _, _ = sizes
     rows = oh * ow
-    k = dkernel2d.shape[0]
-    chunk = min(per_chunk, n1 - n0)
+    k = dkernel_parts.shape[1]
+    chunk = min(per_chunk, _longest_part(bounds, share))
     cols_buffer = np.empty((k, chunk * rows) if cols_t else (chunk * rows, k), dtype=dy2d.dtype)
     cols_dx = mode in (DX_GATHER, DX_SCATTER)
     dcols_buffer = np.empty((chunk * rows if cols_dx else 0, k), dtype=dy2d.dtype)
@@ -187,20 +206,23 @@ def _backward_piece(sgemm, plan, span, operands, state, post_slot, done_slot, jo
     w = dx_buffer.shape[2] // ci if mode == DX_TRANSPOSED else 0
     dy_cols_buffer = np.empty((chunk * h * w, flipped.shape[0]), dtype=dy2d.dtype)  # (rows of dx, KH*KW*CO)
     dx_all_rows = dx_buffer.reshape((dx_buffer.shape[0] * h * w, ci)) if mode == DX_TRANSPOSED else dcols_buffer
-    for c0 in range(n0, n1, per_chunk):
-        c1 = min(n1, c0 + per_chunk)
-        dy_rows = dy2d[c0 * rows : c1 * rows]
-        columns = _columns(sizes, cols_t, x_padded, (c0, c1), cols_buffer)
-        blas.sgemm_rows(sgemm, columns, dy_rows, dkernel2d, not cols_t, 1.0)
-        if mode == DX_TRANSPOSED:
-            dy_cols = dy_cols_buffer[: (c1 - c0) * h * w]
-            _im2col(dy_padded, dy_sizes, c0, c1, dy_cols)
-            blas.sgemm_rows(sgemm, dy_cols, flipped, dx_all_rows[c0 * h * w : c1 * h * w], False, 0.0)
-        elif cols_dx:
-            dcols = dcols_buffer[: (c1 - c0) * rows]
-            blas.sgemm_rows(sgemm, dy_rows, kernel_t, dcols, False, 0.0)
-            if mode == DX_GATHER:
-                _col2im_gather(dcols, sizes, c0, c1, dx_buffer)
-            else:
-                _col2im_add(dcols, sizes, c0, c1, dx_buffer)
+    for part in range(share[0], share[1]):
+        n0, n1 = bounds[part], bounds[part + 1]
+        for c0 in range(n0, n1, per_chunk):
+            c1 = min(n1, c0 + per_chunk)
+            dy_rows = dy2d[c0 * rows : c1 * rows]
+            columns = _columns(sizes, cols_t, x_padded, (c0, c1), cols_buffer)
+            beta = 0.0 if c0 == n0 else 1.0  # the part's first chunk writes its share, the others add to it
+            blas.sgemm_rows(sgemm, columns, dy_rows, dkernel_parts[part], not cols_t, beta)
+            if mode == DX_TRANSPOSED:
+                dy_cols = dy_cols_buffer[: (c1 - c0) * h * w]
+                _im2col(dy_padded, dy_sizes, c0, c1, dy_cols)
+                blas.sgemm_rows(sgemm, dy_cols, flipped, dx_all_rows[c0 * h * w : c1 * h * w], False, 0.0)
+            elif cols_dx:
+                dcols = dcols_buffer[: (c1 - c0) * rows]
+                blas.sgemm_rows(sgemm, dy_rows, kernel_t, dcols, False, 0.0)
+                if mode == DX_GATHER:
+                    _col2im_gather(dcols, sizes, c0, c1, dx_buffer)
+                else:
+                    _col2im_add(dcols, sizes, c0, c1, dx_buffer)
     team.mark_done(state, post_slot, done_slot, job)
