@@ -5,7 +5,9 @@ copies its windows with the numba loops of `scratchnet.kernels.im2col` and multi
 ``np.matmul``; `scratchnet.runtime.threads.parallel_map` shares the chunks out over the worker threads,
 BLAS at one thread each. Each chunk's matrices are new arrays that die with the chunk, so nothing is held
 between convolutions; only a small convolution keeps its whole column matrix from the forward for the
-backward (KEEP_COLS_BYTES). `scratchnet.kernels.conv` validates, plans and allocates.
+backward (KEEP_COLS_BYTES). The chunks, and the order their shares of dkernel are added in, depend on the
+convolution alone, never on the thread count, so the results are bit-identical at any thread count.
+`scratchnet.kernels.conv` validates, plans and allocates.
 """
 from __future__ import annotations
 
@@ -34,8 +36,8 @@ cache misses (bigger) against per-chunk overhead and thinner products (smaller).
 size per core."""
 
 PARALLEL_MIN_MACS = 10_000_000
-"""Convolutions with at least this many multiply-adds (N*OH*OW*KH*KW*CI*CO) split their chunks over the
-worker threads; smaller ones run on the calling thread.
+"""Convolutions with at least this many multiply-adds (N*OH*OW*KH*KW*CI*CO) are cut into at least
+`scratchnet.runtime.threads.PARTS` chunks for the worker threads; smaller ones run on the calling thread.
 
 Trades `parallel_map`'s hand-over (a thread waking and taking the GIL) against the work it shares.
 Retune if that hand-over gets cheaper or the machine has more cores."""
@@ -117,17 +119,17 @@ def backward(x, kernel, dy, geometry, dx_mode, dx_buffer, kept_cols):
 
 
 def _chunks(geometry, itemsize, parallel, kept_cols):
-    """(n0, n1) image ranges, one per chunk.
+    """(n0, n1) image ranges, one per chunk; they depend on the convolution alone, never on the thread count.
 
     Without kept columns, chunks whose column matrices hold about CHUNK_BYTES (at least one image each),
-    and with `parallel` at least as many chunks as threads (if the batch allows). A kept column matrix is
-    already whole, so there is no cache-sized chunking: the batch goes in one piece, or in one equal piece
-    per thread (fewer, bigger products).
+    and with `parallel` at least PARTS chunks (if the batch allows). A kept column matrix is already
+    whole, so there is no cache-sized chunking: the batch goes in one piece, or with `parallel` in PARTS
+    equal pieces (`scratchnet.runtime.threads.part_spans`).
     """
     g = geometry
     if kept_cols is not None:
-        return threads.spans(g.n, threads.num_threads() if parallel else 1)
+        return threads.part_spans(g.n, parallel)
     per_chunk = max(1, CHUNK_BYTES // max(1, g.oh * g.ow * g.kh * g.kw * g.ci * itemsize))
     if parallel:
-        per_chunk = min(per_chunk, -(-g.n // threads.num_threads()))
+        per_chunk = min(per_chunk, -(-g.n // threads.PARTS))
     return [(n0, min(g.n, n0 + per_chunk)) for n0 in range(0, g.n, per_chunk)]
