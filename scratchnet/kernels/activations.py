@@ -3,8 +3,10 @@
 ``np.where(x > 0, dy, 0)`` (ReLU's backward) makes a data-dependent choice per element and runs far
 slower than one pass over memory, and the bias gradient's ``copy`` plus column ``sum`` makes two passes
 where one does (figures: docs/performance.md). ``bias_add_relu`` (a Conv2D's bias and relu as one op)
-saves the backward one more pass. Big arrays are cut into one slice per thread (PARALLEL_MIN_SIZE). Caches
-are the reference's, so a forward from one engine and a backward from the other still fit together.
+saves the backward one more pass. Big arrays are cut into one slice per thread (PARALLEL_MIN_SIZE), but the
+bias gradients, which sum over rows, into `scratchnet.runtime.threads.PARTS` slices whatever the thread
+count, added in order: the same sums at any thread count. Caches are the reference's, so a forward from
+one engine and a backward from the other still fit together.
 """
 from __future__ import annotations
 
@@ -21,8 +23,9 @@ __all__ = ["relu_forward", "relu_backward", "bias_add_forward", "bias_add_backwa
            "bias_add_relu_backward", "bias_add_relu_over"]
 
 PARALLEL_MIN_SIZE = 1_000_000
-"""Arrays with at least this many values are cut into one slice per thread and run by the worker
-threads of `scratchnet.runtime.threads`, because one core does not saturate memory bandwidth.
+"""Arrays with at least this many values are cut into slices (one per thread, PARTS for the bias gradients'
+sums) and run by the worker threads of `scratchnet.runtime.threads`, because one core does not saturate
+memory bandwidth.
 
 Trades `parallel_map`'s hand-over against the pass it shares. Retune if the hand-over gets cheaper or
 the machine's bandwidth per core changes."""
@@ -42,12 +45,19 @@ def _bias_block(bias):
 
 
 def _spans(rows, row_size=1):
-    """(start, stop) spans of range(rows): one per thread when rows * row_size values are many, else one."""
+    """(start, stop) spans of range(rows): one per thread when rows * row_size values are many, else one.
+    For elementwise work only, whose values do not depend on the cut."""
     return threads.spans(rows, threads.num_threads() if rows * row_size >= PARALLEL_MIN_SIZE else 1)
 
 
+def _sum_spans(rows, row_size):
+    """(start, stop) spans of range(rows) for a sum over rows: PARTS spans when rows * row_size values are
+    many, else one; never cut by the thread count, so the partial sums are the same at any thread count."""
+    return threads.part_spans(rows, rows * row_size >= PARALLEL_MIN_SIZE)
+
+
 def _each_span(function, spans):
-    """function(span) for every span, on the worker threads when there is more than one."""
+    """function(span) for every span (any sequence), on the worker threads when there is more than one."""
     if len(spans) == 1:
         return [function(spans[0])]
     return threads.parallel_map(function, spans)
@@ -119,8 +129,8 @@ def bias_add_backward(dy, cache):
     """Gradients of a bias addition in one pass: ``dx = dy`` (a copy), ``dbias[c] = sum of dy[..., c]``.
 
     dy: (..., C) -> (dx (..., C), dbias (C,)), x's dtype. Rows are summed in order, as NumPy's
-    ``sum(axis=0)`` does, so dbias matches the reference; a big array is summed in one slice of rows per
-    thread and the slices' sums are then added (the reference's order up to that one regrouping).
+    ``sum(axis=0)`` does, so dbias matches the reference; a big array is summed in PARTS slices of rows
+    (`_sum_spans`) whose sums are then added in order (the reference's order up to that one regrouping).
     """
     x_shape, dtype = cache
     if dtype not in SUPPORTED_DTYPES or 0 in x_shape:
@@ -129,13 +139,14 @@ def bias_add_backward(dy, cache):
     channels = x_shape[-1]
     dx = np.empty_like(dy)
     rows, dx_rows = dy.reshape(-1, channels), dx.reshape(-1, channels)
-    spans = _spans(*rows.shape)
+    spans = _sum_spans(*rows.shape)
     partial_sums = np.zeros((len(spans), channels), dtype=dtype)  # one row per span, added in order
 
-    def copy_and_sum(span):
-        _copy_and_sum_rows(rows[span[0]:span[1]], dx_rows[span[0]:span[1]], partial_sums[spans.index(span)])
+    def copy_and_sum(part):
+        start, stop = spans[part]
+        _copy_and_sum_rows(rows[start:stop], dx_rows[start:stop], partial_sums[part])
 
-    _each_span(copy_and_sum, spans)
+    _each_span(copy_and_sum, range(len(spans)))
     dbias = partial_sums[0] if len(spans) == 1 else partial_sums.sum(axis=0, dtype=dtype)
     return dx, dbias
 
@@ -181,7 +192,7 @@ def bias_add_relu_backward(dy, cache):
     """Gradients of ``relu(x + bias)`` in one pass: ``dx = dy`` where ``z > 0`` else 0, dbias its column sums.
 
     dy: (..., C) -> (dx (..., C), dbias (C,)), z's dtype; big arrays are summed by slices of rows, as in
-    `bias_add_backward`. One pass instead of relu_backward's and bias_add_backward's two.
+    `bias_add_backward` (`_sum_spans`). One pass instead of relu_backward's and bias_add_backward's two.
     """
     z = cache
     if z.dtype not in SUPPORTED_DTYPES or z.ndim < 1 or z.size == 0:
@@ -191,15 +202,14 @@ def bias_add_relu_backward(dy, cache):
     dx = np.empty(z.shape, dtype=z.dtype)
     rows, dx_rows = dy.reshape(-1, channels), dx.reshape(-1, channels)
     z_rows = np.ascontiguousarray(z).reshape(-1, channels)
-    spans = _spans(*rows.shape)
+    spans = _sum_spans(*rows.shape)
     partial_sums = np.zeros((len(spans), channels), dtype=z.dtype)  # one row per span, added in order
 
-    def relu_and_sum(span):
-        start, stop = span
-        _relu_backward_and_sum_rows(rows[start:stop], z_rows[start:stop], dx_rows[start:stop],
-                                    partial_sums[spans.index(span)])
+    def relu_and_sum(part):
+        start, stop = spans[part]
+        _relu_backward_and_sum_rows(rows[start:stop], z_rows[start:stop], dx_rows[start:stop], partial_sums[part])
 
-    _each_span(relu_and_sum, spans)
+    _each_span(relu_and_sum, range(len(spans)))
     dbias = partial_sums[0] if len(spans) == 1 else partial_sums.sum(axis=0, dtype=z.dtype)
     return dx, dbias
 
