@@ -46,7 +46,8 @@ def sigmoid_dense_gradients(x, kernel, bias, labels):
     x: (N, CI) C-contiguous; kernel: (CI, 1); bias: (1,) or None; labels: (N, 1); all of x's dtype
     (float32 or float64). Returns (logits (N, 1), dkernel (CI, 1), dbias (1,) or None), the same values
     as ``dense_forward`` then ``sigmoid_binary_cross_entropy_backward`` then ``dense_backward`` up to
-    the order of the sums.
+    the order of the sums. The rows are cut into `scratchnet.runtime.threads.PARTS` slices whatever the
+    thread count, and the slices' sums added in order: the same values at any thread count.
     """
     n, ci = x.shape
     dtype = x.dtype
@@ -61,7 +62,7 @@ def sigmoid_dense_gradients(x, kernel, bias, labels):
     offset = dtype.type(0) if bias is None else dtype.type(bias[0])
     inv_size = dtype.type(1.0) / dtype.type(n)  # the reference's dloss / logits.size, dloss = 1
     logits = np.empty(n, dtype=dtype)
-    bounds = threads.spans(n, threads.num_threads())
+    bounds = threads.part_spans(n)
 
     def rows(span):
         dkernel = np.zeros(ci, dtype=dtype)
