@@ -6,9 +6,13 @@ after a multi-threaded product they keep spinning for a while, and the next conv
 threads then fight them for the cores. So:
 
 * a product below DENSE_PARALLEL_MIN_MACS runs on the calling thread with BLAS held at one thread;
-* a bigger one is cut into pieces that the worker threads of `scratchnet.runtime.threads.parallel_map` run,
-  each a one-thread BLAS call, cutting the bigger operand so that each thread reads only its part of
-  it: x's rows when the batch is the bigger, the kernel's columns or rows when the kernel is.
+* a bigger one is cut into `scratchnet.runtime.threads.PARTS` pieces that the worker threads of
+  `scratchnet.runtime.threads.parallel_map` run, each a one-thread BLAS call, cutting the bigger operand
+  so that each thread reads only its part of it: x's rows when the batch is the bigger, the kernel's
+  columns or rows when the kernel is.
+
+BLAS rounds a row of a product differently with the shape of the call, so the cut depends on the product
+alone: the same pieces, and the same values, at any thread count (at one thread they run one by one).
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from scratchnet.runtime import threads
 __all__ = ["dense_backward", "dense_forward"]
 
 DENSE_PARALLEL_MIN_MACS = 8_000_000
-"""Dense products with at least this many multiply-adds (N*CI*CO) are split over the worker threads.
+"""Dense products with at least this many multiply-adds (N*CI*CO) are cut into pieces for the worker threads.
 
 Trades `parallel_map`'s hand-over (a thread wake-up and the GIL) against the product it shares: the
 CNNs' big hidden layers are split, the MLPs' small products are not. Retune if the hand-over gets
@@ -89,15 +93,16 @@ def dense_backward(dy, cache, need_dx=True):
 
 
 def _split(x, kernel):
-    """True when the product is big enough to split over the worker threads (and well formed)."""
+    """True when the product is big enough to cut into pieces (and well formed); never a matter of the thread
+    count, which would change the rounding."""
     shape_x, shape_k = getattr(x, "shape", ()), getattr(kernel, "shape", ())
     if len(shape_x) != 2 or len(shape_k) != 2 or shape_x[1] != shape_k[0]:
         return False  # the reference raises its error message
     if getattr(getattr(x, "dtype", None), "kind", "") != "f":
         return False
-    return threads.num_threads() > 1 and shape_x[0] * shape_x[1] * shape_k[1] >= DENSE_PARALLEL_MIN_MACS
+    return shape_x[0] * shape_x[1] * shape_k[1] >= DENSE_PARALLEL_MIN_MACS
 
 
 def _spans(size):
-    """(start, stop) spans cutting range(size) into one piece per thread (fewer if size is smaller)."""
-    return threads.spans(size, threads.num_threads())
+    """(start, stop) spans cutting range(size) into PARTS pieces (fewer if size is smaller), at any thread count."""
+    return threads.part_spans(size)
