@@ -1,6 +1,8 @@
 """Reruns are bit-identical: the same training, started twice with the same seed, ends with the same weights,
-for every zoo model in float32 and float64 (each run in its own process, as two commands would be)."""
+for every zoo model in float32 and float64 (each run in its own process, as two commands would be), at the
+same thread count and at 1 against 2 threads (tests/test_determinism.py cuts every kernel's work too)."""
 
+import functools
 import json
 import os
 import subprocess
@@ -34,7 +36,9 @@ print(json.dumps(digests))
 """
 
 
-def train_every_model(threads):
+@functools.cache
+def train_every_model(threads, run=0):
+    """The digests of run number `run` at `threads` threads (each run once per test session)."""
     env = dict(os.environ, PYTHONPATH=REPO, SCRATCHNET_NUM_THREADS=str(threads))
     done = subprocess.run([sys.executable, "-c", TRAIN_EVERY_MODEL], capture_output=True, text=True, cwd=REPO,
                           env=env, timeout=900)
@@ -44,7 +48,7 @@ def train_every_model(threads):
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_the_same_run_twice_gives_identical_weights_for_every_zoo_model(threads):
-    first, second = train_every_model(threads), train_every_model(threads)
+    first, second = train_every_model(threads, run=0), train_every_model(threads, run=1)
     from scratchnet import zoo
 
     assert set(first) == {f"{name}/{dtype}" for name in zoo.NAMES for dtype in ("float32", "float64")}
@@ -53,3 +57,7 @@ def test_the_same_run_twice_gives_identical_weights_for_every_zoo_model(threads)
     assert len(set(first.values())) == len(first)  # each model and dtype trained to weights of its own
 
 
+def test_one_and_two_threads_give_identical_weights_for_every_zoo_model():
+    one, two = train_every_model(1), train_every_model(2)
+    differ = sorted(key for key in one if one[key] != two[key])
+    assert differ == [], f"1 and 2 threads give different weights for {differ}"
