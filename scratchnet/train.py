@@ -442,10 +442,13 @@ def _identity(name, recipe, args):
 def _warm_up(name, recipe, args, num_classes, x_train, y_train, say):
     """Compile (or load from numba's disk cache) the kernels this model uses before training starts.
 
-    A throw-away copy of the model takes one training step and one evaluation on two images, so the real
-    model's weights, optimizer and generators are untouched, and the first step of the run (and with it the
-    progress bar's time estimate) no longer includes compilation. numba compiles only on a cold cache (the
-    first run, or after numba or scratchnet changed); then, and only then, the notice says what the wait is.
+    A throw-away copy of the model takes one training step on a batch of the run's size and one evaluation
+    in a batch of the run's evaluation size (1,000 images), so the real model's weights, optimizer and
+    generators are untouched, and the kernels take the run's paths (the thread team, the fused passes,
+    which start above sizes a few images would not reach): the run itself compiles nothing, and its first
+    step (and with it the progress bar's time estimate) no longer includes compilation. numba compiles
+    only on a cold cache (the first run, or after numba or scratchnet changed); then, and only then, the
+    notice says what the wait is.
     """
     import contextlib
 
@@ -460,10 +463,11 @@ def _warm_up(name, recipe, args, num_classes, x_train, y_train, say):
     with _compile_listener(on_compile) if args.backend != "numpy" else contextlib.nullcontext():
         copy = zoo.build(name, seed=args.seed, dtype=recipe.dtype, num_classes=num_classes,
                          learning_rate=recipe.learning_rate)
-        rows = slice(0, 2)
+        batch = slice(0, recipe.batch_size or len(x_train))  # a full-batch recipe steps on the whole set
+        evaluated = slice(0, 1000)  # the batch size of the run's evaluations
         with np.errstate(over="ignore", invalid="ignore"):
-            copy.train_step(x_train[rows], y_train[rows])
-            copy.evaluate(x_train[rows], y_train[rows], batch_size=2, verbose=0)
+            copy.train_step(x_train[batch], y_train[batch])
+            copy.evaluate(x_train[evaluated], y_train[evaluated], batch_size=1000, verbose=0)
     if compiled:
         say(f"compiled the kernels in {time.perf_counter() - start:.1f} s (cached for the next runs)")
 
