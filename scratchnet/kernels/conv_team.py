@@ -148,7 +148,7 @@ def _forward_piece(sgemm, plan, share, operands, state, post_slot, done_slot, jo
     rows = oh * ow
     k = kernel2d.shape[0]
     chunk_rows = min(per_chunk, _longest_part(bounds, share)) * rows
-    buffer = np.empty((k, chunk_rows) if cols_t else (chunk_rows, k), dtype=y2d.dtype)
+    buffer = np.empty(k * chunk_rows, dtype=y2d.dtype)
     for part in range(share[0], share[1]):
         n0, n1 = bounds[part], bounds[part + 1]
         for c0 in range(n0, n1, per_chunk):  # chunks start afresh in each part: their sizes, and so the
@@ -169,16 +169,20 @@ def _longest_part(bounds, share):
 
 @njit(cache=True, nogil=True, inline="always")
 def _columns(sizes, cols_t, x_padded, chunk, buffer):
-    """The column matrix of the chunk's images c0..c1-1 built in `buffer`: cols (rows, K), or with `cols_t`
-    its transpose (K, rows). The caller multiplies it transposed or not accordingly."""
+    """The column matrix of the chunk's images c0..c1-1 built in the 1-D `buffer`: cols (rows, K), or with
+    `cols_t` its transpose (K, rows), a C-contiguous view either way (the loops' copies stay vector moves,
+    and sgemm_rows meets one array type). The caller multiplies it transposed or not accordingly."""
     c0, c1 = chunk
-    _, _, _, _, _, oh, ow, _, _ = sizes
+    ci, kh, kw, _, _, oh, ow, _, _ = sizes
     rows = (c1 - c0) * oh * ow
+    k = kh * kw * ci
     if cols_t:
-        _im2col_t(x_padded, sizes, c0, c1, buffer[:, :rows])
-        return buffer[:, :rows]
-    _im2col(x_padded, sizes, c0, c1, buffer[:rows])  # a C-contiguous view: the loop's copies stay vector moves
-    return buffer[:rows]
+        columns = buffer[: k * rows].reshape((k, rows))
+        _im2col_t(x_padded, sizes, c0, c1, columns)
+    else:
+        columns = buffer[: rows * k].reshape((rows, k))
+        _im2col(x_padded, sizes, c0, c1, columns)
+    return columns
 
 
 @njit(cache=True, nogil=True)
@@ -199,7 +203,7 @@ def _backward_piece(sgemm, plan, share, operands, state, post_slot, done_slot, j
     rows = oh * ow
     k = dkernel_parts.shape[1]
     chunk = min(per_chunk, _longest_part(bounds, share))
-    cols_buffer = np.empty((k, chunk * rows) if cols_t else (chunk * rows, k), dtype=dy2d.dtype)
+    cols_buffer = np.empty(k * chunk * rows, dtype=dy2d.dtype)
     cols_dx = mode in (DX_GATHER, DX_SCATTER)
     dcols_buffer = np.empty((chunk * rows if cols_dx else 0, k), dtype=dy2d.dtype)
     h = dx_buffer.shape[1]
@@ -217,10 +221,10 @@ def _backward_piece(sgemm, plan, share, operands, state, post_slot, done_slot, j
             if mode == DX_TRANSPOSED:
                 dy_cols = dy_cols_buffer[: (c1 - c0) * h * w]
                 _im2col(dy_padded, dy_sizes, c0, c1, dy_cols)
-                blas.sgemm_rows(sgemm, dy_cols, flipped, dx_all_rows[c0 * h * w : c1 * h * w], False, 0.0)
+                blas.sgemm_rows(sgemm, dy_cols, flipped, dx_all_rows[c0 * h * w : c1 * h * w], blas.AS_IS, 0.0)
             elif cols_dx:
                 dcols = dcols_buffer[: (c1 - c0) * rows]
-                blas.sgemm_rows(sgemm, dy_rows, kernel_t, dcols, False, 0.0)
+                blas.sgemm_rows(sgemm, dy_rows, kernel_t, dcols, blas.AS_IS, 0.0)
                 if mode == DX_GATHER:
                     _col2im_gather(dcols, sizes, c0, c1, dx_buffer)
                 else:

@@ -19,10 +19,15 @@ import ctypes
 import numpy as np
 from numba import njit
 
-__all__ = ["NO_TRANS", "ROW_MAJOR", "TRANS", "sgemm", "sgemm_rows"]
+__all__ = ["AS_IS", "NO_TRANS", "ROW_MAJOR", "TRANS", "sgemm", "sgemm_rows"]
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 """CBLAS's enum values (cblas.h): CblasRowMajor, CblasNoTrans, CblasTrans."""
+
+AS_IS = np.False_
+"""`sgemm_rows`'s trans_a for op(a) = a, in numba code. A NumPy bool, which numba types as a plain bool like a
+flag computed at run time; the literal False has a type of its own, for which numba would compile (and
+cache) sgemm_rows a second time."""
 
 SYMBOLS = ("scipy_cblas_sgemm64_", "cblas_sgemm64_")
 """cblas_sgemm of an OpenBLAS with 64-bit integers, as NumPy's wheels name it and as OpenBLAS does."""
