@@ -448,9 +448,12 @@ def _warm_up(name, recipe, args, num_classes, x_train, y_train, say):
     which start above sizes a few images would not reach): the run itself compiles nothing, and its first
     step (and with it the progress bar's time estimate) no longer includes compilation. numba compiles
     only on a cold cache (the first run, or after numba or scratchnet changed); then, and only then, the
-    notice says what the wait is.
+    notice says what the wait is, and if a core is idle a second process compiles the backward kernels of
+    convolution and max-pooling while this one compiles the rest (`scratchnet.kernels.precompile`).
     """
     import contextlib
+
+    from scratchnet import engine
 
     compiled = []
 
@@ -460,7 +463,13 @@ def _warm_up(name, recipe, args, num_classes, x_train, y_train, say):
         compiled.append(True)
 
     start = time.perf_counter()
-    with _compile_listener(on_compile) if args.backend != "numpy" else contextlib.nullcontext():
+    with contextlib.ExitStack() as stack:
+        if args.backend != "numpy":
+            stack.enter_context(_compile_listener(on_compile))
+        if engine.get_backend() == "numba":  # a second process may compile the backward kernels meanwhile
+            from scratchnet.kernels import precompile
+
+            stack.enter_context(precompile.backward_in_background())
         copy = zoo.build(name, seed=args.seed, dtype=recipe.dtype, num_classes=num_classes,
                          learning_rate=recipe.learning_rate)
         batch = slice(0, recipe.batch_size or len(x_train))  # a full-batch recipe steps on the whole set

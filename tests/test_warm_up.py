@@ -32,10 +32,18 @@ COMPILES = textwrap.dedent("""
     event.register("numba:compile", Listener())
 """)
 
+# The process that compiles the backward kernels (convolution, max-pooling) during a warm-up, here alone.
+BACKWARD_IN_ANOTHER_PROCESS = COMPILES + textwrap.dedent("""
+    from scratchnet.kernels import precompile
+
+    precompile.compile_backward()
+    print(sorted({name for _, name in compiled}))
+""")
+
 # Each zoo model trains two steps on random images (enough that logreg's full batch takes the fused pass, and
 # that each evaluation fills a batch of 1,000).
 RUNS = COMPILES + textwrap.dedent("""
-    import types
+    import ast, types
     import numpy as np
     from scratchnet import datasets, train
 
@@ -54,18 +62,71 @@ RUNS = COMPILES + textwrap.dedent("""
         phase = f"{name}'s run"
 
     datasets.load, warm_up, train._warm_up = random_dataset, train._warm_up, watched_warm_up
-    for name in sys.argv[1:]:
+    for name in sys.argv[2:]:
         train.main(["--model", name, "--steps", "2", "--no-save", "--quiet"])
     print("compiled after a warm-up:", [entry for entry in compiled if entry[0].endswith("run")])
+    print("compiled again:", sorted({name for _, name in compiled} & set(ast.literal_eval(sys.argv[1]))))
 """)
 
 
 @needs_jit
 def test_a_run_compiles_nothing_after_its_warm_up(tmp_path):
+    # A cold cache, where the process that compiles the backward kernels runs first: the warm-ups must then
+    # load what it compiled (the same signatures, the same cache), and compile the rest of what the runs need.
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"), SCRATCHNET_HOME=str(tmp_path / "home"),
-               PYTHONPATH=REPO)  # a cold cache: every kernel compiles, in a warm-up or after it
-    done = subprocess.run([sys.executable, "-c", RUNS, *zoo.NAMES], env=env, cwd=REPO, capture_output=True,
-                          text=True, timeout=900)
+               PYTHONPATH=REPO)
+    helper = subprocess.run([sys.executable, "-c", BACKWARD_IN_ANOTHER_PROCESS], env=env, cwd=REPO,
+                            capture_output=True, text=True, timeout=600)
+    assert helper.returncode == 0, helper.stderr
+    backward = helper.stdout.strip().splitlines()[-1]
+    assert "scratchnet.kernels.conv_team._backward_piece" in backward
+    assert "scratchnet.kernels.pooling._backward_piece" in backward
+    done = subprocess.run([sys.executable, "-c", RUNS, backward, *zoo.NAMES], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
     report = [line for line in done.stdout.splitlines() if line.startswith(("compiled after", "compiled again"))]
-    assert report == ["compiled after a warm-up: []"]
+    assert report == ["compiled after a warm-up: []", "compiled again: []"]
+
+
+class FakeHelper:
+    """Stands in for the helper process: still running until killed."""
+
+    def __init__(self):
+        self.killed = self.reaped = False
+
+    def poll(self):
+        return 0 if self.killed else None
+
+    def kill(self):
+        self.killed = True
+
+    def wait(self):
+        self.reaped = True
+
+
+def compiling(dispatcher):
+    """numba's "compile" event for `dispatcher`, as numba sends it when the cache does not have it."""
+    from numba.core import event
+
+    event.start_event("numba:compile", data={"dispatcher": dispatcher})
+    event.end_event("numba:compile", data={"dispatcher": dispatcher})
+
+
+@needs_jit
+@pytest.mark.parametrize(("idle_cores", "threads", "started"), [(1.0, 2, 1), (0.2, 2, 0), (1.0, 1, 0)])
+def test_the_helper_starts_once_on_the_forward_piece_with_a_core_idle_and_stops_with_the_warm_up(
+        monkeypatch, idle_cores, threads, started):
+    from scratchnet.kernels import conv_team, im2col, precompile
+    from scratchnet.runtime import threads as thread_policy
+
+    helpers = []
+    monkeypatch.setattr(precompile, "_start", lambda: helpers.append(FakeHelper()) or helpers[-1])
+    monkeypatch.setattr(precompile, "_idle_cores", lambda since: idle_cores)
+    monkeypatch.setattr(thread_policy, "num_threads", lambda: threads)
+    with precompile.backward_in_background():
+        compiling(im2col._im2col)  # another kernel: no helper
+        assert not helpers
+        compiling(conv_team._forward_piece)
+        compiling(conv_team._forward_piece)  # (a second signature would compile it again)
+        assert len(helpers) == started
+    assert all(helper.killed and helper.reaped for helper in helpers)
