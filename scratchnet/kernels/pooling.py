@@ -57,8 +57,9 @@ def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid", training=T
     ow, pad_left, _ = padding_amounts(w, pw, sw, padding)
 
     y = np.empty((n, oh, ow, c), dtype=x.dtype)
-    # flat index ih * W + iw of each window's max; inference needs none
-    argmax = np.empty((n, oh, ow, c), dtype=np.int32) if training else None
+    # The flat index ih * W + iw of each window's max. Inference needs none: an empty argmax tells the loops
+    # to skip it, one array type either way, so numba compiles each loop once for both (the check is hoisted).
+    argmax = np.empty((n, oh, ow, c) if training else (1, 1, 1, 0), dtype=np.int32)
     window = (ph, pw, sh, sw, pad_top, pad_left)  # one plain tuple: numba types it in well under a microsecond
     threads.run_pieces([(_forward_piece, (x, window, (y, argmax), span)) for span in _image_spans(n, x.size)])
     return y, (x.shape, x.dtype, argmax) if training else None
@@ -84,7 +85,7 @@ def max_pool2d_backward(dy, cache):
 @njit(cache=True, nogil=True)
 def _max_pool_forward(x, window, y, argmax, images):
     """Fill y (N, OH, OW, C) with each window's first maximum of x (N, H, W, C), and argmax (the same shape,
-    or None) with its flat position ih*W+iw, for the images images[0]..images[1]-1.
+    or empty: no positions) with its flat position ih*W+iw, for the images images[0]..images[1]-1.
 
     window: (PH, PW, SH, SW, pad_top, pad_left). A window is clipped to the image (padding never wins);
     an empty window gives -inf and index -1.
@@ -116,14 +117,13 @@ def _max_pool_2x2_forward(x, y, argmax, images, rows, cols):
     oh_size, ow_size = y.shape[1], y.shape[2]
     x_rows = x.reshape(n_size, h, w * c_size)
     y_rows = y.reshape(n_size, oh_size, ow_size * c_size)
-    if argmax is not None:
-        argmax_rows = argmax.reshape(n_size, oh_size, ow_size * c_size)
+    keep = argmax.size > 0
+    argmax_rows = argmax.reshape(argmax.shape[0], argmax.shape[1], argmax.shape[2] * argmax.shape[3])
     for n in range(images[0], images[1]):
         for oh in range(rows):
             top, bottom = x_rows[n, 2 * oh], x_rows[n, 2 * oh + 1]
             y_row = y_rows[n, oh]
-            if argmax is not None:
-                argmax_row = argmax_rows[n, oh]
+            argmax_row = argmax_rows[n, oh] if keep else argmax_rows[0, 0]
             for ow in range(cols):
                 left, right, out = 2 * ow * c_size, (2 * ow + 1) * c_size, ow * c_size  # offsets in the rows
                 # flat positions ih*W+iw of the four cells, int32 as argmax, so that the selects stay 32-bit
@@ -139,7 +139,7 @@ def _max_pool_2x2_forward(x, y, argmax, images, rows, cols):
                     if bottom[right + c] > value:
                         value, position = bottom[right + c], bottom_right
                     y_row[out + c] = value
-                    if argmax is not None:
+                    if keep:
                         argmax_row[out + c] = position
 
 
@@ -149,6 +149,7 @@ def _max_pool_windows_forward(x, window, y, argmax, images, rows, cols):
     ph_size, pw_size, sh, sw, pad_top, pad_left = window
     h, w, c_size = x.shape[1], x.shape[2], x.shape[3]
     oh_size, ow_size = y.shape[1], y.shape[2]
+    keep = argmax.size > 0
     for n in range(images[0], images[1]):
         for oh in range(oh_size):
             top = oh * sh - pad_top
@@ -161,13 +162,13 @@ def _max_pool_windows_forward(x, window, y, argmax, images, rows, cols):
                 if h_start >= h_end or w_start >= w_end:
                     for c in range(c_size):
                         y[n, oh, ow, c] = -np.inf
-                        if argmax is not None:
+                        if keep:
                             argmax[n, oh, ow, c] = -1
                     continue
                 first = h_start * w + w_start
                 for c in range(c_size):
                     y[n, oh, ow, c] = x[n, h_start, w_start, c]
-                    if argmax is not None:
+                    if keep:
                         argmax[n, oh, ow, c] = first
                 for ih in range(h_start, h_end):
                     for iw in range(w_start, w_end):
@@ -178,7 +179,7 @@ def _max_pool_windows_forward(x, window, y, argmax, images, rows, cols):
                             value = x[n, ih, iw, c]
                             if value > y[n, oh, ow, c]:  # strict: the first maximum keeps the window
                                 y[n, oh, ow, c] = value
-                                if argmax is not None:
+                                if keep:
                                     argmax[n, oh, ow, c] = flat
 
 
@@ -203,7 +204,7 @@ def _max_pool_backward(dy, argmax, dx):
 
 @njit(cache=True, nogil=True)
 def _forward_piece(x, window, outputs, span, state, post_slot, done_slot, job):
-    """`_max_pool_forward` of images span[0]..span[1]-1 into outputs (y, argmax or None), as a piece of
+    """`_max_pool_forward` of images span[0]..span[1]-1 into outputs (y, argmax or an empty one), as a piece of
     `scratchnet.runtime.threads.run_pieces`."""
     team.post_done(state, post_slot, job)
     y, argmax = outputs
