@@ -732,3 +732,16 @@ def test_dropout_kernel_drawing_in_chunks_drops_the_reference_units(draw_chunk, 
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(cache[0], cache_ref[0])
     assert rng.random() == rng_ref.random()
+
+
+@pytest.mark.parametrize("shape", [(1, 14, 14, 16), (2, 7, 7, 3), (5, 10)])
+def test_bias_add_forward_below_the_small_size_is_the_loop_s_values(monkeypatch, shape):
+    """Small arrays take NumPy's broadcast (SMALL_BIAS_ADD_SIZE), big ones the loop: the same values, bit for bit."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(shape).astype(np.float32)
+    bias = rng.standard_normal(shape[-1]).astype(np.float32)
+    assert x.size < kact.SMALL_BIAS_ADD_SIZE
+    small, small_cache = kernels.bias_add_forward(x, bias)
+    monkeypatch.setattr(kact, "SMALL_BIAS_ADD_SIZE", 0)
+    looped, looped_cache = kernels.bias_add_forward(x, bias)
+    assert small.dtype == np.float32 and np.array_equal(small, looped) and small_cache == looped_cache

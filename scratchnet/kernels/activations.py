@@ -108,13 +108,23 @@ def _channel_rows(x, bias, in_place=False):
     return x, bias, np.ascontiguousarray(x).reshape(-1, x.shape[-1])
 
 
+SMALL_BIAS_ADD_SIZE = 16_384
+"""Bias additions over fewer values than this are NumPy's broadcast (the reference), not the loop.
+
+Trades the loop's speed on a short channel axis against its fixed cost (the repeated bias, the spans,
+the kernel call: about 10 microseconds), which only pays off on bigger arrays; one image of a small CNN
+(a predict or serve call) stays below it. The values are the same either way (one addition each). Retune
+if that fixed cost changes."""
+
+
 def bias_add_forward(x, bias):
     """``y[..., c] = x[..., c] + bias[c]``: x (..., C), bias (C,) -> y (x's shape and dtype), cache.
 
     The reference's values (one addition each) from a loop that beats NumPy's broadcast over a short
-    channel axis several times over, on the worker threads for big arrays.
+    channel axis several times over, on the worker threads for big arrays; small arrays
+    (SMALL_BIAS_ADD_SIZE) take the reference itself.
     """
-    prepared = _channel_rows(x, bias)
+    prepared = None if np.size(x) < SMALL_BIAS_ADD_SIZE else _channel_rows(x, bias)
     if prepared is None:
         return reference_conv.bias_add_forward(x, bias)
     x, bias, rows = prepared
