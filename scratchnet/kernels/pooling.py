@@ -82,7 +82,7 @@ def max_pool2d_backward(dy, cache):
     return dx.reshape(x_shape)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _max_pool_forward(x, window, y, argmax, images):
     """Fill y (N, OH, OW, C) with each window's first maximum of x (N, H, W, C), and argmax (the same shape,
     or empty: no positions) with its flat position ih*W+iw, for the images images[0]..images[1]-1.
@@ -95,7 +95,7 @@ def _max_pool_forward(x, window, y, argmax, images):
     _max_pool_windows_forward(x, window, y, argmax, images, rows, cols)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _whole_2x2_windows(window, x_shape):
     """(rows, cols): for a 2x2 pool with stride 2, the windows (oh < rows, ow < cols) that lie wholly in the
     image (such a pool pads, if at all, after the image); (0, 0) for any other pool."""
