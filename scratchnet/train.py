@@ -29,11 +29,11 @@ from scratchnet import datasets, distributed, paths, zoo
 # The default run: the Kaggle CNN's architecture on the full MNIST training set. It reaches >= 98.5% test
 # accuracy in a few epochs (see docs/reproduction.md for measured figures).
 DEFAULT_MODEL = "kaggle_cnn"
+DEFAULT_RECIPE = dict(dataset="mnist", epochs=4, validation="split")
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1") if hasattr(signal, name))
 """The signals on which a run with --checkpoint-dir saves at the end of the step and stops. SIGUSR1 is the one
 Open MPI's mpirun passes on to every process without killing them a moment later (as it does after SIGTERM)."""
-DEFAULT_RECIPE = dict(dataset="mnist", epochs=4, validation="split")
 
 
 # Fine-tuning on a folder of drawings: a handful of drawings, each shown REPEAT times per epoch, among MIX
