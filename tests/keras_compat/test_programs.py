@@ -89,6 +89,8 @@ def shape_of(text):
                 counts[-1].append((match.group(1), int(match.group(2).replace(",", ""))))
                 in_summary = match.group(1) != "Non-trainable"
             continue
+        if "━" in line:  # a progress bar: Keras pads its step count (" 9/10") when a redraw lands mid-epoch
+            line = line.lstrip()
         skeleton = NUMBER.sub("#", line)
         skeleton = re.sub(r"#(ms|us|s)/step", "#/step", skeleton)
         skeletons.append(re.sub(r"(/tmp|/\S*pytest\S*)\S*", "<path>", skeleton))
