@@ -587,6 +587,7 @@ def _checkpointing(name, recipe, args, say, distribution):
     from scratchnet.callbacks import BackupAndRestore
 
     directory = args.checkpoint_dir
+    identity = _identity(name, recipe, args)
     if distribution.is_chief:  # the others find the checkpoint rank 0 chose in BackupAndRestore.on_train_begin
         args.lock = checkpoint.lock(directory)  # held until the process ends
         newest = checkpoint.latest(directory)
@@ -595,7 +596,7 @@ def _checkpointing(name, recipe, args, say, distribution):
                                 "or choose another --checkpoint-dir")
         if newest is not None:
             description = checkpoint.describe(newest)
-            checkpoint.check_identity(newest, description, _identity(name, recipe, args))
+            checkpoint.check_identity(newest, description, identity)
             checkpoint.check_processes(newest, description, distribution.size)
             say(f"resuming from {newest}")
             written_by = description.get("processes", 1)
@@ -607,7 +608,7 @@ def _checkpointing(name, recipe, args, say, distribution):
             say(f"no checkpoint in {directory} yet: starting from the beginning")
     every = args.checkpoint_every or ("epoch" if recipe.schedule == "epochs" else recipe.report_every)
     return BackupAndRestore(directory, save_freq=every, delete_checkpoint=False, keep=args.keep_checkpoints,
-                            identity=_identity(name, recipe, args), restore=args.resume)
+                            identity=identity, restore=args.resume)
 
 
 class _StopOnSignal:
