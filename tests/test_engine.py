@@ -275,9 +275,11 @@ def test_first_op_lookup_fixes_the_mmap_threshold_so_freed_big_arrays_leave_the_
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
-def test_the_trim_threshold_keeps_small_freed_arrays_in_the_heap_instead_of_faulting_them_in_again():
-    """A 2 MB array made and freed 20 times: with the mmap threshold alone fixed (trim left at 128 kB) the heap
-    top goes back to the OS every time and comes back as page faults; with both fixed it stays."""
+@pytest.mark.parametrize("values", [500_000, 3_000_000])  # 2 MB; 12 MB (deep_mnist's activations at batch 100)
+def test_the_trim_threshold_keeps_small_freed_arrays_in_the_heap_instead_of_faulting_them_in_again(values):
+    """An array below the mmap threshold made and freed 20 times: with the mmap threshold alone fixed (trim
+    left at 128 kB) the heap top goes back to the OS every time and comes back as page faults; with both
+    fixed it stays."""
     code = (
         "import ctypes, resource\n"
         "import numpy as np\n"
@@ -285,18 +287,19 @@ def test_the_trim_threshold_keeps_small_freed_arrays_in_the_heap_instead_of_faul
         "fixed = allocator.fix_mmap_threshold()\n"
         "if not {trim}:\n"
         "    ctypes.CDLL(None).mallopt(-1, 128 * 1024)  # glibc's default trim threshold\n"
-        "a = np.ones(500_000, np.float32); del a\n"
+        "a = np.ones({values}, np.float32); del a\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
         "for _ in range(20):\n"
-        "    a = np.ones(500_000, np.float32); del a\n"
+        "    a = np.ones({values}, np.float32); del a\n"
         "print(fixed, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)\n"
     )
-    fixed, faults = _run_python(code.format(trim=True)).stdout.split()
+    fixed, faults = _run_python(code.format(trim=True, values=values)).stdout.split()
     if fixed != "True":
         pytest.skip("not glibc")
     assert int(faults) < 100
-    _, faults_without_trim = _run_python(code.format(trim=False)).stdout.split()
-    assert int(faults_without_trim) > 20 * 400  # 2 MB = 488 pages a round: the test would catch a lost setting
+    _, faults_without_trim = _run_python(code.format(trim=False, values=values)).stdout.split()
+    assert int(faults_without_trim) > 2_000  # every round faults the array in again (in huge pages where
+    # NumPy asks for them): the test would catch a lost setting
 
 
 def test_the_numba_backend_fixes_the_mmap_threshold_when_its_kernels_load():

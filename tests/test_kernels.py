@@ -11,6 +11,7 @@ import pytest
 from scratchnet import kernels, ops
 from scratchnet.kernels import activations as kact
 from scratchnet.kernels import conv as kconv
+from scratchnet.kernels import conv_bias_relu as kcbr
 from scratchnet.kernels import conv_chunks as kchunks
 from scratchnet.kernels import conv_team as kteam
 from scratchnet.kernels import dropout as kdrop
@@ -674,6 +675,57 @@ def test_bias_add_relu_over_writes_the_reference_forward_over_its_input(shape, d
     np.testing.assert_array_equal(y, y_ref)
     with pytest.raises(ValueError, match="bias"):
         kact.bias_add_relu_over(x.copy(), bias[:0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(5, 3), (2, 6, 5, 4), (1, 1), (3, 5, 5, 8), (2, 3, 100)])
+def test_bias_add_relu_backward_over_writes_the_gradient_over_its_cache(shape, dtype, elementwise_slicing):
+    """The in-place backward that conv2d_bias_relu runs on an output nobody else holds."""
+    rng = np.random.default_rng(len(shape))
+    y = np.maximum(rng.standard_normal(shape), 0).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    dx_ref, dbias_ref = kernels.bias_add_relu_backward(dy, y)
+    dx, dbias = kact.bias_add_relu_backward_over(dy, y)
+    assert dx is y
+    np.testing.assert_array_equal(dx, dx_ref)
+    np.testing.assert_array_equal(dbias, dbias_ref)  # the same loops' sums, in the same order
+
+
+def _backward_with_spy(monkeypatch, dy, make_cache):
+    """conv2d_bias_relu_backward(dy, make_cache()) with the cache handed over; how often it wrote over y."""
+    calls = []
+    over = kcbr.bias_add_relu_backward_over
+    monkeypatch.setattr(kcbr, "bias_add_relu_backward_over", lambda d, y: (calls.append(1), over(d, y))[1])
+    result = kernels.conv2d_bias_relu_backward(dy, make_cache())
+    return result, len(calls)
+
+
+@pytest.mark.parametrize("hold", [None, "name", "view"])
+def test_conv2d_bias_relu_backward_writes_over_its_output_only_when_nobody_else_holds_it(monkeypatch, hold):
+    """Inside a training step the output is only the cache's, so relu's gradient takes its memory; an output
+    still held by a name or through a view is never written, and the gradients are the same either way."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 8, 8, 2)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, 2, 4)).astype(np.float32)
+    bias = rng.standard_normal(4).astype(np.float32)
+    dy = rng.standard_normal((3, 8, 8, 4)).astype(np.float32)
+    outputs = []
+
+    def make_cache():
+        y, cache = kernels.conv2d_bias_relu_forward(x, kernel, bias, 1, "same")
+        if hold == "name":
+            outputs.append((y, y.copy()))
+        elif hold == "view":
+            outputs.append((y[:, 1:], y[:, 1:].copy()))
+        return cache
+
+    got, writes = _backward_with_spy(monkeypatch, dy, make_cache)
+    assert writes == (1 if hold is None else 0)
+    for held, before in outputs:
+        np.testing.assert_array_equal(held, before)
+    _, cache_ref = ops.conv2d_bias_relu_forward(x, kernel, bias, 1, "same")
+    for g, w in zip(got, ops.conv2d_bias_relu_backward(dy, cache_ref)):
+        assert_matches_reference(g, w)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

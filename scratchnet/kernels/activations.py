@@ -20,7 +20,7 @@ from scratchnet.ops._checks import check_dy, float_array
 from scratchnet.runtime import threads
 
 __all__ = ["relu_forward", "relu_backward", "bias_add_forward", "bias_add_backward", "bias_add_relu_forward",
-           "bias_add_relu_backward", "bias_add_relu_over"]
+           "bias_add_relu_backward", "bias_add_relu_backward_over", "bias_add_relu_over"]
 
 PARALLEL_MIN_SIZE = 1_000_000
 """Arrays with at least this many values are cut into slices (one per thread, PARTS for the bias gradients'
@@ -207,17 +207,35 @@ def bias_add_relu_backward(dy, cache):
     z = cache
     if z.dtype not in SUPPORTED_DTYPES or z.ndim < 1 or z.size == 0:
         return reference_conv.bias_add_relu_backward(dy, z)
+    return _bias_add_relu_backward_into(dy, z, np.empty(z.shape, dtype=z.dtype))
+
+
+def bias_add_relu_backward_over(dy, y):
+    """`bias_add_relu_backward` with its cache ``y`` (relu's output) overwritten by dx, which is returned.
+
+    For a caller that holds the only reference to ``y`` and has no further use for it
+    (`scratchnet.kernels.conv_bias_relu`): the gradient needs no array of its own, so a training step's
+    peak holds one activation less. Each value of y is read before dx is written over it.
+    """
+    if y.dtype not in SUPPORTED_DTYPES or y.ndim < 1 or y.size == 0 or not y.flags.c_contiguous:
+        return bias_add_relu_backward(dy, y)
+    return _bias_add_relu_backward_into(dy, y, y)
+
+
+def _bias_add_relu_backward_into(dy, z, dx):
+    """dx (z's shape, contiguous; z itself or an array of its own) = dy where z > 0 else 0; returns (dx, dbias)."""
     dy = np.ascontiguousarray(check_dy(dy, z.shape, z.dtype, "bias_add_relu_backward"))
     channels = z.shape[-1]
-    dx = np.empty(z.shape, dtype=z.dtype)
     rows, dx_rows = dy.reshape(-1, channels), dx.reshape(-1, channels)
     z_rows = np.ascontiguousarray(z).reshape(-1, channels)
     spans = _sum_spans(*rows.shape)
     partial_sums = np.zeros((len(spans), channels), dtype=z.dtype)  # one row per span, added in order
+    over = dx is z
 
     def relu_and_sum(part):
         start, stop = spans[part]
-        _relu_backward_and_sum_rows(rows[start:stop], z_rows[start:stop], dx_rows[start:stop], partial_sums[part])
+        _relu_backward_and_sum_rows(rows[start:stop], z_rows[start:stop], dx_rows[start:stop], partial_sums[part],
+                                    over)
 
     _each_span(relu_and_sum, range(len(spans)))
     dbias = partial_sums[0] if len(spans) == 1 else partial_sums.sum(axis=0, dtype=z.dtype)
@@ -253,18 +271,27 @@ def _add_bias_relu_inplace(x, bias_block):
 
 
 @njit(cache=True, nogil=True)
-def _relu_backward_and_sum_rows(dy2d, z2d, dx2d, dbias):
+def _relu_backward_and_sum_rows(dy2d, z2d, dx2d, dbias, over):
     """dx2d[row, c] = dy2d[row, c] if z2d[row, c] > 0 else 0; dbias (C,) += the column sums of dx2d.
 
     Two short loops per row and a local accumulator (which aliases nothing) let LLVM vectorise both,
-    which one loop doing both into dbias does not.
+    which one loop doing both into dbias does not. With `over`, dx2d is z2d itself and the loops name z2d
+    alone: with two names for one array LLVM's run-time overlap check would find the overlap and take its
+    scalar loop. One function for both cases, so a run compiles the same whichever case it meets first.
     """
     sums = np.zeros(dy2d.shape[1], dtype=dbias.dtype)
-    for row in range(dy2d.shape[0]):
-        for c in range(dy2d.shape[1]):
-            dx2d[row, c] = dy2d[row, c] if z2d[row, c] > 0 else 0.0
-        for c in range(dy2d.shape[1]):
-            sums[c] += dx2d[row, c]
+    if over:
+        for row in range(dy2d.shape[0]):
+            for c in range(dy2d.shape[1]):
+                z2d[row, c] = dy2d[row, c] if z2d[row, c] > 0 else 0.0
+            for c in range(dy2d.shape[1]):
+                sums[c] += z2d[row, c]
+    else:
+        for row in range(dy2d.shape[0]):
+            for c in range(dy2d.shape[1]):
+                dx2d[row, c] = dy2d[row, c] if z2d[row, c] > 0 else 0.0
+            for c in range(dy2d.shape[1]):
+                sums[c] += dx2d[row, c]
     for c in range(dy2d.shape[1]):
         dbias[c] += sums[c]
 

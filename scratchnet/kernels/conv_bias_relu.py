@@ -3,10 +3,16 @@
 The twin of `scratchnet.ops.conv.conv2d_bias_relu_forward` / `_backward`, same names, same signature,
 same values. The forward adds the bias and applies the relu over the convolution's output, an array this
 op made and nobody else has seen, so a training step keeps one activation per such layer instead of two.
+The backward, when the cache it was handed held the last reference to that output, writes relu's gradient
+over it, so the gradient takes no memory of its own either.
 """
 from __future__ import annotations
 
-from scratchnet.kernels.activations import bias_add_relu_backward, bias_add_relu_over
+import sys
+
+import numpy as np
+
+from scratchnet.kernels.activations import bias_add_relu_backward, bias_add_relu_backward_over, bias_add_relu_over
 from scratchnet.kernels.conv import conv2d_backward, conv2d_forward
 
 __all__ = ["conv2d_bias_relu_forward", "conv2d_bias_relu_backward"]
@@ -22,12 +28,32 @@ def conv2d_bias_relu_forward(x, kernel, bias, strides=1, padding="valid"):
 def conv2d_bias_relu_backward(dy, cache, need_dx=True):
     """(dx or None, dkernel, dbias) of `conv2d_bias_relu_forward`, as the reference.
 
-    The output y is let go of as soon as relu's gradient is read from it, so when the caller handed over
-    its last reference to the cache, y is freed before the convolution's backward allocates dx.
+    When the caller handed over its last reference to the cache and nothing else holds the output y (no
+    view, no other name: the case inside a model's training step), relu's gradient is written over y;
+    otherwise it is a new array and y is left as it was.
     """
     conv_cache, y = cache
     del cache
-    dz, dbias = bias_add_relu_backward(dy, y)
+    if _owns_memory(y) and sys.getrefcount(y) <= _SOLE_COUNT:  # nobody else can read y: it takes relu's gradient
+        dz, dbias = bias_add_relu_backward_over(dy, y)
+    else:
+        dz, dbias = bias_add_relu_backward(dy, y)
     del y
     dx, dkernel = conv2d_backward(dz, conv_cache, need_dx)
     return dx, dkernel, dbias
+
+
+
+def _probe_sole_count():
+    array = np.empty(1)  # held by this one local name, as y in conv2d_bias_relu_backward
+    return sys.getrefcount(array)
+
+
+_SOLE_COUNT = _probe_sole_count()
+"""What ``sys.getrefcount`` returns for an array that one local name alone holds, measured on this
+interpreter (whether a call's argument counts as a reference differs between Python versions)."""
+
+
+def _owns_memory(array):
+    """True if `array` owns its memory, writable and contiguous: not a view, so no view's owner sees a write."""
+    return array.base is None and array.flags.writeable and array.flags.c_contiguous

@@ -17,11 +17,13 @@ MMAP_THRESHOLD_BYTES = 16 * 1024 * 1024
 Trades peak memory (lower threshold: fewer heap holes) against page faults (every mapped array is faulted
 in afresh on each step). Retune when a model's per-step arrays straddle it."""
 
-TRIM_THRESHOLD_BYTES = 8 * 1024 * 1024
+TRIM_THRESHOLD_BYTES = 32 * 1024 * 1024
 """Free memory glibc keeps at the top of its heap instead of handing it back to the OS.
 
-Trades resident memory between steps (higher) against page faults every step (lower). Retune when a
-step's small arrays together outgrow it."""
+Trades resident memory (higher) against page faults every step (lower): arrays between this and
+MMAP_THRESHOLD_BYTES come from the heap top, and with a lower threshold each is handed back when freed and
+faulted in again by the next step or batch (deep_mnist's 5-10 MB activations). Retune when a step's
+heap arrays together outgrow it."""
 
 _fixed = False
 
