@@ -13,6 +13,7 @@ from scratchnet.kernels import activations as kact
 from scratchnet.kernels import conv as kconv
 from scratchnet.kernels import conv_bias_relu as kcbr
 from scratchnet.kernels import conv_chunks as kchunks
+from scratchnet.kernels import conv_direct as kdirect
 from scratchnet.kernels import conv_team as kteam
 from scratchnet.kernels import dropout as kdrop
 from scratchnet.kernels import fused as kfused
@@ -133,6 +134,82 @@ def test_conv2d_kernel_split_over_worker_threads_matches_reference(monkeypatch, 
     finally:
         threads.configure(num_threads=previous)
     assert pieces == ([2, 2] if team else [])  # the team path: forward and backward, one piece per thread
+
+
+# (N, H, W, CI, CO, KH, KW, strides, padding) with 16 output channels: pixel counts a multiple of 4 and not, an
+# image of exactly 4 pixels and one of fewer (which falls back to the columns), 16 input channels (the
+# transposed dx runs the direct loop too), strides.
+DIRECT_SHAPES = [
+    (3, 14, 14, 16, 16, 5, 5, 1, "same"),
+    (2, 9, 7, 1, 16, 5, 5, 1, "same"),
+    (2, 12, 12, 8, 16, 5, 5, 1, "valid"),
+    (3, 9, 8, 3, 16, 3, 3, 2, "same"),
+    (2, 7, 9, 16, 16, 3, 2, (1, 2), "valid"),
+    (2, 2, 2, 16, 16, 3, 3, 1, "same"),
+    (2, 3, 3, 16, 16, 3, 3, 1, "valid"),
+    (4, 6, 6, 16, 8, 3, 3, 1, "same"),
+]
+
+
+@pytest.mark.parametrize("spread", ["one thread", "two threads, one image a chunk"])
+@pytest.mark.parametrize("shape", DIRECT_SHAPES)
+def test_conv2d_direct_loop_matches_reference(monkeypatch, shape, spread):
+    """The direct loop (kernels.conv_direct) for the forward of 16 output channels and the transposed dx of
+    16 input channels gives the reference's results, on one thread or cut into parts and chunks."""
+    n, h, w, ci, co, kh, kw, strides, padding = shape
+    used = []
+    monkeypatch.setattr(kdirect, "usable", lambda g, c, usable=kdirect.usable: used.append(usable(g, c)) or used[-1])
+    previous = threads.num_threads()
+    if spread != "one thread":
+        monkeypatch.setattr(kteam, "TEAM_MIN_MACS", 0)
+        monkeypatch.setattr(kteam, "PIECE_CHUNK_BYTES", 1)
+        threads.configure(num_threads=2)
+    try:
+        rng = np.random.default_rng(sum(shape[:7]))
+        x = rng.standard_normal((n, h, w, ci)).astype(np.float32)
+        kernel = rng.standard_normal((kh, kw, ci, co)).astype(np.float32)
+        y, cache = kernels.conv2d_forward(x, kernel, strides, padding)
+        y_ref, cache_ref = ops.conv2d_forward(x, kernel, strides, padding)
+        assert_matches_reference(y, y_ref)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        for got, want in zip(kernels.conv2d_backward(dy, cache), ops.conv2d_backward(dy, cache_ref)):
+            assert_matches_reference(got, want)
+    finally:
+        threads.configure(num_threads=previous)
+    pixels = y.shape[1] * y.shape[2]
+    assert used[0] == (co == 16 and pixels >= 4)  # the forward took the direct loop where it can
+    transposed = strides == 1 and co <= ci
+    assert len(used) == 1 + transposed
+    if transposed:
+        assert used[1] == (ci == 16 and h * w >= 4)
+
+
+@pytest.mark.parametrize("shape", [(1, 14, 14, 32, 64, 5, 5, 1, "same"), (2, 13, 11, 4, 24, 3, 3, 2, "same"),
+                                   (1, 10, 10, 16, 16, 3, 3, 1, "valid"), (3, 9, 9, 2, 5, 4, 4, 1, "valid")])
+@pytest.mark.parametrize("threads_used", [1, 2])
+def test_conv2d_in_bands_of_output_rows_matches_reference(monkeypatch, shape, threads_used):
+    """A batch of fewer images than PARTS cut into bands of output rows (BAND_MIN_MACS lowered so that these
+    small convolutions are cut; bands that do and do not cover the rows exactly, strides) gives the
+    reference's results, and the same values at one and two threads."""
+    n, h, w, ci, co, kh, kw, strides, padding = shape
+    monkeypatch.setattr(kteam, "BAND_MIN_MACS", 1)
+    cut = []
+    monkeypatch.setattr(kteam, "_forward_in_bands", lambda *a, bands=kteam._forward_in_bands: (cut.append(a[-1]),
+                                                                                                 bands(*a)))
+    rng = np.random.default_rng(sum(shape[:7]))
+    x = rng.standard_normal((n, h, w, ci)).astype(np.float32)
+    kernel = rng.standard_normal((kh, kw, ci, co)).astype(np.float32)
+    previous = threads.num_threads()
+    results = []
+    try:
+        for count in (1, threads_used):
+            threads.configure(num_threads=count)
+            results.append(kernels.conv2d_forward(x, kernel, strides, padding)[0])
+    finally:
+        threads.configure(num_threads=previous)
+    assert cut and all(per_image * n >= 2 for per_image in cut)
+    assert_matches_reference(results[0], ops.conv2d_forward(x, kernel, strides, padding)[0])
+    np.testing.assert_array_equal(results[0], results[1])
 
 
 def test_conv2d_float32_takes_the_team_path_with_numpys_openblas():

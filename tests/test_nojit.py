@@ -21,6 +21,7 @@ FILES = ["tests/test_kernels.py", "tests/test_optimizers.py", "tests/test_sequen
 FAMILIES = {
     "conv2d": "conv2d_kernel_matches_reference and (shape1 or shape3)",
     "conv2d chunks": "conv2d_kernel_chunking",
+    "conv2d direct loop": "conv2d_direct_loop and not two",
     "max pooling": "max_pool2d",
     "relu": "relu_kernels",
     "bias add (+ relu)": "bias_add or bias_kernels",

@@ -18,11 +18,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from scratchnet.kernels import conv_direct
+from scratchnet.kernels.conv_direct import _direct16
 from scratchnet.kernels.im2col import (
     DX_GATHER,
     DX_NONE,
     DX_SCATTER,
     DX_TRANSPOSED,
+    ConvGeometry,
     _col2im_add,
     _col2im_gather,
     _im2col,
@@ -34,6 +37,11 @@ from scratchnet.kernels.im2col import (
 from scratchnet.runtime import blas, team, threads
 
 __all__ = ["backward", "forward"]
+
+DIRECT = True
+"""Convolutions with 16 output channels (and the transposed dx of those with 16 input channels) run the
+direct loop of `scratchnet.kernels.conv_direct` instead of columns and sgemm; False always takes the
+columns (for tests and comparisons)."""
 
 PIECE_CHUNK_BYTES = 256 * 1024
 """The target size of a chunk's work matrices (columns, and dy's columns for the transposed dx).
@@ -57,15 +65,29 @@ Trades the team's hand-over (microseconds) against the work it shares. Retune if
 changes (another thread team, another machine's wake-up latency)."""
 
 
-def _piece_plan(geometry, dy_sizes, dx_mode, per_chunk):
+BAND_MIN_MACS = 4_000_000
+"""A convolution of fewer images than it has bands of this many multiply-adds (at most PARTS bands) cuts
+its images into bands of output rows for the threads (`_forward_in_bands`); otherwise each image is one
+part, and a lone image one thread's work.
+
+Trades the threads' shares of a big image against thinner products and the hand-over: one 14x14x32 image
+through deep_mnist's 5x5x64 conv (10M multiply-adds) takes 280 us whole on one thread, 186 us in 2 bands,
+217 us in 8; a 1-2M one (notmnist_cnn's, emnist_cnn's second convs) gains nothing. Retune with the
+hand-over's cost or the sgemm's efficiency on thin products."""
+
+
+def _piece_plan(geometry, dy_sizes, dx_mode, per_chunk, direct):
     """What every piece of one call shares, built once per call, as the plain tuple the pieces unpack:
-    (sizes, dy_sizes, per_chunk, cols_t, dx_mode, bounds). sizes are the convolution's `loop_sizes()`,
-    dy_sizes those of dy's convolution for DX_TRANSPOSED (else sizes again, when None); per_chunk images
-    per chunk; cols_t whether the column matrix is built transposed (COLS_T_MAX_RUN); dx_mode one of
-    `scratchnet.kernels.im2col`'s DX_*; bounds the batch's parts (`_part_bounds`)."""
+    (sizes, dy_sizes, per_chunk, cols_t, direct, dx_mode, bounds). sizes are the convolution's
+    `loop_sizes()`, dy_sizes those of dy's convolution for DX_TRANSPOSED (else sizes again, when None);
+    per_chunk images per chunk; cols_t whether the column matrix is built transposed (COLS_T_MAX_RUN);
+    direct whether the forward (in a backward: the transposed dx) runs `conv_direct._direct16` instead of
+    columns and sgemm; dx_mode one of `scratchnet.kernels.im2col`'s DX_*; bounds the batch's parts
+    (`_part_bounds`)."""
     sizes = geometry.loop_sizes()
     cols_t = geometry.sw == 1 and geometry.kw * geometry.ci <= COLS_T_MAX_RUN
-    return sizes, sizes if dy_sizes is None else dy_sizes, per_chunk, cols_t, dx_mode, _part_bounds(geometry)
+    dy_sizes = sizes if dy_sizes is None else dy_sizes
+    return sizes, dy_sizes, per_chunk, cols_t, direct, dx_mode, _part_bounds(geometry)
 
 
 def _part_bounds(geometry):
@@ -75,18 +97,68 @@ def _part_bounds(geometry):
     depends on the convolution's size only.
     """
     g = geometry
-    macs = g.n * g.oh * g.ow * g.kh * g.kw * g.ci * g.co
-    spans = threads.part_spans(g.n, macs >= TEAM_MIN_MACS)
+    spans = threads.part_spans(g.n, _macs(g) >= TEAM_MIN_MACS)
     return np.array([0] + [stop for _, stop in spans], dtype=np.int64)
 
 
 def forward(x, kernel, y, geometry):
-    """y (N, OH, OW, CO) = x * kernel, written in place by the pieces (x, kernel float32, kernel contiguous)."""
+    """y (N, OH, OW, CO) = x * kernel, written in place by the pieces (x, kernel float32, kernel contiguous).
+
+    A big convolution of fewer images than PARTS (one image: what predict and serve send) is cut into
+    bands of output rows instead (`_forward_in_bands`, see BAND_MIN_MACS), so that it too has parts for the
+    threads to share.
+    """
+    g = geometry
+    bands = min(threads.PARTS, _macs(g) // BAND_MIN_MACS)
+    if g.n < bands:
+        _forward_in_bands(x, kernel, y, g, -(-bands // g.n))
+    else:
+        _forward(padded(x, g), kernel, y, g)
+
+
+def _forward(x_padded, kernel, y, geometry):
+    """`forward` of images cut into parts, x already padded (`padded`)."""
     g = geometry
     k = g.kh * g.kw * g.ci
-    plan = _piece_plan(g, None, DX_NONE, _images_per_chunk(g.oh * g.ow * k, x.itemsize))
-    operands = (padded(x, g), kernel.reshape(k, g.co), y.reshape(g.n * g.oh * g.ow, g.co))
+    direct = DIRECT and conv_direct.usable(g, g.co)
+    plan = _piece_plan(g, None, DX_NONE, _images_per_chunk(g.oh * g.ow * k, x_padded.itemsize), direct)
+    operands = (x_padded, kernel.reshape(k, g.co), y.reshape(g.n * g.oh * g.ow, g.co))
     _run(_forward_piece, plan, operands)
+
+
+def _forward_in_bands(x, kernel, y, geometry, per_image):
+    """`forward` with each image's output rows cut into `per_image` bands (fewer if OH is small).
+
+    The band of output rows r0..r1-1 is a VALID convolution of the padded input rows it reads,
+    r0*SH .. (r1-1)*SH + KH - 1, so the bands, copied out as images of their own, make one convolution of
+    the usual kind (`_forward`): (N*bands, band_rows_in, WP, CI) -> (N*bands, band, OW, CO), which is y when
+    the bands cover OH exactly. The cut depends on the convolution alone, as every cut here.
+    """
+    g = geometry
+    band = -(-g.oh // per_image)  # output rows per band
+    bands = -(-g.oh // band)
+    rows_in = (band - 1) * g.sh + g.kh
+    x_padded = padded(x, g)
+    needed = (bands * band - 1) * g.sh + g.kh  # padded rows the last band reads (it may run past OH)
+    if needed > x_padded.shape[1]:
+        x_padded = np.concatenate([x_padded, np.zeros((g.n, needed - x_padded.shape[1], x_padded.shape[2]),
+                                                      dtype=x.dtype)], axis=1)
+    x_bands = np.empty((g.n, bands, rows_in, x_padded.shape[2]), dtype=x.dtype)
+    for b in range(bands):
+        x_bands[:, b] = x_padded[:, b * band * g.sh : b * band * g.sh + rows_in]
+    band_geometry = ConvGeometry(g.n * bands, rows_in, x_padded.shape[2] // g.ci, g.ci, g.co, g.kh, g.kw, g.sh,
+                                 g.sw, band, g.ow, 0, 0, 0, 0)
+    exact = bands * band == g.oh
+    y_bands = y if exact else np.empty((g.n, bands * band, g.ow, g.co), dtype=y.dtype)
+    _forward(x_bands.reshape(g.n * bands, rows_in, -1), kernel, y_bands, band_geometry)
+    if not exact:
+        y[...] = y_bands[:, : g.oh]
+
+
+def _macs(geometry):
+    """The convolution's multiply-adds, N*OH*OW*KH*KW*CI*CO."""
+    g = geometry
+    return g.n * g.oh * g.ow * g.kh * g.kw * g.ci * g.co
 
 
 def backward(x, kernel, dy, geometry, dx_mode, dx_buffer):
@@ -99,15 +171,16 @@ def backward(x, kernel, dy, geometry, dx_mode, dx_buffer):
     g = geometry
     k = g.kh * g.kw * g.ci
     none2d, none3d = np.empty((0, 0), dtype=x.dtype), np.empty((0, 0, 0), dtype=x.dtype)
-    dy_sizes, dy_padded, flipped = None, none3d, none2d
+    dy_sizes, dy_padded, flipped, direct = None, none3d, none2d, False
     if dx_mode == DX_TRANSPOSED:
         dy_geometry = transposed_geometry(g)
         dy_sizes, dy_padded, flipped = dy_geometry.loop_sizes(), padded(dy, dy_geometry), flipped_kernel(kernel)
+        direct = DIRECT and conv_direct.usable(dy_geometry, dy_geometry.co)
     kernel2d = kernel.reshape(k, g.co)
     kernel_t = np.ascontiguousarray(kernel2d.T) if dx_mode in (DX_GATHER, DX_SCATTER) else none2d
     dx_values = g.h * g.w * g.kh * g.kw * g.co if dx_mode == DX_TRANSPOSED else 0
     per_chunk = _images_per_chunk(g.oh * g.ow * k + dx_values, x.itemsize)
-    plan = _piece_plan(g, dy_sizes, dx_mode, per_chunk)
+    plan = _piece_plan(g, dy_sizes, dx_mode, per_chunk, direct)
     x_padded, dy2d = padded(x, g), dy.reshape(g.n * g.oh * g.ow, g.co)
     dx_buffer = none3d if dx_buffer is None else dx_buffer
     bounds = plan[-1]
@@ -143,18 +216,21 @@ def _forward_piece(sgemm, plan, share, operands, state, post_slot, done_slot, jo
     """
     team.post_done(state, post_slot, job)
     x_padded, kernel2d, y2d = operands
-    sizes, _, per_chunk, cols_t, _, bounds = plan
+    sizes, _, per_chunk, cols_t, direct, _, bounds = plan
     _, _, _, _, _, oh, ow, _, _ = sizes
     rows = oh * ow
     k = kernel2d.shape[0]
-    chunk_rows = min(per_chunk, _longest_part(bounds, share)) * rows
+    chunk_rows = 0 if direct else min(per_chunk, _longest_part(bounds, share)) * rows
     buffer = np.empty(k * chunk_rows, dtype=y2d.dtype)
     for part in range(share[0], share[1]):
         n0, n1 = bounds[part], bounds[part + 1]
         for c0 in range(n0, n1, per_chunk):  # chunks start afresh in each part: their sizes, and so the
             c1 = min(n1, c0 + per_chunk)    # products' rounding, never depend on the threads
-            columns = _columns(sizes, cols_t, x_padded, (c0, c1), buffer)
-            blas.sgemm_rows(sgemm, columns, kernel2d, y2d[c0 * rows : c1 * rows], cols_t, 0.0)
+            if direct:
+                _direct16(x_padded, kernel2d, y2d, sizes, c0, c1)
+            else:
+                columns = _columns(sizes, cols_t, x_padded, (c0, c1), buffer)
+                blas.sgemm_rows(sgemm, columns, kernel2d, y2d[c0 * rows : c1 * rows], cols_t, 0.0)
     team.mark_done(state, post_slot, done_slot, job)
 
 
@@ -198,7 +274,7 @@ def _backward_piece(sgemm, plan, share, operands, state, post_slot, done_slot, j
     """
     team.post_done(state, post_slot, job)
     x_padded, dy2d, dkernel_parts, kernel_t, dx_buffer, dy_padded, flipped = operands
-    sizes, dy_sizes, per_chunk, cols_t, mode, bounds = plan
+    sizes, dy_sizes, per_chunk, cols_t, direct, mode, bounds = plan
     ci, _, _, _, _, oh, ow, _, _ = sizes
     rows = oh * ow
     k = dkernel_parts.shape[1]
@@ -208,7 +284,8 @@ def _backward_piece(sgemm, plan, share, operands, state, post_slot, done_slot, j
     dcols_buffer = np.empty((chunk * rows if cols_dx else 0, k), dtype=dy2d.dtype)
     h = dx_buffer.shape[1]
     w = dx_buffer.shape[2] // ci if mode == DX_TRANSPOSED else 0
-    dy_cols_buffer = np.empty((chunk * h * w, flipped.shape[0]), dtype=dy2d.dtype)  # (rows of dx, KH*KW*CO)
+    dy_cols_buffer = np.empty((0 if direct else chunk * h * w, flipped.shape[0]), dtype=dy2d.dtype)  # (dx rows,
+    # KH*KW*CO)
     dx_all_rows = dx_buffer.reshape((dx_buffer.shape[0] * h * w, ci)) if mode == DX_TRANSPOSED else dcols_buffer
     for part in range(share[0], share[1]):
         n0, n1 = bounds[part], bounds[part + 1]
@@ -218,7 +295,9 @@ def _backward_piece(sgemm, plan, share, operands, state, post_slot, done_slot, j
             columns = _columns(sizes, cols_t, x_padded, (c0, c1), cols_buffer)
             beta = 0.0 if c0 == n0 else 1.0  # the part's first chunk writes its share, the others add to it
             blas.sgemm_rows(sgemm, columns, dy_rows, dkernel_parts[part], not cols_t, beta)
-            if mode == DX_TRANSPOSED:
+            if mode == DX_TRANSPOSED and direct:
+                _direct16(dy_padded, flipped, dx_all_rows, dy_sizes, c0, c1)
+            elif mode == DX_TRANSPOSED:
                 dy_cols = dy_cols_buffer[: (c1 - c0) * h * w]
                 _im2col(dy_padded, dy_sizes, c0, c1, dy_cols)
                 blas.sgemm_rows(sgemm, dy_cols, flipped, dx_all_rows[c0 * h * w : c1 * h * w], blas.AS_IS, 0.0)

@@ -1,0 +1,120 @@
+"""A direct convolution for 16 output channels: windows read straight from the padded images, no column matrix.
+
+The column-matrix path (`scratchnet.kernels.im2col` + sgemm) spends most of a 16-channel convolution
+outside the arithmetic: a product with 16 columns is too thin for BLAS, which copies (packs) the whole
+column matrix once more before multiplying it, after im2col copied the windows out in the first place.
+Here each output pixel's 16 values are summed in registers while the window is read where it lies:
+
+    y[n, oh, ow, c] = sum over (kh, kw, ci) of x_padded[n, oh*SH + kh, (ow*SW + kw)*CI + ci] * kernel[kh, kw, ci, c]
+
+For one (pixel, kh) the window's values are one contiguous run of KW*CI values of x_padded's row
+oh*SH + kh, as for `_im2col`. Four pixels go together: for each run value, one row of 16 kernel values is
+loaded and multiplied into 4 x 16 running sums, which stay in CPU registers (64 floats: eight AVX
+registers) for the whole window, written out once at the end. The loop order is the textbook sum's; only
+the grouping of pixels is the machine's.
+
+`scratchnet.kernels.conv_team` calls `_direct16` for the chunks of a forward convolution with 16 output
+channels, and for the transposed dx of one with 16 input channels (a forward convolution of dy).
+"""
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import carray, config, njit, types
+from numba.extending import intrinsic
+
+__all__ = ["CHANNELS", "PIXELS", "usable"]
+
+CHANNELS = 16
+"""The output channels of the direct loop: one row of the kernel is two AVX registers of float32."""
+
+PIXELS = 4
+"""Output pixels summed together: PIXELS x CHANNELS running sums (eight AVX registers), each kernel row
+loaded once for all of them. More would outgrow the 16 AVX registers; fewer load the kernel more often."""
+
+
+def usable(geometry, channels_out):
+    """True if the direct loop can compute this convolution: 16 output channels (`channels_out`, the
+    geometry's CO, or CI for a transposed dx) and at least PIXELS output pixels per image."""
+    return channels_out == CHANNELS and geometry.oh * geometry.ow >= PIXELS
+
+
+@intrinsic
+def _stack_sums(typingctx):
+    """A pointer to PIXELS * CHANNELS float32 on the stack of the calling function (LLVM's ``alloca``).
+
+    An array made with np.empty lives on the heap, which LLVM must assume other pointers can reach, so
+    it would load and store every running sum at every step; an ``alloca`` it can keep in registers."""
+
+    def codegen(context, builder, signature, args):
+        with builder.goto_entry_block():  # allocated once per call, not once per loop round
+            sums = builder.alloca(ir.ArrayType(ir.FloatType(), PIXELS * CHANNELS))
+        return builder.bitcast(sums, ir.PointerType(ir.FloatType()))
+
+    return types.CPointer(types.float32)(), codegen
+
+
+if config.DISABLE_JIT:  # plain Python has no stack to allocate on: an array does the same job, slowly
+
+    def _running_sums():
+        """The PIXELS x CHANNELS running sums (float32)."""
+        return np.empty((PIXELS, CHANNELS), dtype=np.float32)
+
+else:
+
+    @njit(cache=True, nogil=True, inline="always")
+    def _running_sums():
+        """The PIXELS x CHANNELS running sums (float32), on the stack (`_stack_sums`)."""
+        return carray(_stack_sums(), (PIXELS, CHANNELS))
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+def _direct16(x_padded, kernel2d, y2d, sizes, n0, n1):
+    """y2d rows of images n0..n1-1 = the convolution of x_padded (N, HP, WP*CI) with kernel2d (KH*KW*CI, 16).
+
+    sizes is `ConvGeometry.loop_sizes()`; y2d is (N*OH*OW, 16), row (n, oh, ow). Pixels are taken PIXELS
+    at a time in row-major order across the image's rows; the last group of an image starts at its
+    last PIXELS pixels, recomputing a few (an image has at least PIXELS, see `usable`).
+    ``fastmath={"contract"}`` lets LLVM fuse each multiply and add (one rounding, as BLAS does) and
+    nothing else: the sums keep their order;
+    ``error_model="numpy"`` drops the division checks of the pixel positions.
+    """
+    ci, kh_size, kw_size, sh, sw, oh_size, ow_size, _, _ = sizes
+    run = kw_size * ci
+    row_length = x_padded.shape[2]
+    pixels = oh_size * ow_size
+    sums = _running_sums()
+    for n in range(n0, n1):
+        image = x_padded[n].ravel()
+        for first in range(0, pixels, PIXELS):
+            first = min(first, pixels - PIXELS)
+            # where each pixel's window starts in the flat image
+            p0 = (first // ow_size) * sh * row_length + (first % ow_size) * sw * ci
+            p1 = ((first + 1) // ow_size) * sh * row_length + ((first + 1) % ow_size) * sw * ci
+            p2 = ((first + 2) // ow_size) * sh * row_length + ((first + 2) % ow_size) * sw * ci
+            p3 = ((first + 3) // ow_size) * sh * row_length + ((first + 3) % ow_size) * sw * ci
+            for c in range(CHANNELS):
+                sums[0, c] = 0.0
+                sums[1, c] = 0.0
+                sums[2, c] = 0.0
+                sums[3, c] = 0.0
+            for kh in range(kh_size):
+                start = kh * row_length
+                run0 = image[p0 + start : p0 + start + run]
+                run1 = image[p1 + start : p1 + start + run]
+                run2 = image[p2 + start : p2 + start + run]
+                run3 = image[p3 + start : p3 + start + run]
+                weights = kernel2d[kh * run : (kh + 1) * run]
+                for j in range(run):
+                    v0, v1, v2, v3 = run0[j], run1[j], run2[j], run3[j]
+                    row = weights[j]
+                    for c in range(CHANNELS):
+                        w = row[c]
+                        sums[0, c] += v0 * w
+                        sums[1, c] += v1 * w
+                        sums[2, c] += v2 * w
+                        sums[3, c] += v3 * w
+            out = n * pixels + first
+            for p in range(PIXELS):
+                for c in range(CHANNELS):
+                    y2d[out + p, c] = sums[p, c]
