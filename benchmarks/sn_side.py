@@ -56,7 +56,7 @@ def make_latency(name: str, seed: int = 0, backend: str = "numba"):
     x, _ = workloads.make_data(name, 1, seed)
 
     def predict_one():
-        return model.predict(x)
+        return model.predict(x, verbose=0)  # as scratchnet.predict and serve call it: no progress line
 
     return predict_one
 

@@ -102,6 +102,10 @@ class Callback:
 _HOOKS = tuple(name for name in vars(Callback) if name.startswith("on_"))
 
 
+def _no_callbacks(*args):
+    """Any hook of an empty CallbackList."""
+
+
 class CallbackList:
     """Calls one hook on every callback in order: ``callbacks.on_epoch_end(epoch, logs)``.
 
@@ -130,6 +134,8 @@ class CallbackList:
     def __getattr__(self, name):
         if name not in _HOOKS:
             raise AttributeError(name)
+        if not self.callbacks:  # nobody to call: a batch loop pays nothing for its hooks
+            return _no_callbacks
 
         indexed = "epoch" in name or "batch" in name  # on_epoch_end(epoch, logs), on_train_end(logs)
 

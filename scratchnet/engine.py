@@ -4,9 +4,9 @@ Layers call ops through this module at call time, e.g. ``engine.conv2d_forward(x
 so switching the backend takes effect at once:
 
 * ``"numba"`` (the default): the ops named in `ACCELERATED` (conv2d, conv2d_bias_relu, max-pool, relu,
-  bias_add, bias_add_relu, dropout, adam_update, logistic_regression_gradients, and dense, whose twin only
-  applies the thread policy) come from `scratchnet.kernels` (compiled on first call and cached on disk);
-  every other op comes from `scratchnet.ops`.
+  sigmoid and softmax forward, bias_add, bias_add_relu, dropout, adam_update, logistic_regression_gradients,
+  and dense, whose twin only applies the thread policy) come from `scratchnet.kernels` (compiled on first
+  call and cached on disk); every other op comes from `scratchnet.ops`.
 * ``"numpy"``: every op comes from the readable reference `scratchnet.ops`.
 
 Choose with ``engine.set_backend("numpy")``, for a block with ``with engine.backend("numpy"): ...``, or
@@ -43,6 +43,8 @@ ACCELERATED = (
     "max_pool2d_backward",
     "relu_forward",
     "relu_backward",
+    "sigmoid_forward",
+    "softmax_forward",
     "bias_add_forward",
     "bias_add_backward",
     "bias_add_relu_forward",
@@ -67,6 +69,7 @@ def _check_backend(name: Any, source: str = "backend") -> str:
 
 _backend = _check_backend(os.environ.get("SCRATCHNET_BACKEND") or "numba", "SCRATCHNET_BACKEND")
 _bound: set[str] = set()  # op names currently bound as module attributes (cleared on a switch)
+_kernels = None  # scratchnet.kernels, once `step` has imported it
 
 
 def get_backend() -> str:
@@ -99,14 +102,17 @@ def backend(name: str) -> Iterator[str]:
 
 
 def step() -> contextlib.AbstractContextManager:
-    """A context manager around one training step or forward pass of a model.
+    """A context manager around one training step or forward pass of a model, or a loop of them (predict).
 
     The block is one unit of work: the backend may hold what its ops share for the whole block instead of
     taking and giving it back op by op (the numba backend holds BLAS at one thread; the NumPy reference
     holds nothing). Nothing computed changes.
     """
+    global _kernels
     if _backend == "numba":
-        return importlib.import_module("scratchnet.kernels").step()
+        if _kernels is None:  # looked up once: a model enters a step once per batch
+            _kernels = importlib.import_module("scratchnet.kernels")
+        return _kernels.step()
     return contextlib.nullcontext()
 
 

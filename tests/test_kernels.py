@@ -709,6 +709,39 @@ def test_bias_kernels_take_empty_inputs_as_the_reference_does(shape):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["sigmoid_forward", "softmax_forward"])
+@pytest.mark.parametrize("shape", [(100, 1), (100, 10), (3, 62), (2, 3, 5), (1, 1), (7,)])
+def test_sigmoid_and_softmax_kernels_equal_reference(name, shape, dtype):
+    """Moderate, huge (+-1000: no overflow) and NaN inputs, any number of leading axes."""
+    rng = np.random.default_rng(len(shape))
+    x = (rng.standard_normal(shape) * 4).astype(dtype)
+    flat = x.reshape(-1)
+    flat[:3] = [1000.0, -1000.0, 0.0][: flat.size]
+    y, cache = getattr(kernels, name)(x)
+    y_ref, cache_ref = getattr(ops, name)(x)
+    assert_matches_reference(y, y_ref)
+    assert cache is y and y.dtype == dtype and np.all(np.isfinite(y))
+    x_nan = x.copy()
+    x_nan.reshape(-1)[-1] = np.nan
+    np.testing.assert_array_equal(np.isnan(getattr(kernels, name)(x_nan)[0]), np.isnan(getattr(ops, name)(x_nan)[0]))
+
+
+@pytest.mark.parametrize("x", [np.zeros((0, 10), np.float32), np.ones((4, 0)), np.float32(2.0),
+                               np.ones((2, 3), np.float16)])
+def test_sigmoid_and_softmax_kernels_hand_odd_inputs_to_the_reference(x):
+    for name in ("sigmoid_forward", "softmax_forward"):
+        try:
+            want = getattr(ops, name)(x)[0]
+        except Exception as error:  # noqa: BLE001 - the kernel must fail the same way
+            with pytest.raises(type(error)):
+                getattr(kernels, name)(x)
+            continue
+        got = getattr(kernels, name)(x)[0]
+        np.testing.assert_array_equal(got, want)
+        assert np.asarray(got).dtype == np.asarray(want).dtype
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(5, 3), (2, 6, 5, 4), (1, 1), (3, 5, 5, 8), (2, 3, 100)])
 def test_bias_add_relu_kernels_equal_reference_and_the_two_ops_in_a_row(shape, dtype, elementwise_slicing):
     rng = np.random.default_rng(len(shape))

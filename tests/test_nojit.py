@@ -24,6 +24,7 @@ FAMILIES = {
     "conv2d direct loop": "conv2d_direct_loop and not two",
     "max pooling": "max_pool2d",
     "relu": "relu_kernels",
+    "sigmoid and softmax": "sigmoid_and_softmax",
     "bias add (+ relu)": "bias_add or bias_kernels",
     "dropout": "dropout_kernel",
     "Adam update": "adam_fused_kernel",

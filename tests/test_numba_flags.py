@@ -23,6 +23,12 @@ FASTMATH = {
         ("the fused logreg pass: reassoc lets the row dot products and the dkernel sums vectorise (their "
          "summation order is free, as in BLAS); no other flag, so NaN, inf and the stable sigmoid stay IEEE"),
     ),
+    "_direct16": (
+        {"contract"},
+        ("the direct convolution: contract lets each multiply and add become one fused multiply-add (one "
+         "rounding, as BLAS's sgemm, and half the instructions); the sums keep their order, NaN and inf their "
+         "IEEE meaning"),
+    ),
 }
 """Function name -> (the fastmath flags it uses, why). Every function not named here uses none."""
 

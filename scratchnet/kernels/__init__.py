@@ -3,9 +3,10 @@
 conv2d and max-pool (forward/backward) are the engine's hot spots; relu, bias_add, bias_add_relu, the
 Conv2D op conv2d_bias_relu (bias and relu written over the convolution's own output) and dropout joined
 because profiles of the CNN training steps showed their NumPy versions costing several times one memory
-pass; adam_update is Adam's three updates in one pass; logistic_regression_gradients reads a big batch
-once instead of twice. dense is the reference's NumPy code run under the thread policy (one BLAS thread
-for small products, the worker threads for big ones).
+pass; sigmoid and softmax (forward) because at a batch of predictions their NumPy passes cost as much as
+the layer's matrix product; adam_update is Adam's three updates in one pass; logistic_regression_gradients
+reads a big batch once instead of twice. dense is the reference's NumPy code run under the thread policy
+(one BLAS thread for small products, the worker threads for big ones).
 
 `scratchnet.engine` picks between these and the readable NumPy reference. Importing this package
 compiles nothing: each kernel is compiled on its first call for the dtypes it meets (float32 and float64)
@@ -22,6 +23,8 @@ from scratchnet.kernels.activations import (
     bias_add_relu_forward,
     relu_backward,
     relu_forward,
+    sigmoid_forward,
+    softmax_forward,
 )
 from scratchnet.kernels.conv import conv2d_backward, conv2d_forward
 from scratchnet.kernels.conv_bias_relu import conv2d_bias_relu_backward, conv2d_bias_relu_forward
@@ -47,6 +50,8 @@ __all__ = [
     "max_pool2d_backward",
     "relu_forward",
     "relu_backward",
+    "sigmoid_forward",
+    "softmax_forward",
     "bias_add_forward",
     "bias_add_backward",
     "logistic_regression_gradients",

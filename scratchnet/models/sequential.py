@@ -709,10 +709,11 @@ class Sequential:
         _, hooks = self._callback_list(callbacks, verbose, epochs=1, steps=total)
         hooks.on_predict_begin()
         outputs = []
-        for batch in range(total):
-            hooks.on_predict_batch_begin(batch)
-            outputs.append(self._forward(x[batch * batch_size:(batch + 1) * batch_size], training=False))
-            hooks.on_predict_batch_end(batch, {"outputs": outputs[-1]})
+        with engine.step():  # the batches are one unit of work for the engine (see engine.step)
+            for batch in range(total):
+                hooks.on_predict_batch_begin(batch)
+                outputs.append(self._forward(x[batch * batch_size:(batch + 1) * batch_size], training=False))
+                hooks.on_predict_batch_end(batch, {"outputs": outputs[-1]})
         hooks.on_predict_end()
         return np.concatenate(outputs)
 
