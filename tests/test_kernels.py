@@ -194,7 +194,7 @@ def test_conv2d_in_bands_of_output_rows_matches_reference(monkeypatch, shape, th
     n, h, w, ci, co, kh, kw, strides, padding = shape
     monkeypatch.setattr(kteam, "BAND_MIN_MACS", 1)
     cut = []
-    monkeypatch.setattr(kteam, "_forward_in_bands", lambda *a, bands=kteam._forward_in_bands: (cut.append(a[-1]),
+    monkeypatch.setattr(kteam, "_forward_in_bands", lambda *a, bands=kteam._forward_in_bands: (cut.append(a[4]),
                                                                                                  bands(*a)))
     rng = np.random.default_rng(sum(shape[:7]))
     x = rng.standard_normal((n, h, w, ci)).astype(np.float32)
@@ -238,6 +238,21 @@ def test_sgemm_rows_matches_matmul_on_views(shape, trans_a, beta):
     blas.sgemm_rows(blas.sgemm(), a, b, c, trans_a, beta)
     np.testing.assert_allclose(c, expected, rtol=1e-5, atol=1e-5)
     assert np.isnan(c_full[0]).all() or beta == 1.0  # rows outside the view untouched
+
+
+@pytest.mark.parametrize("shape, columns", [((7, 5, 9), (2, 6)), ((1, 4, 3), (0, 3)), ((5, 0, 4), (1, 3)),
+                                            ((3, 2, 4), (2, 2))])
+def test_sgemm_columns_writes_those_columns_of_the_product_and_no_others(shape, columns):
+    from scratchnet.runtime import blas
+
+    m, k, n = shape
+    start, stop = columns
+    rng = np.random.default_rng(m + k + n)
+    a, b = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
+    c = np.full((m, n), np.nan, dtype=np.float32)
+    blas.sgemm_columns(blas.sgemm(), a, b, c, start, stop)
+    np.testing.assert_allclose(c[:, start:stop], (a @ b)[:, start:stop], rtol=1e-5, atol=1e-5)
+    assert np.isnan(np.delete(c, np.s_[start:stop], axis=1)).all()
 
 
 def test_conv2d_kernel_outputs_survive_later_calls():

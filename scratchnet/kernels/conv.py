@@ -29,7 +29,7 @@ from scratchnet.ops import conv as reference
 from scratchnet.ops._checks import check_dy, float_array, int_pair, padding_mode
 from scratchnet.runtime import blas
 
-__all__ = ["conv2d_backward", "conv2d_forward"]
+__all__ = ["conv2d_backward", "conv2d_forward", "conv2d_forward_then_bias_relu"]
 
 TEAM_PIECES = True
 """float32 convolutions take `scratchnet.kernels.conv_team` when NumPy's OpenBLAS offers its sgemm;
@@ -56,9 +56,17 @@ def conv2d_forward(x, kernel, strides=1, padding="valid"):
     Notes: SAME padding follows TensorFlow (out = ceil(in / stride), the extra row/column at the
     bottom/right), so results match `tf.nn.conv2d` and `scratchnet.ops.conv2d_forward`.
     """
+    y, cache, _ = conv2d_forward_then_bias_relu(x, kernel, strides, padding, None)
+    return y, cache
+
+
+def conv2d_forward_then_bias_relu(x, kernel, strides, padding, bias):
+    """`conv2d_forward`, and with a ``bias`` (CO,) in x's dtype ``relu(y + bias)`` written over y chunk by chunk
+    on the team path, while each chunk's output is still in cache. Returns (y, cache, done): ``done`` says
+    whether the bias and relu were applied (False: the caller applies them; only the team path does)."""
     x = float_array(x, "x", ndim=4)
     if x.dtype not in SUPPORTED_DTYPES:  # e.g. float16: numba has no arithmetic for it
-        return reference.conv2d_forward(x, kernel, strides, padding)
+        return (*reference.conv2d_forward(x, kernel, strides, padding), False)
     kernel = float_array(kernel, "kernel", ndim=4).astype(x.dtype, copy=False)
     if kernel.shape[2] != x.shape[3]:
         raise ValueError(
@@ -71,13 +79,14 @@ def conv2d_forward(x, kernel, strides=1, padding="valid"):
     geometry = conv_geometry(x.shape, kernel.shape, strides, padding)
     g = geometry
     y = np.empty((g.n, g.oh, g.ow, g.co), dtype=x.dtype)
-    kept_cols = None
+    kept_cols, done = None, False
     if y.size and _team_path(x.dtype):
-        conv_team.forward(x, kernel, y, geometry)
+        conv_team.forward(x, kernel, y, geometry, bias)
+        done = bias is not None
     elif y.size:
         kept_cols = conv_chunks.forward(x, kernel, y, geometry)
     cache = (x, kernel, geometry, kept_cols)
-    return y, cache
+    return y, cache, done
 
 
 def conv2d_backward(dy, cache, need_dx=True):

@@ -13,16 +13,32 @@ import sys
 import numpy as np
 
 from scratchnet.kernels.activations import bias_add_relu_backward, bias_add_relu_backward_over, bias_add_relu_over
-from scratchnet.kernels.conv import conv2d_backward, conv2d_forward
+from scratchnet.kernels.conv import conv2d_backward, conv2d_forward_then_bias_relu
 
 __all__ = ["conv2d_bias_relu_forward", "conv2d_bias_relu_backward"]
 
 
 def conv2d_bias_relu_forward(x, kernel, bias, strides=1, padding="valid"):
-    """``y = relu(conv2d(x, kernel) + bias)``; returns (y, (the convolution's cache, y)), as the reference."""
-    z, conv_cache = conv2d_forward(x, kernel, strides, padding)
-    y = bias_add_relu_over(z, bias)
+    """``y = relu(conv2d(x, kernel) + bias)``; returns (y, (the convolution's cache, y)), as the reference.
+
+    On the team path the pieces add the bias and apply the relu to each chunk of output as soon as it is
+    computed, while it is in cache (no second pass over the whole output); otherwise after the convolution.
+    """
+    bias_for_pieces = _bias_for_pieces(x, kernel, bias)
+    z, conv_cache, done = conv2d_forward_then_bias_relu(x, kernel, strides, padding, bias_for_pieces)
+    y = z if done else bias_add_relu_over(z, bias)
     return y, (conv_cache, y)
+
+
+def _bias_for_pieces(x, kernel, bias):
+    """The bias as the pieces take it (float32, contiguous, one value per output channel), or None when the
+    arrays are not those of the team path or the bias is wrong (`bias_add_relu_over` then raises the
+    reference's error)."""
+    dtype, shape = getattr(x, "dtype", None), getattr(kernel, "shape", ())
+    if dtype != np.float32 or len(shape) != 4:
+        return None
+    bias = np.ascontiguousarray(bias, dtype=np.float32) if isinstance(bias, np.ndarray) else None
+    return bias if bias is not None and bias.shape == (shape[3],) else None
 
 
 def conv2d_bias_relu_backward(dy, cache, need_dx=True):

@@ -19,6 +19,7 @@ import numpy as np
 from numba import njit
 
 from scratchnet.kernels import conv_direct
+from scratchnet.kernels.activations import _add_bias_relu_inplace, _bias_block
 from scratchnet.kernels.conv_direct import _direct16
 from scratchnet.kernels.im2col import (
     DX_GATHER,
@@ -101,8 +102,9 @@ def _part_bounds(geometry):
     return np.array([0] + [stop for _, stop in spans], dtype=np.int64)
 
 
-def forward(x, kernel, y, geometry):
-    """y (N, OH, OW, CO) = x * kernel, written in place by the pieces (x, kernel float32, kernel contiguous).
+def forward(x, kernel, y, geometry, bias=None):
+    """y (N, OH, OW, CO) = x * kernel, written in place by the pieces (x, kernel float32, kernel contiguous);
+    with a ``bias`` (CO,) float32, ``relu(y + bias)`` instead, each chunk's as soon as it is computed.
 
     A big convolution of fewer images than PARTS (one image: what predict and serve send) is cut into
     bands of output rows instead (`_forward_in_bands`, see BAND_MIN_MACS), so that it too has parts for the
@@ -110,23 +112,25 @@ def forward(x, kernel, y, geometry):
     """
     g = geometry
     bands = min(threads.PARTS, _macs(g) // BAND_MIN_MACS)
+    bias_block = np.empty(0, dtype=y.dtype) if bias is None else _bias_block(bias)
     if g.n < bands:
-        _forward_in_bands(x, kernel, y, g, -(-bands // g.n))
+        _forward_in_bands(x, kernel, y, g, -(-bands // g.n), bias_block)
     else:
-        _forward(padded(x, g), kernel, y, g)
+        _forward(padded(x, g), kernel, y, g, bias_block)
 
 
-def _forward(x_padded, kernel, y, geometry):
-    """`forward` of images cut into parts, x already padded (`padded`)."""
+def _forward(x_padded, kernel, y, geometry, bias_block):
+    """`forward` of images cut into parts, x already padded (`padded`); bias_block the bias repeated
+    (`scratchnet.kernels.activations._bias_block`), or empty for no bias and relu."""
     g = geometry
     k = g.kh * g.kw * g.ci
     direct = DIRECT and conv_direct.usable(g, g.co)
     plan = _piece_plan(g, None, DX_NONE, _images_per_chunk(g.oh * g.ow * k, x_padded.itemsize), direct)
-    operands = (x_padded, kernel.reshape(k, g.co), y.reshape(g.n * g.oh * g.ow, g.co))
+    operands = (x_padded, kernel.reshape(k, g.co), y.reshape(g.n * g.oh * g.ow, g.co), bias_block)
     _run(_forward_piece, plan, operands)
 
 
-def _forward_in_bands(x, kernel, y, geometry, per_image):
+def _forward_in_bands(x, kernel, y, geometry, per_image, bias_block):
     """`forward` with each image's output rows cut into `per_image` bands (fewer if OH is small).
 
     The band of output rows r0..r1-1 is a VALID convolution of the padded input rows it reads,
@@ -150,7 +154,7 @@ def _forward_in_bands(x, kernel, y, geometry, per_image):
                                  g.sw, band, g.ow, 0, 0, 0, 0)
     exact = bands * band == g.oh
     y_bands = y if exact else np.empty((g.n, bands * band, g.ow, g.co), dtype=y.dtype)
-    _forward(x_bands.reshape(g.n * bands, rows_in, -1), kernel, y_bands, band_geometry)
+    _forward(x_bands.reshape(g.n * bands, rows_in, -1), kernel, y_bands, band_geometry, bias_block)
     if not exact:
         y[...] = y_bands[:, : g.oh]
 
@@ -211,11 +215,12 @@ def _forward_piece(sgemm, plan, share, operands, state, post_slot, done_slot, jo
     """y rows of the images of parts share[0]..share[1]-1 = im2col(x_padded) @ kernel2d, part by part,
     per_chunk images at a time.
 
-    operands: (x_padded (N, HP, WP*CI), kernel2d (K, CO), y2d (N*OH*OW, CO)). The windows go into one
-    chunk-sized column matrix, reused chunk after chunk, that dies with the piece.
+    operands: (x_padded (N, HP, WP*CI), kernel2d (K, CO), y2d (N*OH*OW, CO), bias_block (the bias repeated,
+    or empty)). The windows go into one chunk-sized column matrix, reused chunk after chunk, that dies with
+    the piece. With a bias, each chunk's rows get ``relu(rows + bias)`` right after their product.
     """
     team.post_done(state, post_slot, job)
-    x_padded, kernel2d, y2d = operands
+    x_padded, kernel2d, y2d, bias_block = operands
     sizes, _, per_chunk, cols_t, direct, _, bounds = plan
     _, _, _, _, _, oh, ow, _, _ = sizes
     rows = oh * ow
@@ -231,6 +236,8 @@ def _forward_piece(sgemm, plan, share, operands, state, post_slot, done_slot, jo
             else:
                 columns = _columns(sizes, cols_t, x_padded, (c0, c1), buffer)
                 blas.sgemm_rows(sgemm, columns, kernel2d, y2d[c0 * rows : c1 * rows], cols_t, 0.0)
+            if bias_block.size:
+                _add_bias_relu_inplace(y2d[c0 * rows : c1 * rows].ravel(), bias_block)
     team.mark_done(state, post_slot, done_slot, job)
 
 

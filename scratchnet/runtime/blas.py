@@ -19,7 +19,7 @@ import ctypes
 import numpy as np
 from numba import njit
 
-__all__ = ["AS_IS", "NO_TRANS", "ROW_MAJOR", "TRANS", "sgemm", "sgemm_rows"]
+__all__ = ["AS_IS", "NO_TRANS", "ROW_MAJOR", "TRANS", "sgemm", "sgemm_columns", "sgemm_rows"]
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 """CBLAS's enum values (cblas.h): CblasRowMajor, CblasNoTrans, CblasTrans."""
@@ -89,3 +89,22 @@ def sgemm_rows(sgemm, a, b, c, trans_a, beta):
     sgemm(ROW_MAJOR, TRANS if trans_a else NO_TRANS, NO_TRANS, m, n, k, 1.0,
           a.ctypes, max(a.shape[1], a.strides[0] // 4), b.ctypes, max(b.shape[1], b.strides[0] // 4),
           beta, c.ctypes, max(n, c.strides[0] // 4))
+
+
+@njit(cache=True, nogil=True)
+def sgemm_columns(sgemm, a, b, c, start, stop):
+    """c[:, start:stop] = a @ b[:, start:stop] for C-contiguous 2-D float32 a (M, K), b (K, N), c (M, N).
+
+    `sgemm_rows` on column slices, which numba would type as arrays of another layout, compiling (and
+    caching) sgemm_rows a second time; here the slices stay inside, and the callers pass whole arrays.
+    """
+    m, k = a.shape
+    n = stop - start
+    if m == 0 or n == 0:
+        return
+    b_part, c_part = b[:, start:stop], c[:, start:stop]
+    if k == 0:
+        c_part[:, :] = 0.0
+        return
+    sgemm(ROW_MAJOR, NO_TRANS, NO_TRANS, m, n, k, 1.0, a.ctypes, k, b_part.ctypes, b.shape[1], 0.0,
+          c_part.ctypes, c.shape[1])
