@@ -255,6 +255,33 @@ def test_sgemm_columns_writes_those_columns_of_the_product_and_no_others(shape, 
     assert np.isnan(np.delete(c, np.s_[start:stop], axis=1)).all()
 
 
+@pytest.mark.parametrize("threads_used", [1, 2])
+def test_dense_forward_of_one_row_over_a_big_kernel_matches_reference_at_any_thread_count(monkeypatch,
+                                                                                          threads_used):
+    """One row times a big kernel (ONE_ROW_PARALLEL_MIN_WEIGHTS lowered): sgemv pieces over the kernel's rows,
+    partial sums added in order: the reference's values, the same bits at one and two threads."""
+    from scratchnet.kernels import dense as kdense
+    from scratchnet.runtime import blas
+
+    monkeypatch.setattr(kdense, "ONE_ROW_PARALLEL_MIN_WEIGHTS", 100)
+    rng = np.random.default_rng(5)
+    x, kernel = rng.standard_normal((1, 37)).astype(np.float32), rng.standard_normal((37, 19)).astype(np.float32)
+    bias = rng.standard_normal(19).astype(np.float32)
+    assert kdense._one_row_over_a_big_kernel(x, kernel) == (blas.sgemv() is not None)
+    previous = threads.num_threads()
+    try:
+        results = []
+        for count in (1, threads_used):
+            threads.configure(num_threads=count)
+            results.append(kernels.dense_forward(x, kernel, bias)[0])
+    finally:
+        threads.configure(num_threads=previous)
+    assert_matches_reference(results[0], ops.dense_forward(x, kernel, bias)[0])
+    np.testing.assert_array_equal(results[0], results[1])
+    with pytest.raises(ValueError, match="bias"):
+        kernels.dense_forward(x, kernel, bias[:3])
+
+
 def test_conv2d_kernel_outputs_survive_later_calls():
     """Work buffers are reused, but nothing handed out (outputs, caches) is overwritten by a later call."""
     rng = np.random.default_rng(3)

@@ -38,8 +38,19 @@ takes 413 us in 8 parts, 274 in 2 (deep_mnist's 100x3136x1024, 8 parts: 3.9 ms e
 the hand-over gets cheaper or the zoo's dense layers change size."""
 
 
+ONE_ROW_PARALLEL_MIN_WEIGHTS = 1_000_000
+"""A single row (one image: predict, serve) times a float32 kernel of at least this many values is cut by
+the kernel's rows into PARTS sgemv pieces for the team (`_one_row_forward`).
+
+Such a product reads the whole kernel to do two flops per value read: memory-bound, and one core reads
+only so fast. deep_mnist's 3136x1024 dense layer on one image: 263 us as one call, 147 us in pieces on
+two threads. Retune with the memory bandwidth one core can draw."""
+
+
 def dense_forward(x, kernel, bias=None):
     """``y = x @ kernel + bias``: x (N, CI), kernel (CI, CO), bias (CO,) or None -> y (N, CO), cache."""
+    if _one_row_over_a_big_kernel(x, kernel):
+        return _one_row_forward(x, kernel, bias)
     if not _split(x, kernel):
         with threads.serial_blas():
             return reference.dense_forward(x, kernel, bias)
@@ -89,6 +100,49 @@ def _forward_piece(sgemm, operands, plan, share, state, post_slot, done_slot, jo
             blas.sgemm_rows(sgemm, x[start:stop], kernel, y[start:stop], blas.AS_IS, 0.0)
         else:
             blas.sgemm_columns(sgemm, x, kernel, y, start, stop)
+    team.mark_done(state, post_slot, done_slot, job)
+
+
+def _one_row_over_a_big_kernel(x, kernel):
+    """True for one float32 row times a float32 kernel of ONE_ROW_PARALLEL_MIN_WEIGHTS values or more, when
+    NumPy's OpenBLAS offers its sgemv."""
+    shape_x, shape_k = getattr(x, "shape", ()), getattr(kernel, "shape", ())
+    return (len(shape_x) == 2 and len(shape_k) == 2 and shape_x[0] == 1 and shape_x[1] == shape_k[0]
+            and shape_k[0] * shape_k[1] >= ONE_ROW_PARALLEL_MIN_WEIGHTS
+            and getattr(x, "dtype", None) == np.float32 and getattr(kernel, "dtype", None) == np.float32
+            and blas.sgemv() is not None)
+
+
+def _one_row_forward(x, kernel, bias):
+    """`dense_forward` of one row: the kernel's rows (and x's values) cut into PARTS parts, each read front to
+    back by one sgemv into a partial sum of its own; the threads share the parts, and the partial sums are
+    added in part order, so the cut and the sums are the same at any thread count."""
+    if bias is not None:
+        reference.dense_forward(x[:0], kernel, bias)  # the reference's checks of the bias, on no rows
+    x, kernel = np.ascontiguousarray(x), np.ascontiguousarray(kernel)
+    spans = threads.part_spans(kernel.shape[0])
+    bounds = np.array([0] + [stop for _, stop in spans], dtype=np.int64)
+    partial = np.empty((len(spans), kernel.shape[1]), dtype=x.dtype)
+    shares = threads.spans(len(spans), threads.num_threads())
+    threads.run_pieces([(_one_row_piece, (blas.sgemv(), (x[0], kernel, partial), bounds, share))
+                        for share in shares])
+    y = partial[:1].copy()
+    for part in range(1, len(spans)):
+        y += partial[part]
+    if bias is not None:
+        y += np.asarray(bias, dtype=x.dtype)
+    return y, (x, kernel, bias is not None)
+
+
+@njit(cache=True, nogil=True)
+def _one_row_piece(sgemv, operands, bounds, share, state, post_slot, done_slot, job):
+    """Parts share[0]..share[1]-1 of one row times a kernel: operands (x (CI,), kernel (CI, CO), partial
+    (parts, CO)); partial[p] = x[rows] @ kernel[rows] for the rows bounds[p]..bounds[p+1]-1, one sgemv. A
+    piece of `scratchnet.runtime.team`."""
+    team.post_done(state, post_slot, job)
+    x, kernel, partial = operands
+    for part in range(share[0], share[1]):
+        blas.sgemv_rows(sgemv, x, kernel, partial[part], bounds[part], bounds[part + 1])
     team.mark_done(state, post_slot, done_slot, job)
 
 

@@ -1,4 +1,4 @@
-"""BLAS's sgemm, callable from numba code: NumPy's own OpenBLAS through ctypes, no SciPy needed.
+"""BLAS's sgemm (and sgemv), callable from numba code: NumPy's own OpenBLAS through ctypes, no SciPy needed.
 
 A convolution chunk that copies its windows (numba) and then multiplies them (``np.matmul``) goes back to
 Python between the two, and takes the GIL there. With sgemm called from inside the numba kernel, a whole
@@ -19,7 +19,8 @@ import ctypes
 import numpy as np
 from numba import njit
 
-__all__ = ["AS_IS", "NO_TRANS", "ROW_MAJOR", "TRANS", "sgemm", "sgemm_columns", "sgemm_rows"]
+__all__ = ["AS_IS", "NO_TRANS", "ROW_MAJOR", "TRANS", "sgemm", "sgemm_columns", "sgemm_rows", "sgemv",
+           "sgemv_rows"]
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 """CBLAS's enum values (cblas.h): CblasRowMajor, CblasNoTrans, CblasTrans."""
@@ -32,7 +33,10 @@ cache) sgemm_rows a second time."""
 SYMBOLS = ("scipy_cblas_sgemm64_", "cblas_sgemm64_")
 """cblas_sgemm of an OpenBLAS with 64-bit integers, as NumPy's wheels name it and as OpenBLAS does."""
 
-_sgemm = ...  # not looked up yet; then the ctypes function, or None
+GEMV_SYMBOLS = ("scipy_cblas_sgemv64_", "cblas_sgemv64_")
+"""cblas_sgemv, named as SYMBOLS."""
+
+_functions = {}  # "sgemm" / "sgemv" -> the ctypes function or None, once looked up
 
 
 def sgemm():
@@ -41,13 +45,30 @@ def sgemm():
     Arguments: order, trans_a, trans_b (C ints), m, n, k (int64), alpha (float), a (pointer), lda (int64),
     b, ldb, beta, c, ldc. Looked up once per process.
     """
-    global _sgemm
-    if _sgemm is ...:
-        _sgemm = _find_sgemm()
-    return _sgemm
+    if "sgemm" not in _functions:
+        integer, pointer = ctypes.c_int64, ctypes.c_void_p
+        _functions["sgemm"] = _find(SYMBOLS, [ctypes.c_int, ctypes.c_int, ctypes.c_int, integer, integer, integer,
+                                              ctypes.c_float, pointer, integer, pointer, integer,
+                                              ctypes.c_float, pointer, integer])
+    return _functions["sgemm"]
 
 
-def _find_sgemm():
+def sgemv():
+    """cblas_sgemv of the OpenBLAS NumPy uses, as a ctypes function, or None (as `sgemm`).
+
+    Arguments: order, trans (C ints), m, n (int64), alpha (float), a (pointer), lda (int64), x (pointer),
+    incx (int64), beta (float), y (pointer), incy (int64).
+    """
+    if "sgemv" not in _functions:
+        integer, pointer = ctypes.c_int64, ctypes.c_void_p
+        _functions["sgemv"] = _find(GEMV_SYMBOLS, [ctypes.c_int, ctypes.c_int, integer, integer, ctypes.c_float,
+                                                   pointer, integer, pointer, integer, ctypes.c_float, pointer,
+                                                   integer])
+    return _functions["sgemv"]
+
+
+def _find(symbols, argtypes):
+    """The first of `symbols` in the OpenBLAS NumPy loaded, typed with `argtypes`; None if none is there."""
     from threadpoolctl import ThreadpoolController
 
     np.ones((2, 2)) @ np.ones((2, 2))  # NumPy loads its BLAS lazily on some builds
@@ -56,16 +77,12 @@ def _find_sgemm():
             handle = ctypes.CDLL(library.filepath)
         except OSError:
             continue
-        for symbol in SYMBOLS:
+        for symbol in symbols:
             function = getattr(handle, symbol, None)
-            if function is None:
-                continue
-            integer, pointer = ctypes.c_int64, ctypes.c_void_p
-            function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, integer, integer, integer,
-                                 ctypes.c_float, pointer, integer, pointer, integer,
-                                 ctypes.c_float, pointer, integer]
-            function.restype = None
-            return function
+            if function is not None:
+                function.argtypes = argtypes
+                function.restype = None
+                return function
     return None
 
 
@@ -108,3 +125,17 @@ def sgemm_columns(sgemm, a, b, c, start, stop):
         return
     sgemm(ROW_MAJOR, NO_TRANS, NO_TRANS, m, n, k, 1.0, a.ctypes, k, b_part.ctypes, b.shape[1], 0.0,
           c_part.ctypes, c.shape[1])
+
+
+@njit(cache=True, nogil=True)
+def sgemv_rows(sgemv, x, b, y, start, stop):
+    """y = x[start:stop] @ b[start:stop] for C-contiguous float32 x (K,), b (K, N), y (N,): one row times rows
+    start..stop-1 of a matrix, read front to back, with BLAS's matrix-vector product (sgemv, transposed)."""
+    n = b.shape[1]
+    if n == 0:
+        return
+    if stop == start:
+        y[:] = 0.0
+        return
+    b_part, x_part = b[start:stop], x[start:stop]
+    sgemv(ROW_MAJOR, TRANS, stop - start, n, 1.0, b_part.ctypes, n, x_part.ctypes, 1, 0.0, y.ctypes, 1)
