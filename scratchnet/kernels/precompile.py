@@ -1,4 +1,5 @@
-"""Compile a CNN's float32 backward kernels in a second process while this one compiles the forward.
+"""Compile a CNN's float32 backward kernels (and the dense forward piece) in a second process while this one
+compiles the forward.
 
 numba compiles one function at a time in a process, so on a cold cache a convolutional model's warm-up
 waits for its kernels one after the other, and the convolution's backward piece, the biggest of them,
@@ -120,20 +121,26 @@ def _stop(helper):
 
 
 def compile_backward():
-    """Run the float32 backward of a convolution on the thread team's path, then of a max-pooling, once each
-    on one small image: numba compiles (or loads) their pieces and loops, and saves them in the disk cache.
+    """Run a float32 dense product cut into parts, the float32 backward of a convolution on the thread team's
+    path, then of a max-pooling, once each on small arrays: numba compiles (or loads) their pieces and
+    loops, and saves them in the disk cache.
     No convolution without that path (no NumPy OpenBLAS sgemm, see `scratchnet.kernels.conv`).
 
-    The order races the warm-up's: the loops that only the convolution's backward uses come first, called
+    The order races the warm-up's: after the dense layers' forward piece (small, and needed only once the
+    warm-up is past the convolutions' forward), the loops that only the convolution's backward uses come, called
     as its piece calls them, while the warm-up compiles those the forward shares (im2col, sgemm), which the
     piece then loads; the max-pooling's backward, which the warm-up reaches before the convolution's but
     which is quicker to compile, comes last.
     """
-    from scratchnet.kernels import conv_team, pooling
+    from scratchnet.kernels import conv_team, dense, pooling
     from scratchnet.kernels.im2col import DX_SCATTER, _col2im_add, _col2im_gather, conv_geometry
     from scratchnet.runtime import blas
 
     if blas.sgemm() is not None:
+        # first the dense layers' forward piece, which the warm-up reaches after every forward loop of the
+        # convolutions and poolings (a product just big enough to be cut into parts)
+        rows = max(1, -(-dense.DENSE_PARALLEL_MIN_MACS // 256 ** 2))
+        dense.dense_forward(np.zeros((rows, 256), dtype=np.float32), np.zeros((256, 256), dtype=np.float32))
         x, kernel = np.zeros((1, 3, 3, 1), dtype=np.float32), np.zeros((2, 2, 1, 1), dtype=np.float32)
         geometry = conv_geometry(x.shape, kernel.shape, (1, 1), "valid")  # no padding: dx is (N, H, W*CI)
         dy = np.zeros((1, geometry.oh, geometry.ow, 1), dtype=np.float32)
