@@ -101,20 +101,18 @@ def backend(name: str) -> Iterator[str]:
         set_backend(previous)
 
 
-def step(training: bool = False) -> contextlib.AbstractContextManager:
+def step() -> contextlib.AbstractContextManager:
     """A context manager around one training step or forward pass of a model, or a loop of them (predict).
 
     The block is one unit of work: the backend may hold what its ops share for the whole block instead of
     taking and giving it back op by op (the numba backend holds BLAS at one thread; the NumPy reference
-    holds nothing). ``training=True`` marks a training step, whose peak memory counts more than a
-    forward's page faults (the numba backend keeps less free memory at its heap's top). Nothing computed
-    changes.
+    holds nothing). Nothing computed changes.
     """
     global _kernels
     if _backend == "numba":
         if _kernels is None:  # looked up once: a model enters a step once per batch
             _kernels = importlib.import_module("scratchnet.kernels")
-        return _kernels.step(training)
+        return _kernels.step()
     return contextlib.nullcontext()
 
 

@@ -306,24 +306,3 @@ def test_the_numba_backend_fixes_the_mmap_threshold_when_its_kernels_load():
     engine.implementation("relu_forward", "numba")  # imports scratchnet.kernels, which prepares the runtime
     if sys.platform.startswith("linux"):
         assert allocator.is_fixed()
-
-
-def test_a_training_step_keeps_less_free_heap_than_a_forward(monkeypatch):
-    """Inside a model's training step (nested steps included) glibc's trim threshold is the training one, and
-    the default again after it; predict leaves it alone."""
-    from scratchnet import zoo
-
-    engine.set_backend("numba")
-    calls = []
-    monkeypatch.setattr(allocator, "_fixed", True)
-    monkeypatch.setattr(allocator, "_mallopt", lambda parameter, value: calls.append((parameter, value)) or 1)
-    model = zoo.build("mlp", seed=0)
-    x = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
-    model.train_on_batch(x, np.arange(4))
-    trim = -1  # M_TRIM_THRESHOLD
-    assert calls == [(trim, allocator.TRAINING_TRIM_THRESHOLD_BYTES), (trim, allocator.TRIM_THRESHOLD_BYTES)]
-    calls.clear()
-    model.predict(x, verbose=0)
-    with engine.step(training=True), engine.step(training=True):
-        pass
-    assert calls == [(trim, allocator.TRAINING_TRIM_THRESHOLD_BYTES), (trim, allocator.TRIM_THRESHOLD_BYTES)]

@@ -12,8 +12,6 @@ reads a big batch once instead of twice. dense is the reference's NumPy code run
 compiles nothing: each kernel is compiled on its first call for the dtypes it meets (float32 and float64)
 and cached on disk (``cache=True``: in ``__pycache__`` next to the module, or under NUMBA_CACHE_DIR).
 """
-import contextlib
-
 from scratchnet import runtime
 
 runtime.prepare()  # the thread policy and allocator settings the kernels are tuned for
@@ -35,7 +33,6 @@ from scratchnet.kernels.dropout import dropout_backward, dropout_forward
 from scratchnet.kernels.fused import logistic_regression_gradients
 from scratchnet.kernels.optimizers import adam_update
 from scratchnet.kernels.pooling import max_pool2d_backward, max_pool2d_forward
-from scratchnet.runtime import allocator as _allocator
 from scratchnet.runtime import threads as _threads
 
 __all__ = [
@@ -62,18 +59,13 @@ __all__ = [
 ]
 
 
-def step(training=False):
+def step():
     """A context manager around one training step or forward pass (what `scratchnet.engine.step` returns
-    on this backend): BLAS held at one thread for the whole block, and in a training step the C allocator
-    keeping less free memory (`scratchnet.runtime.allocator.TRAINING_TRIM_THRESHOLD_BYTES`).
+    on this backend): BLAS held at one thread for the whole block.
 
     The kernels never use BLAS's own threads (each holds BLAS at one thread, or cuts a big product into
     pieces for the worker threads); held once per step, their own holds cost nothing instead of switching
     the thread count back and forth a dozen times a step.
     """
-    if not training:
-        return _threads.serial_blas()
-    stack = contextlib.ExitStack()
-    stack.enter_context(_threads.serial_blas())
-    stack.enter_context(_allocator.trim_threshold(_allocator.TRAINING_TRIM_THRESHOLD_BYTES))
-    return stack
+    return _threads.serial_blas()
+

@@ -9,8 +9,7 @@ it in again on the next one, so the trim threshold is fixed too. Measurements: d
 """
 from __future__ import annotations
 
-__all__ = ["MMAP_THRESHOLD_BYTES", "TRAINING_TRIM_THRESHOLD_BYTES", "TRIM_THRESHOLD_BYTES", "fix_mmap_threshold",
-           "is_fixed", "trim_threshold"]
+__all__ = ["MMAP_THRESHOLD_BYTES", "TRIM_THRESHOLD_BYTES", "fix_mmap_threshold", "is_fixed"]
 
 MMAP_THRESHOLD_BYTES = 16 * 1024 * 1024
 """Arrays at least this big get their own memory map, unmapped when freed.
@@ -19,31 +18,21 @@ Trades peak memory (lower threshold: fewer heap holes) against page faults (ever
 in afresh on each step). Retune when a model's per-step arrays straddle it."""
 
 TRIM_THRESHOLD_BYTES = 32 * 1024 * 1024
-"""Free memory glibc keeps at the top of its heap instead of handing it back to the OS (outside training
-steps: predict, evaluate).
+"""Free memory glibc keeps at the top of its heap instead of handing it back to the OS.
 
-Trades resident memory (higher) against page faults every batch (lower): arrays between this and
+Trades resident memory (higher) against page faults every step (lower): arrays between this and
 MMAP_THRESHOLD_BYTES come from the heap top, and with a lower threshold each is handed back when freed and
-faulted in again by the next batch (deep_mnist's predict in batches of 100: 225 ms for 1,000 images with
-12 MB, 200 with 32 MB). Retune when a batch's heap arrays together outgrow it."""
+faulted in again by the next step or batch (deep_mnist's 5-13 MB activations and gradients). It costs
+emnist_cnn's peak 7 MB (the free heap kept while its big activations are live). Retune when a step's
+heap arrays together outgrow it."""
 
-TRAINING_TRIM_THRESHOLD_BYTES = 12 * 1024 * 1024
-"""TRIM_THRESHOLD_BYTES inside a training step (`trim_threshold`): the peak of a step counts, and free heap
-kept at its top while the big activations (mapped on their own) are live adds to the peak.
-
-Trades the peak (lower) against page faults: emnist_cnn's peak 257 MB with 12 MB, 264 with 32; deep_mnist's
-step 34.5 ms with 12 MB, 38.1 with 8 (its 5 MB activations). Retune when a step's heap arrays change."""
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters, from glibc's <malloc.h>
-_mallopt = None  # glibc's mallopt, once `fix_mmap_threshold` found it
 _fixed = False
-_trim_depth = 0  # how many `trim_threshold` blocks are open (the outermost one sets the threshold)
 
 
 def fix_mmap_threshold(num_bytes: int = MMAP_THRESHOLD_BYTES) -> bool:
     """Fix glibc's mmap threshold at `num_bytes` and its trim threshold at TRIM_THRESHOLD_BYTES; True if
     the allocator took both. A no-op returning False where the C library is not glibc."""
-    global _fixed, _mallopt
+    global _fixed
     try:
         import ctypes
 
@@ -52,35 +41,10 @@ def fix_mmap_threshold(num_bytes: int = MMAP_THRESHOLD_BYTES) -> bool:
         libc.gnu_get_libc_version  # noqa: B018 - present in glibc only
     except (OSError, AttributeError):
         return False
-    _mallopt = mallopt
-    _fixed = mallopt(_M_MMAP_THRESHOLD, int(num_bytes)) == 1
-    _fixed = _fixed and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's <malloc.h>
+    _fixed = mallopt(m_mmap_threshold, int(num_bytes)) == 1
+    _fixed = _fixed and mallopt(m_trim_threshold, TRIM_THRESHOLD_BYTES) == 1
     return _fixed
-
-
-class trim_threshold:
-    """Context manager: glibc keeps at most `num_bytes` of free heap top inside the block, TRIM_THRESHOLD_BYTES
-    again after it. Blocks nest (the outermost one sets it); nothing happens unless `fix_mmap_threshold` took
-    effect. For the main thread's steps (one at a time)."""
-
-    __slots__ = ("num_bytes",)
-
-    def __init__(self, num_bytes: int):
-        self.num_bytes = int(num_bytes)
-
-    def __enter__(self):
-        global _trim_depth
-        _trim_depth += 1
-        if _trim_depth == 1 and _fixed:
-            _mallopt(_M_TRIM_THRESHOLD, self.num_bytes)
-        return self
-
-    def __exit__(self, *exc_info):
-        global _trim_depth
-        _trim_depth -= 1
-        if _trim_depth == 0 and _fixed:
-            _mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
-        return False
 
 
 def is_fixed() -> bool:
