@@ -237,7 +237,8 @@ def bias_add_relu_backward(dy, cache):
 
 
 def bias_add_relu_backward_over(dy, y):
-    """`bias_add_relu_backward` with its cache ``y`` (relu's output) overwritten by dx, which is returned.
+    """`bias_add_relu_backward` with its cache ``y`` (relu's output) overwritten by dx where it can be (a
+    C-contiguous float32 or float64 y; otherwise dx is a new array); returns (dx, dbias).
 
     For a caller that holds the only reference to ``y`` and has no further use for it
     (`scratchnet.kernels.conv_bias_relu`): the gradient needs no array of its own, so a training step's

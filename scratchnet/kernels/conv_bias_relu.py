@@ -59,7 +59,6 @@ def conv2d_bias_relu_backward(dy, cache, need_dx=True):
     return dx, dkernel, dbias
 
 
-
 def _probe_sole_count():
     array = np.empty(1)  # held by this one local name, as y in conv2d_bias_relu_backward
     return sys.getrefcount(array)
