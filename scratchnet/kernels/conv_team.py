@@ -7,7 +7,10 @@ images, copies the windows (`scratchnet.kernels.im2col`) and multiplies them wit
 sgemm (`scratchnet.runtime.blas`). Holding no GIL from start to end is what lets the spinning workers of
 `scratchnet.runtime.team` take a piece in microseconds, so even small convolutions use every core. Chunks
 never straddle two parts and each part sums its own share of dkernel, so every product, and every sum,
-is the same at any thread count: the results are bit-identical.
+is the same at any thread count: the results are bit-identical. A big forward of fewer images than parts
+(one image, in predict) cuts the images into bands of output rows instead (`_forward_in_bands`), and with
+16 output channels the pieces sum the windows directly (`scratchnet.kernels.conv_direct`) instead of
+copying them for sgemm.
 
 Nothing is kept from the forward to the backward: chunks are small enough (PIECE_CHUNK_BYTES) that a
 chunk's columns are rebuilt in a core's L2 cache, which costs less than reading a kept matrix back from
