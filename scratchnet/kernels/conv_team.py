@@ -22,6 +22,7 @@ import numpy as np
 from numba import njit
 
 from scratchnet.kernels import conv_direct
+from scratchnet.kernels._common import span_bounds
 from scratchnet.kernels.activations import _add_bias_relu_inplace, _bias_block
 from scratchnet.kernels.conv_direct import _direct16
 from scratchnet.kernels.im2col import (
@@ -102,7 +103,7 @@ def _part_bounds(geometry):
     """
     g = geometry
     spans = threads.part_spans(g.n, _macs(g) >= TEAM_MIN_MACS)
-    return np.array([0] + [stop for _, stop in spans], dtype=np.int64)
+    return span_bounds(spans)
 
 
 def forward(x, kernel, y, geometry, bias=None):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from scratchnet.kernels._common import span_bounds
 from scratchnet.ops import dense as reference
 from scratchnet.ops._checks import check_dy, float_array
 from scratchnet.runtime import blas, team, threads
@@ -66,7 +67,7 @@ def dense_forward(x, kernel, bias=None):
         y = np.empty((n, co), dtype=x.dtype)
         x, kernel = np.ascontiguousarray(x), np.ascontiguousarray(kernel)
         spans = threads.spans(n if by_rows else co, parts)
-        bounds = np.array([0] + [stop for _, stop in spans], dtype=np.int64)
+        bounds = span_bounds(spans)
         shares = threads.spans(len(spans), threads.num_threads())  # (first, stop) parts of each thread
         threads.run_pieces([(_forward_piece, (blas.sgemm(), (x, kernel, y), (bounds, by_rows), share))
                             for share in shares])
@@ -121,7 +122,7 @@ def _one_row_forward(x, kernel, bias):
         reference.dense_forward(x[:0], kernel, bias)  # the reference's checks of the bias, on no rows
     x, kernel = np.ascontiguousarray(x), np.ascontiguousarray(kernel)
     spans = threads.part_spans(kernel.shape[0])
-    bounds = np.array([0] + [stop for _, stop in spans], dtype=np.int64)
+    bounds = span_bounds(spans)
     partial = np.empty((len(spans), kernel.shape[1]), dtype=x.dtype)
     shares = threads.spans(len(spans), threads.num_threads())
     threads.run_pieces([(_one_row_piece, (blas.sgemv(), (x[0], kernel, partial), bounds, share))
