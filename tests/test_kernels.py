@@ -138,8 +138,15 @@ def test_conv2d_kernel_split_over_worker_threads_matches_reference(monkeypatch, 
 
 # (N, H, W, CI, CO, KH, KW, strides, padding) with 16 output channels: pixel counts a multiple of 4 and not, an
 # image of exactly 4 pixels and one of fewer (which falls back to the columns), 16 input channels (the
-# transposed dx runs the direct loop too), strides.
+# transposed dx runs the direct loop too), strides; then 32 output channels: windows of at most
+# WIDE_MAX_WINDOW values (pixel counts a multiple of 3 and not, strides, 32 input channels over a short window)
+# and one longer (which falls back to the columns).
 DIRECT_SHAPES = [
+    (2, 9, 7, 1, 32, 5, 5, 1, "same"),
+    (3, 28, 28, 1, 32, 5, 5, 2, "valid"),
+    (2, 8, 8, 2, 32, 3, 3, 1, "same"),
+    (2, 5, 6, 32, 32, 1, 1, 1, "valid"),
+    (2, 6, 6, 8, 32, 3, 3, 1, "same"),
     (3, 14, 14, 16, 16, 5, 5, 1, "same"),
     (2, 9, 7, 1, 16, 5, 5, 1, "same"),
     (2, 12, 12, 8, 16, 5, 5, 1, "valid"),
@@ -154,8 +161,9 @@ DIRECT_SHAPES = [
 @pytest.mark.parametrize("spread", ["one thread", "two threads, one image a chunk"])
 @pytest.mark.parametrize("shape", DIRECT_SHAPES)
 def test_conv2d_direct_loop_matches_reference(monkeypatch, shape, spread):
-    """The direct loop (kernels.conv_direct) for the forward of 16 output channels and the transposed dx of
-    16 input channels gives the reference's results, on one thread or cut into parts and chunks."""
+    """The direct loop (kernels.conv_direct) for the forward of 16 (or 32) output channels and the transposed
+    dx of 16 (or 32) input channels gives the reference's results, on one thread or cut into parts and
+    chunks."""
     n, h, w, ci, co, kh, kw, strides, padding = shape
     used = []
     monkeypatch.setattr(kdirect, "usable", lambda g, c, usable=kdirect.usable: used.append(usable(g, c)) or used[-1])
@@ -177,11 +185,12 @@ def test_conv2d_direct_loop_matches_reference(monkeypatch, shape, spread):
     finally:
         threads.configure(num_threads=previous)
     pixels = y.shape[1] * y.shape[2]
-    assert used[0] == (co == 16 and pixels >= 4)  # the forward took the direct loop where it can
+    # the forward took the direct loop where it can
+    assert used[0] == (pixels >= 4 and (co == 16 or (co == 32 and kh * kw * ci <= kdirect.WIDE_MAX_WINDOW)))
     transposed = strides == 1 and co <= ci
     assert len(used) == 1 + transposed
     if transposed:
-        assert used[1] == (ci == 16 and h * w >= 4)
+        assert used[1] == (h * w >= 4 and (ci == 16 or (ci == 32 and kh * kw * co <= kdirect.WIDE_MAX_WINDOW)))
 
 
 @pytest.mark.parametrize("shape", [(1, 14, 14, 32, 64, 5, 5, 1, "same"), (2, 13, 11, 4, 24, 3, 3, 2, "same"),

@@ -29,6 +29,10 @@ FASTMATH = {
          "rounding, as BLAS's sgemm, and half the instructions); the sums keep their order, NaN and inf their "
          "IEEE meaning"),
     ),
+    "_direct32": (
+        {"contract"},
+        "the direct convolution for 32 channels: as _direct16",
+    ),
 }
 """Function name -> (the fastmath flags it uses, why). Every function not named here uses none."""
 

@@ -1,20 +1,21 @@
-"""A direct convolution for 16 output channels: windows read straight from the padded images, no column matrix.
+"""A direct convolution for 16 or 32 output channels: windows read straight from the padded images, no column matrix.
 
 The column-matrix path (`scratchnet.kernels.im2col` + sgemm) spends most of a 16-channel convolution
 outside the arithmetic: a product with 16 columns is too thin for BLAS, which copies (packs) the whole
 column matrix once more before multiplying it, after im2col copied the windows out in the first place.
-Here each output pixel's 16 values are summed in registers while the window is read where it lies:
+The same holds for a 32-channel convolution whose windows are short (a first layer's 5x5x1: 25 values).
+Here each output pixel's values are summed in registers while the window is read where it lies:
 
     y[n, oh, ow, c] = sum over (kh, kw, ci) of x_padded[n, oh*SH + kh, (ow*SW + kw)*CI + ci] * kernel[kh, kw, ci, c]
 
 For one (pixel, kh) the window's values are one contiguous run of KW*CI values of x_padded's row
-oh*SH + kh, as for `_im2col`. Four pixels go together: for each run value, one row of 16 kernel values is
-loaded and multiplied into 4 x 16 running sums, which stay in CPU registers (64 floats: eight AVX
-registers) for the whole window, written out once at the end. The loop order is the textbook sum's; only
-the grouping of pixels is the machine's.
+oh*SH + kh, as for `_im2col`. A few pixels go together: for each run value, one row of kernel values is
+loaded and multiplied into pixels x channels running sums, which stay in CPU registers for the whole
+window, written out once at the end: 4 x 16 (eight AVX registers, `_direct16`) or 3 x 32 (twelve,
+`_direct32`). The loop order is the textbook sum's; only the grouping of pixels is the machine's.
 
-`scratchnet.kernels.conv_team` calls `_direct16` for the chunks of a forward convolution with 16 output
-channels, and for the transposed dx of one with 16 input channels (a forward convolution of dy).
+`scratchnet.kernels.conv_team` calls `direct` for the chunks of a forward convolution the loop can do
+(`usable`), and for the transposed dx of one whose input channels it can (a forward convolution of dy).
 """
 from __future__ import annotations
 
@@ -23,36 +24,63 @@ from llvmlite import ir
 from numba import carray, config, njit, types
 from numba.extending import intrinsic
 
-__all__ = ["CHANNELS", "PIXELS", "usable"]
+__all__ = ["CHANNELS", "PIXELS", "WIDE_CHANNELS", "WIDE_MAX_WINDOW", "WIDE_PIXELS", "direct", "usable"]
 
 CHANNELS = 16
-"""The output channels of the direct loop: one row of the kernel is two AVX registers of float32."""
+"""The output channels of `_direct16`: one row of the kernel is two AVX registers of float32."""
 
 PIXELS = 4
-"""Output pixels summed together: PIXELS x CHANNELS running sums (eight AVX registers), each kernel row
-loaded once for all of them. More would outgrow the 16 AVX registers; fewer load the kernel more often."""
+"""Output pixels `_direct16` sums together: PIXELS x CHANNELS running sums (eight AVX registers), each kernel
+row loaded once for all of them. More would outgrow the 16 AVX registers; fewer load the kernel more often."""
+
+WIDE_CHANNELS = 32
+"""The output channels of `_direct32`: one row of the kernel is four AVX registers."""
+
+WIDE_PIXELS = 3
+"""Output pixels `_direct32` sums together: 3 x 32 running sums are twelve AVX registers, and the kernel row
+takes the other four. Measured on deep_mnist's first convolution (one thread): 55 GFLOP/s with 3 pixels,
+51 with 2, 40 with 4 (whose sums no longer fit in registers)."""
+
+WIDE_MAX_WINDOW = 64
+"""`_direct32` serves windows of at most this many values (KH*KW*CI). The first convolutions of deep_mnist
+and emnist_cnn (5x5x1 -> 32) run at 55 GFLOP/s a thread here, against 40 for columns and sgemm; a long
+window (deep_mnist's 5x5x32 -> 64 dx, 800 values) is what sgemm multiplies at its peak.
+
+Trades the direct loop's fixed speed against sgemm's, which grows with the window. Retune with the CPU's
+registers and sgemm's efficiency on thin products."""
 
 
 def usable(geometry, channels_out):
-    """True if the direct loop can compute this convolution: 16 output channels (`channels_out`, the
-    geometry's CO, or CI for a transposed dx) and at least PIXELS output pixels per image."""
-    return channels_out == CHANNELS and geometry.oh * geometry.ow >= PIXELS
+    """True if the direct loop can compute this convolution: at least PIXELS output pixels per image, and 16
+    output channels (`channels_out`, the geometry's CO, or CI for a transposed dx), or 32 over a window of
+    at most WIDE_MAX_WINDOW values."""
+    if geometry.oh * geometry.ow < PIXELS:
+        return False
+    window = geometry.kh * geometry.kw * geometry.ci
+    return channels_out == CHANNELS or (channels_out == WIDE_CHANNELS and window <= WIDE_MAX_WINDOW)
 
 
-@intrinsic
-def _stack_sums(typingctx):
-    """A pointer to PIXELS * CHANNELS float32 on the stack of the calling function (LLVM's ``alloca``).
+def _stack_floats(count):
+    """An intrinsic that returns a pointer to `count` float32 on the stack of the calling function (LLVM's
+    ``alloca``).
 
     An array made with np.empty lives on the heap, which LLVM must assume other pointers can reach, so
     it would load and store every running sum at every step; an ``alloca`` it can keep in registers."""
 
-    def codegen(context, builder, signature, args):
-        with builder.goto_entry_block():  # allocated once per call, not once per loop round
-            sums = builder.alloca(ir.ArrayType(ir.FloatType(), PIXELS * CHANNELS))
-        return builder.bitcast(sums, ir.PointerType(ir.FloatType()))
+    @intrinsic
+    def stack_floats(typingctx):
+        def codegen(context, builder, signature, args):
+            with builder.goto_entry_block():  # allocated once per call, not once per loop round
+                sums = builder.alloca(ir.ArrayType(ir.FloatType(), count))
+            return builder.bitcast(sums, ir.PointerType(ir.FloatType()))
 
-    return types.CPointer(types.float32)(), codegen
+        return types.CPointer(types.float32)(), codegen
 
+    return stack_floats
+
+
+_stack_sums = _stack_floats(PIXELS * CHANNELS)
+_stack_wide_sums = _stack_floats(WIDE_PIXELS * WIDE_CHANNELS)
 
 if config.DISABLE_JIT:  # plain Python has no stack to allocate on: an array does the same job, slowly
 
@@ -60,12 +88,30 @@ if config.DISABLE_JIT:  # plain Python has no stack to allocate on: an array doe
         """The PIXELS x CHANNELS running sums (float32)."""
         return np.empty((PIXELS, CHANNELS), dtype=np.float32)
 
+    def _running_wide_sums():
+        """The WIDE_PIXELS x WIDE_CHANNELS running sums (float32)."""
+        return np.empty((WIDE_PIXELS, WIDE_CHANNELS), dtype=np.float32)
+
 else:
 
     @njit(cache=True, nogil=True, inline="always")
     def _running_sums():
         """The PIXELS x CHANNELS running sums (float32), on the stack (`_stack_sums`)."""
         return carray(_stack_sums(), (PIXELS, CHANNELS))
+
+    @njit(cache=True, nogil=True, inline="always")
+    def _running_wide_sums():
+        """The WIDE_PIXELS x WIDE_CHANNELS running sums (float32), on the stack (`_stack_wide_sums`)."""
+        return carray(_stack_wide_sums(), (WIDE_PIXELS, WIDE_CHANNELS))
+
+
+@njit(cache=True, nogil=True)
+def direct(x_padded, kernel2d, y2d, sizes, n0, n1):
+    """The direct loop for kernel2d's 16 or 32 output channels (`_direct16` or `_direct32`, see `usable`)."""
+    if kernel2d.shape[1] == CHANNELS:
+        _direct16(x_padded, kernel2d, y2d, sizes, n0, n1)
+    else:
+        _direct32(x_padded, kernel2d, y2d, sizes, n0, n1)
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
@@ -117,4 +163,43 @@ def _direct16(x_padded, kernel2d, y2d, sizes, n0, n1):
             out = n * pixels + first
             for p in range(PIXELS):
                 for c in range(CHANNELS):
+                    y2d[out + p, c] = sums[p, c]
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+def _direct32(x_padded, kernel2d, y2d, sizes, n0, n1):
+    """`_direct16` for 32 output channels, WIDE_PIXELS (3) pixels at a time: the same sums, in the same order."""
+    ci, kh_size, kw_size, sh, sw, oh_size, ow_size, _, _ = sizes
+    run = kw_size * ci
+    row_length = x_padded.shape[2]
+    pixels = oh_size * ow_size
+    sums = _running_wide_sums()
+    for n in range(n0, n1):
+        image = x_padded[n].ravel()
+        for first in range(0, pixels, WIDE_PIXELS):
+            first = min(first, pixels - WIDE_PIXELS)
+            p0 = (first // ow_size) * sh * row_length + (first % ow_size) * sw * ci
+            p1 = ((first + 1) // ow_size) * sh * row_length + ((first + 1) % ow_size) * sw * ci
+            p2 = ((first + 2) // ow_size) * sh * row_length + ((first + 2) % ow_size) * sw * ci
+            for c in range(WIDE_CHANNELS):
+                sums[0, c] = 0.0
+                sums[1, c] = 0.0
+                sums[2, c] = 0.0
+            for kh in range(kh_size):
+                start = kh * row_length
+                run0 = image[p0 + start : p0 + start + run]
+                run1 = image[p1 + start : p1 + start + run]
+                run2 = image[p2 + start : p2 + start + run]
+                weights = kernel2d[kh * run : (kh + 1) * run]
+                for j in range(run):
+                    v0, v1, v2 = run0[j], run1[j], run2[j]
+                    row = weights[j]
+                    for c in range(WIDE_CHANNELS):
+                        w = row[c]
+                        sums[0, c] += v0 * w
+                        sums[1, c] += v1 * w
+                        sums[2, c] += v2 * w
+            out = n * pixels + first
+            for p in range(WIDE_PIXELS):
+                for c in range(WIDE_CHANNELS):
                     y2d[out + p, c] = sums[p, c]

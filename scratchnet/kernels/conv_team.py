@@ -9,8 +9,8 @@ sgemm (`scratchnet.runtime.blas`). Holding no GIL from start to end is what lets
 never straddle two parts and each part sums its own share of dkernel, so every product, and every sum,
 is the same at any thread count: the results are bit-identical. A big forward of fewer images than parts
 (one image, in predict) cuts the images into bands of output rows instead (`_forward_in_bands`), and with
-16 output channels the pieces sum the windows directly (`scratchnet.kernels.conv_direct`) instead of
-copying them for sgemm.
+16 output channels (or 32 over short windows) the pieces sum the windows directly
+(`scratchnet.kernels.conv_direct`) instead of copying them for sgemm.
 
 Nothing is kept from the forward to the backward: chunks are small enough (PIECE_CHUNK_BYTES) that a
 chunk's columns are rebuilt in a core's L2 cache, which costs less than reading a kept matrix back from
@@ -24,7 +24,6 @@ from numba import njit
 from scratchnet.kernels import conv_direct
 from scratchnet.kernels._common import span_bounds
 from scratchnet.kernels.activations import _add_bias_relu_inplace, _bias_block
-from scratchnet.kernels.conv_direct import _direct16
 from scratchnet.kernels.im2col import (
     DX_GATHER,
     DX_NONE,
@@ -44,7 +43,8 @@ from scratchnet.runtime import blas, team, threads
 __all__ = ["backward", "forward"]
 
 DIRECT = True
-"""Convolutions with 16 output channels (and the transposed dx of those with 16 input channels) run the
+"""Convolutions the direct loop can do (16 output channels, or 32 over short windows; the same for the
+transposed dx's input channels: `scratchnet.kernels.conv_direct.usable`) run the
 direct loop of `scratchnet.kernels.conv_direct` instead of columns and sgemm; False always takes the
 columns (for tests and comparisons)."""
 
@@ -86,7 +86,7 @@ def _piece_plan(geometry, dy_sizes, dx_mode, per_chunk, direct):
     (sizes, dy_sizes, per_chunk, cols_t, direct, dx_mode, bounds). sizes are the convolution's
     `loop_sizes()`, dy_sizes those of dy's convolution for DX_TRANSPOSED (else sizes again, when None);
     per_chunk images per chunk; cols_t whether the column matrix is built transposed (COLS_T_MAX_RUN);
-    direct whether the forward (in a backward: the transposed dx) runs `conv_direct._direct16` instead of
+    direct whether the forward (in a backward: the transposed dx) runs `conv_direct.direct` instead of
     columns and sgemm; dx_mode one of `scratchnet.kernels.im2col`'s DX_*; bounds the batch's parts
     (`_part_bounds`)."""
     sizes = geometry.loop_sizes()
@@ -236,7 +236,7 @@ def _forward_piece(sgemm, plan, share, operands, state, post_slot, done_slot, jo
         for c0 in range(n0, n1, per_chunk):  # chunks start afresh in each part: their sizes, and so the
             c1 = min(n1, c0 + per_chunk)    # products' rounding, never depend on the threads
             if direct:
-                _direct16(x_padded, kernel2d, y2d, sizes, c0, c1)
+                conv_direct.direct(x_padded, kernel2d, y2d, sizes, c0, c1)
             else:
                 columns = _columns(sizes, cols_t, x_padded, (c0, c1), buffer)
                 blas.sgemm_rows(sgemm, columns, kernel2d, y2d[c0 * rows : c1 * rows], cols_t, 0.0)
@@ -307,7 +307,7 @@ def _backward_piece(sgemm, plan, share, operands, state, post_slot, done_slot, j
             beta = 0.0 if c0 == n0 else 1.0  # the part's first chunk writes its share, the others add to it
             blas.sgemm_rows(sgemm, columns, dy_rows, dkernel_parts[part], not cols_t, beta)
             if mode == DX_TRANSPOSED and direct:
-                _direct16(dy_padded, flipped, dx_all_rows, dy_sizes, c0, c1)
+                conv_direct.direct(dy_padded, flipped, dx_all_rows, dy_sizes, c0, c1)
             elif mode == DX_TRANSPOSED:
                 dy_cols = dy_cols_buffer[: (c1 - c0) * h * w]
                 _im2col(dy_padded, dy_sizes, c0, c1, dy_cols)
