@@ -72,7 +72,10 @@ def relu_forward(x):
     source = np.ascontiguousarray(x)
     y = np.empty_like(source)
     flat_x, flat_y = source.reshape(-1), y.reshape(-1)
-    _each_span(lambda s: _relu_forward(flat_x[s[0]:s[1]], flat_y[s[0]:s[1]]), _spans(x.size))
+    if x.size < PARALLEL_MIN_SIZE:  # one call, as `_each_span` would make it, without its lambda and list
+        _relu_forward(flat_x, flat_y)
+    else:
+        _each_span(lambda s: _relu_forward(flat_x[s[0]:s[1]], flat_y[s[0]:s[1]]), _spans(x.size))
     return y, x
 
 

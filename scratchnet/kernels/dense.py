@@ -48,10 +48,34 @@ only so fast. deep_mnist's 3136x1024 dense layer on one image: 263 us as one cal
 two threads. Retune with the memory bandwidth one core can draw."""
 
 
+DEPTH_SPLIT_MIN_MACS = 2_000_000
+"""A float32 forward product of at least this many multiply-adds (and fewer than DENSE_PARALLEL_MIN_MACS), whose
+kernel has at least DEPTH_SPLIT_MIN_ROWS rows, is cut in DEPTH_PARTS along its sum (`_depth_forward`).
+
+mlp's 100x784x50 product: 100 us as one sgemm; cut by rows, each piece packs the whole kernel (92 us); cut
+along the sum, each packs half of each operand (64 us). Retune with the hand-over's cost."""
+
+DEPTH_SPLIT_MIN_ROWS = 512
+"""See DEPTH_SPLIT_MIN_MACS: a shorter sum cut in two leaves BLAS too little to do per piece (100x256x128:
+86 us whole, 92 in two)."""
+
+DEPTH_PARTS = 2
+"""The parts of a product cut along its sum: fixed, so that the sums, and their rounding, are the same at any
+thread count."""
+
+
 def dense_forward(x, kernel, bias=None):
     """``y = x @ kernel + bias``: x (N, CI), kernel (CI, CO), bias (CO,) or None -> y (N, CO), cache."""
+    if _small_and_well_formed(x, kernel, bias):  # the reference's arithmetic, without its checks' microseconds
+        with threads.serial_blas():
+            y = x @ kernel
+            if bias is not None:
+                y += bias
+        return y, (x, kernel, bias is not None)
     if _one_row_over_a_big_kernel(x, kernel):
         return _one_row_forward(x, kernel, bias)
+    if _mid_sized_deep_product(x, kernel):
+        return _depth_forward(x, kernel, bias)
     if not _split(x, kernel):
         with threads.serial_blas():
             return reference.dense_forward(x, kernel, bias)
@@ -61,8 +85,7 @@ def dense_forward(x, kernel, bias=None):
     co = kernel.shape[1]
     by_rows = n * ci >= ci * co  # x is the bigger operand: each part takes rows of the batch; else columns
     parts = _forward_parts(n * ci * co)
-    if bias is not None:
-        reference.dense_forward(x[:0], kernel, bias)  # the reference's checks of the bias, on no rows
+    _check_bias(x, kernel, bias)
     if x.dtype == np.float32 and blas.sgemm() is not None:
         y = np.empty((n, co), dtype=x.dtype)
         x, kernel = np.ascontiguousarray(x), np.ascontiguousarray(kernel)
@@ -104,6 +127,21 @@ def _forward_piece(sgemm, operands, plan, share, state, post_slot, done_slot, jo
     team.mark_done(state, post_slot, done_slot, job)
 
 
+def _small_and_well_formed(x, kernel, bias):
+    """True for a product that no other path of `dense_forward` takes (fewer than DEPTH_SPLIT_MIN_MACS
+    multiply-adds, not one row over a big kernel) whose operands need no check and no cast: NumPy arrays of
+    one float dtype, x (N, CI), kernel (CI, CO), bias (CO,) or None."""
+    if type(x) is not np.ndarray or type(kernel) is not np.ndarray or x.ndim != 2 or kernel.ndim != 2:
+        return False
+    n, ci = x.shape
+    co = kernel.shape[1]
+    if kernel.shape[0] != ci or x.dtype != kernel.dtype or x.dtype.kind != "f" or n * ci * co >= DEPTH_SPLIT_MIN_MACS:
+        return False
+    if n == 1 and ci * co >= ONE_ROW_PARALLEL_MIN_WEIGHTS:
+        return False
+    return bias is None or (type(bias) is np.ndarray and bias.shape == (co,) and bias.dtype == x.dtype)
+
+
 def _one_row_over_a_big_kernel(x, kernel):
     """True for one float32 row times a float32 kernel of ONE_ROW_PARALLEL_MIN_WEIGHTS values or more, when
     NumPy's OpenBLAS offers its sgemv."""
@@ -118,8 +156,7 @@ def _one_row_forward(x, kernel, bias):
     """`dense_forward` of one row: the kernel's rows (and x's values) cut into PARTS parts, each read front to
     back by one sgemv into a partial sum of its own; the threads share the parts, and the partial sums are
     added in part order, so the cut and the sums are the same at any thread count."""
-    if bias is not None:
-        reference.dense_forward(x[:0], kernel, bias)  # the reference's checks of the bias, on no rows
+    _check_bias(x, kernel, bias)
     x, kernel = np.ascontiguousarray(x), np.ascontiguousarray(kernel)
     spans = threads.part_spans(kernel.shape[0])
     bounds = span_bounds(spans)
@@ -128,19 +165,79 @@ def _one_row_forward(x, kernel, bias):
     threads.run_pieces([(_one_row_piece, (blas.sgemv(), (x[0], kernel, partial), bounds, share))
                         for share in shares])
     y = np.empty((1, kernel.shape[1]), dtype=x.dtype)
-    _add_parts(partial, np.empty(0, dtype=x.dtype) if bias is None else np.asarray(bias, dtype=x.dtype), y[0])
+    _add_parts(partial.reshape(len(spans), 1, -1), _bias_or_empty(bias, x.dtype), y)
     return y, (x, kernel, bias is not None)
+
+
+def _check_bias(x, kernel, bias):
+    """Raise the reference's error for a bias that is not a float vector of CO values (None passes)."""
+    if bias is None:
+        return
+    shape, kind = getattr(bias, "shape", None), getattr(getattr(bias, "dtype", None), "kind", "")
+    if shape != (kernel.shape[1],) or kind != "f":
+        reference.dense_forward(x[:0], kernel, bias)  # the reference's checks, on no rows: it raises
+
+
+def _bias_or_empty(bias, dtype):
+    """The bias in `dtype` for `_add_parts`, or an empty array for none."""
+    return np.empty(0, dtype=dtype) if bias is None else np.asarray(bias, dtype=dtype)
 
 
 @njit(cache=True, nogil=True)
 def _add_parts(partial, bias, y):
-    """y = partial[0] + partial[1] + ... in part order, then + bias (when not empty): one call, where as many
-    NumPy additions would cost a microsecond or two each."""
-    for c in range(y.size):
-        total = partial[0, c]
-        for part in range(1, partial.shape[0]):
-            total += partial[part, c]
-        y[c] = total + bias[c] if bias.size else total
+    """y = partial[0] + partial[1] + ... in part order, then + bias (when not empty): partial (parts, N, CO),
+    y (N, CO). One call, where as many NumPy additions would cost a microsecond or two each."""
+    flat_y = y.reshape(-1)  # whole-array loops, which LLVM vectorises (rows of CO values are too short)
+    flat_partial = partial.reshape(partial.shape[0], -1)
+    for i in range(flat_y.size):
+        flat_y[i] = flat_partial[0, i]
+    for part in range(1, partial.shape[0]):
+        for i in range(flat_y.size):
+            flat_y[i] += flat_partial[part, i]
+    if bias.size:
+        for r in range(y.shape[0]):
+            for c in range(y.shape[1]):
+                y[r, c] += bias[c]
+
+
+def _mid_sized_deep_product(x, kernel):
+    """True for a float32 product that `_depth_forward` serves (DEPTH_SPLIT_MIN_MACS), when NumPy's OpenBLAS
+    offers its sgemm."""
+    shape_x, shape_k = getattr(x, "shape", ()), getattr(kernel, "shape", ())
+    if len(shape_x) != 2 or len(shape_k) != 2 or shape_x[1] != shape_k[0] or shape_k[0] < DEPTH_SPLIT_MIN_ROWS:
+        return False
+    macs = shape_x[0] * shape_x[1] * shape_k[1]
+    return (DEPTH_SPLIT_MIN_MACS <= macs < DENSE_PARALLEL_MIN_MACS and getattr(x, "dtype", None) == np.float32
+            and getattr(kernel, "dtype", None) == np.float32 and blas.sgemm() is not None)
+
+
+def _depth_forward(x, kernel, bias):
+    """`dense_forward` cut along the sum: x's columns and the kernel's rows in DEPTH_PARTS parts, each part's
+    product one sgemm into a partial sum of its own (`_depth_piece`); the threads share the parts, and the
+    partial sums are added in part order, then the bias, so the cut and the sums are the same at any thread
+    count."""
+    _check_bias(x, kernel, bias)
+    x, kernel = np.ascontiguousarray(x), np.ascontiguousarray(kernel)
+    spans = threads.spans(kernel.shape[0], DEPTH_PARTS)
+    partial = np.empty((len(spans), x.shape[0], kernel.shape[1]), dtype=x.dtype)
+    shares = threads.spans(len(spans), threads.num_threads())
+    threads.run_pieces([(_depth_piece, (blas.sgemm(), (x, kernel, partial), span_bounds(spans), share))
+                        for share in shares])
+    y = np.empty((x.shape[0], kernel.shape[1]), dtype=x.dtype)
+    _add_parts(partial, _bias_or_empty(bias, x.dtype), y)
+    return y, (x, kernel, bias is not None)
+
+
+@njit(cache=True, nogil=True)
+def _depth_piece(sgemm, operands, bounds, share, state, post_slot, done_slot, job):
+    """Parts share[0]..share[1]-1 of x @ kernel cut along the sum: operands (x (N, CI), kernel (CI, CO), partial
+    (parts, N, CO)); partial[p] = x[:, rows] @ kernel[rows] for the rows bounds[p]..bounds[p+1]-1, one sgemm.
+    A piece of `scratchnet.runtime.team`."""
+    team.post_done(state, post_slot, job)
+    x, kernel, partial = operands
+    for part in range(share[0], share[1]):
+        blas.sgemm_depth(sgemm, x, kernel, partial[part], bounds[part], bounds[part + 1])
+    team.mark_done(state, post_slot, done_slot, job)
 
 
 @njit(cache=True, nogil=True)

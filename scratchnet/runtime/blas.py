@@ -1,4 +1,4 @@
-"""BLAS's sgemm (and sgemv), callable from numba code: NumPy's own OpenBLAS through ctypes, no SciPy needed.
+"""BLAS's sgemm (and sgemv), callable from numba code: NumPy's own OpenBLAS, no SciPy needed.
 
 A convolution chunk that copies its windows (numba) and then multiplies them (``np.matmul``) goes back to
 Python between the two, and takes the GIL there. With sgemm called from inside the numba kernel, a whole
@@ -6,21 +6,27 @@ chunk is ONE call that holds no GIL from start to end, which is what lets `scrat
 chunks to a worker thread without the two threads queueing for the GIL.
 
 NumPy's wheels ship OpenBLAS built for 64-bit integers with the symbols renamed
-(``scipy_cblas_sgemm64_``); threadpoolctl tells us which library file NumPy loaded. A NumPy built against
-another BLAS has no such symbol: `sgemm()` is then None and the kernels keep to ``np.matmul``.
+(``scipy_cblas_sgemm64_``); threadpoolctl tells us which library file NumPy loaded, and ctypes finds the
+function's address in it. A NumPy built against another BLAS has no such symbol: `sgemm()` is then None and
+the kernels keep to ``np.matmul``.
 
-The ctypes function is handed to the numba kernels as an ARGUMENT (numba types it as a function pointer).
-Compiled into a kernel as a global it would be a fixed address, and numba refuses to cache such kernels.
+The address is handed to the numba kernels as an ARGUMENT, a plain integer, and called through
+`_call_sgemm` / `_call_sgemv`, intrinsics that turn it into a function pointer of cblas's signature. Compiled into a
+kernel as a constant it would be a fixed address, and numba refuses to cache such kernels; handed over as a
+ctypes function, numba would convert it (``ctypes.cast``) on every call, a microsecond or more each time a
+piece starts.
 """
 from __future__ import annotations
 
 import ctypes
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
-__all__ = ["AS_IS", "NO_TRANS", "ROW_MAJOR", "TRANS", "sgemm", "sgemm_columns", "sgemm_rows", "sgemv",
-           "sgemv_rows"]
+__all__ = ["AS_IS", "NO_TRANS", "ROW_MAJOR", "TRANS", "sgemm", "sgemm_columns", "sgemm_depth", "sgemm_rows",
+           "sgemv", "sgemv_rows"]
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 """CBLAS's enum values (cblas.h): CblasRowMajor, CblasNoTrans, CblasTrans."""
@@ -40,35 +46,30 @@ _functions = {}  # "sgemm" / "sgemv" -> the ctypes function or None, once looked
 
 
 def sgemm():
-    """cblas_sgemm of the OpenBLAS NumPy uses, as a ctypes function, or None if there is none to be had.
+    """The address of cblas_sgemm in the OpenBLAS NumPy uses (an int, for `sgemm_rows` and its kin), or None if
+    there is none to be had. Looked up once per process.
 
-    Arguments: order, trans_a, trans_b (C ints), m, n, k (int64), alpha (float), a (pointer), lda (int64),
-    b, ldb, beta, c, ldc. Looked up once per process.
+    cblas_sgemm's arguments: order, trans_a, trans_b (C ints), m, n, k (int64), alpha (float), a (pointer),
+    lda (int64), b, ldb, beta, c, ldc.
     """
     if "sgemm" not in _functions:
-        integer, pointer = ctypes.c_int64, ctypes.c_void_p
-        _functions["sgemm"] = _find(SYMBOLS, [ctypes.c_int, ctypes.c_int, ctypes.c_int, integer, integer, integer,
-                                              ctypes.c_float, pointer, integer, pointer, integer,
-                                              ctypes.c_float, pointer, integer])
+        _functions["sgemm"] = _find(SYMBOLS)
     return _functions["sgemm"]
 
 
 def sgemv():
-    """cblas_sgemv of the OpenBLAS NumPy uses, as a ctypes function, or None (as `sgemm`).
+    """The address of cblas_sgemv in the OpenBLAS NumPy uses, or None (as `sgemm`).
 
-    Arguments: order, trans (C ints), m, n (int64), alpha (float), a (pointer), lda (int64), x (pointer),
-    incx (int64), beta (float), y (pointer), incy (int64).
+    cblas_sgemv's arguments: order, trans (C ints), m, n (int64), alpha (float), a (pointer), lda (int64),
+    x (pointer), incx (int64), beta (float), y (pointer), incy (int64).
     """
     if "sgemv" not in _functions:
-        integer, pointer = ctypes.c_int64, ctypes.c_void_p
-        _functions["sgemv"] = _find(GEMV_SYMBOLS, [ctypes.c_int, ctypes.c_int, integer, integer, ctypes.c_float,
-                                                   pointer, integer, pointer, integer, ctypes.c_float, pointer,
-                                                   integer])
+        _functions["sgemv"] = _find(GEMV_SYMBOLS)
     return _functions["sgemv"]
 
 
-def _find(symbols, argtypes):
-    """The first of `symbols` in the OpenBLAS NumPy loaded, typed with `argtypes`; None if none is there."""
+def _find(symbols):
+    """The address of the first of `symbols` in the OpenBLAS NumPy loaded; None if none is there."""
     from threadpoolctl import ThreadpoolController
 
     np.ones((2, 2)) @ np.ones((2, 2))  # NumPy loads its BLAS lazily on some builds
@@ -80,10 +81,83 @@ def _find(symbols, argtypes):
         for symbol in symbols:
             function = getattr(handle, symbol, None)
             if function is not None:
-                function.argtypes = argtypes
-                function.restype = None
-                return function
+                return ctypes.cast(function, ctypes.c_void_p).value
     return None
+
+
+def _function_pointer(builder, address, argument_types):
+    """LLVM IR: the int64 `address` as a pointer to a C function of `argument_types` that returns nothing."""
+    return builder.inttoptr(address, ir.FunctionType(ir.VoidType(), argument_types).as_pointer())
+
+
+def _c_arguments(builder, integers, scalars, kinds):
+    """LLVM IR values for a C call: `kinds` is a string with one letter per argument, "i" a C int (the next of
+    the int64 tuple `integers`, truncated), "l" an int64 (the next of them), "p" a pointer (the next of them,
+    an address), "f" a float (the next of the float32 tuple `scalars`). Returns (types, values)."""
+    i32, i64, f32, pointer = ir.IntType(32), ir.IntType(64), ir.FloatType(), ir.IntType(8).as_pointer()
+    argument_types, values, next_integer, next_scalar = [], [], 0, 0
+    for kind in kinds:
+        if kind == "f":
+            argument_types.append(f32)
+            values.append(builder.extract_value(scalars, next_scalar))
+            next_scalar += 1
+            continue
+        value = builder.extract_value(integers, next_integer)
+        next_integer += 1
+        if kind == "i":
+            argument_types.append(i32)
+            values.append(builder.trunc(value, i32))
+        elif kind == "p":
+            argument_types.append(pointer)
+            values.append(builder.inttoptr(value, pointer))
+        else:
+            argument_types.append(i64)
+            values.append(value)
+    return argument_types, values
+
+
+SGEMM_ARGUMENTS = "iiilllfplplfpl"
+"""cblas_sgemm's arguments for `_c_arguments`: order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c,
+ldc (64-bit integers: the OpenBLAS of SYMBOLS)."""
+
+SGEMV_ARGUMENTS = "iillfplplfpl"
+"""cblas_sgemv's: order, trans, m, n, alpha, a, lda, x, incx, beta, y, incy."""
+
+
+def _blas_intrinsic(kinds, integer_count):
+    """An intrinsic ``call(address, integers, scalars)`` that calls the C function at `address` (int64) with the
+    arguments `kinds` (`_c_arguments`) taken from `integers` (a tuple of `integer_count` int64) and `scalars`
+    (a tuple of two float32)."""
+
+    @intrinsic
+    def call(typingctx, address, integers, scalars):
+        def codegen(context, builder, signature, args):
+            address, integers, scalars = args
+            argument_types, values = _c_arguments(builder, integers, scalars, kinds)
+            builder.call(_function_pointer(builder, address, argument_types), values)
+            return context.get_dummy_value()
+
+        signature = types.none(types.int64, types.UniTuple(types.int64, integer_count),
+                               types.UniTuple(types.float32, 2))
+        return signature, codegen
+
+    return call
+
+
+_call_sgemm = _blas_intrinsic(SGEMM_ARGUMENTS, 12)
+_call_sgemv = _blas_intrinsic(SGEMV_ARGUMENTS, 10)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sgemm_call(sgemm, trans_a, sizes, a, b, c, leading, beta):
+    """cblas_sgemm(row-major, trans_a or not, no trans, m, n, k, 1, a, lda, b, ldb, beta, c, ldc) at the address
+    `sgemm`: sizes (m, n, k), leading (lda, ldb, ldc), the arrays passed by their data addresses."""
+    m, n, k = sizes
+    lda, ldb, ldc = leading
+    integers = (np.int64(ROW_MAJOR), np.int64(TRANS if trans_a else NO_TRANS), np.int64(NO_TRANS), np.int64(m),
+                np.int64(n), np.int64(k), np.int64(a.ctypes.data), np.int64(lda), np.int64(b.ctypes.data),
+                np.int64(ldb), np.int64(c.ctypes.data), np.int64(ldc))
+    _call_sgemm(np.int64(sgemm), integers, (np.float32(1.0), np.float32(beta)))
 
 
 @njit(cache=True, nogil=True)
@@ -103,9 +177,8 @@ def sgemm_rows(sgemm, a, b, c, trans_a, beta):
                 c[i, j] = 0.0 if beta == 0.0 else beta * c[i, j]
         return
     # Leading dimensions: the row strides in elements (a one-row view may report any stride).
-    sgemm(ROW_MAJOR, TRANS if trans_a else NO_TRANS, NO_TRANS, m, n, k, 1.0,
-          a.ctypes, max(a.shape[1], a.strides[0] // 4), b.ctypes, max(b.shape[1], b.strides[0] // 4),
-          beta, c.ctypes, max(n, c.strides[0] // 4))
+    leading = (max(a.shape[1], a.strides[0] // 4), max(b.shape[1], b.strides[0] // 4), max(n, c.strides[0] // 4))
+    _sgemm_call(sgemm, trans_a, (m, n, k), a, b, c, leading, beta)
 
 
 @njit(cache=True, nogil=True)
@@ -123,8 +196,21 @@ def sgemm_columns(sgemm, a, b, c, start, stop):
     if k == 0:
         c_part[:, :] = 0.0
         return
-    sgemm(ROW_MAJOR, NO_TRANS, NO_TRANS, m, n, k, 1.0, a.ctypes, k, b_part.ctypes, b.shape[1], 0.0,
-          c_part.ctypes, c.shape[1])
+    _sgemm_call(sgemm, False, (m, n, k), a, b_part, c_part, (k, b.shape[1], c.shape[1]), 0.0)
+
+
+@njit(cache=True, nogil=True)
+def sgemm_depth(sgemm, a, b, c, start, stop):
+    """c = a[:, start:stop] @ b[start:stop] for C-contiguous 2-D float32 a (M, K), b (K, N), c (M, N): the part
+    start..stop-1 of the sum over K (as `sgemm_columns`, the slices stay inside)."""
+    m, n = c.shape
+    if m == 0 or n == 0:
+        return
+    if stop == start:
+        c[:, :] = 0.0
+        return
+    a_part, b_part = a[:, start:stop], b[start:stop]
+    _sgemm_call(sgemm, False, (m, n, stop - start), a_part, b_part, c, (a.shape[1], n, n), 0.0)
 
 
 @njit(cache=True, nogil=True)
@@ -138,4 +224,6 @@ def sgemv_rows(sgemv, x, b, y, start, stop):
         y[:] = 0.0
         return
     b_part, x_part = b[start:stop], x[start:stop]
-    sgemv(ROW_MAJOR, TRANS, stop - start, n, 1.0, b_part.ctypes, n, x_part.ctypes, 1, 0.0, y.ctypes, 1)
+    integers = (np.int64(ROW_MAJOR), np.int64(TRANS), np.int64(stop - start), np.int64(n), np.int64(b_part.ctypes.data),
+                np.int64(n), np.int64(x_part.ctypes.data), np.int64(1), np.int64(y.ctypes.data), np.int64(1))
+    _call_sgemv(np.int64(sgemv), integers, (np.float32(1.0), np.float32(0.0)))
