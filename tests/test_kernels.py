@@ -291,6 +291,84 @@ def test_dense_forward_of_one_row_over_a_big_kernel_matches_reference_at_any_thr
         kernels.dense_forward(x, kernel, bias[:3])
 
 
+@pytest.mark.parametrize("shape, columns", [((7, 9, 5), (2, 6)), ((1, 4, 3), (0, 4)), ((3, 5, 4), (2, 2))])
+def test_sgemm_depth_sums_that_part_of_the_product(shape, columns):
+    """blas.sgemm_depth: c = a[:, start:stop] @ b[start:stop], an empty part giving zeros."""
+    from scratchnet.runtime import blas
+
+    m, k, n = shape
+    start, stop = columns
+    rng = np.random.default_rng(m + k + n)
+    a, b = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
+    c = np.full((m, n), np.nan, dtype=np.float32)
+    blas.sgemm_depth(blas.sgemm(), a, b, c, start, stop)
+    np.testing.assert_allclose(c, a[:, start:stop] @ b[start:stop], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("threads_used", [1, 2])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_dense_forward_cut_along_its_sum_matches_reference_at_any_thread_count(monkeypatch, threads_used,
+                                                                              with_bias):
+    """A mid-sized product with a long sum (thresholds lowered): DEPTH_PARTS sgemm pieces along the sum, partial
+    sums added in order, then the bias: the reference's values, the same bits at one and two threads."""
+    from scratchnet.kernels import dense as kdense
+    from scratchnet.runtime import blas
+
+    monkeypatch.setattr(kdense, "DEPTH_SPLIT_MIN_MACS", 1000)
+    monkeypatch.setattr(kdense, "DEPTH_SPLIT_MIN_ROWS", 40)
+    rng = np.random.default_rng(6)
+    x, kernel = rng.standard_normal((13, 57)).astype(np.float32), rng.standard_normal((57, 11)).astype(np.float32)
+    bias = rng.standard_normal(11).astype(np.float32) if with_bias else None
+    assert kdense._mid_sized_deep_product(x, kernel) == (blas.sgemm() is not None)
+    assert not kdense._mid_sized_deep_product(x[:, :30], kernel[:30])  # a sum shorter than DEPTH_SPLIT_MIN_ROWS
+    assert not kdense._mid_sized_deep_product(x.astype(np.float64), kernel.astype(np.float64))
+    previous = threads.num_threads()
+    try:
+        results = []
+        for count in (1, threads_used):
+            threads.configure(num_threads=count)
+            results.append(kernels.dense_forward(x, kernel, bias)[0])
+    finally:
+        threads.configure(num_threads=previous)
+    assert_matches_reference(results[0], ops.dense_forward(x, kernel, bias)[0])
+    np.testing.assert_array_equal(results[0], results[1])
+    if with_bias:
+        with pytest.raises(ValueError, match="bias"):
+            kernels.dense_forward(x, kernel, bias[:3])
+
+
+@pytest.mark.parametrize("operands", ["float64", "kernel float64", "bias float64", "list x", "bias too short"])
+def test_dense_forward_of_operands_that_need_casts_or_checks_matches_reference(operands):
+    """Operands the small path does not take as they are (another dtype, a list, a wrong bias) go through the
+    reference's casts and checks: the same values, the same errors."""
+    from scratchnet.kernels import dense as kdense
+
+    rng = np.random.default_rng(7)
+    x, kernel = rng.standard_normal((5, 6)).astype(np.float32), rng.standard_normal((6, 4)).astype(np.float32)
+    bias = rng.standard_normal(4).astype(np.float32)
+    assert kdense._small_and_well_formed(x, kernel, bias)
+    if operands == "float64":
+        x, kernel, bias = x.astype(np.float64), kernel.astype(np.float64), bias.astype(np.float64)
+        assert kdense._small_and_well_formed(x, kernel, bias)
+    elif operands == "kernel float64":
+        kernel = kernel.astype(np.float64)
+    elif operands == "bias float64":
+        bias = bias.astype(np.float64)
+    elif operands == "list x":
+        x = x.tolist()
+    else:
+        bias = bias[:3]
+        assert not kdense._small_and_well_formed(x, kernel, bias)
+        for dense_forward in (kernels.dense_forward, ops.dense_forward):
+            with pytest.raises(ValueError, match="bias"):
+                dense_forward(x, kernel, bias)
+        return
+    y = kernels.dense_forward(x, kernel, bias)[0]
+    y_ref = ops.dense_forward(x, kernel, bias)[0]
+    assert y.dtype == y_ref.dtype
+    np.testing.assert_array_equal(y, y_ref)
+
+
 def test_conv2d_kernel_outputs_survive_later_calls():
     """Work buffers are reused, but nothing handed out (outputs, caches) is overwritten by a later call."""
     rng = np.random.default_rng(3)
