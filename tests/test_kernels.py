@@ -939,7 +939,7 @@ def _backward_with_spy(monkeypatch, dy, make_cache):
     return result, len(calls)
 
 
-@pytest.mark.parametrize("hold", [None, "name", "view"])
+@pytest.mark.parametrize("hold", [None, "name", "view", "a worker's last piece"])
 def test_conv2d_bias_relu_backward_writes_over_its_output_only_when_nobody_else_holds_it(monkeypatch, hold):
     """Inside a training step the output is only the cache's, so relu's gradient takes its memory; an output
     still held by a name or through a view is never written, and the gradients are the same either way."""
@@ -956,10 +956,19 @@ def test_conv2d_bias_relu_backward_writes_over_its_output_only_when_nobody_else_
             outputs.append((y, y.copy()))
         elif hold == "view":
             outputs.append((y[:, 1:], y[:, 1:].copy()))
+        elif hold == "a worker's last piece":  # a next VALID conv on two threads: its pieces read y unpadded
+            threads.configure(num_threads=2)
+            monkeypatch.setattr(kteam, "TEAM_MIN_MACS", 0)
+            kernels.conv2d_backward(dy[:, 1:-1, 1:-1], kernels.conv2d_forward(y, kernel[:, :, :1].repeat(4, 2),
+                                                                               1, "valid")[1])
         return cache
 
-    got, writes = _backward_with_spy(monkeypatch, dy, make_cache)
-    assert writes == (1 if hold is None else 0)
+    previous = threads.num_threads()
+    try:
+        got, writes = _backward_with_spy(monkeypatch, dy, make_cache)
+    finally:
+        threads.configure(num_threads=previous)
+    assert writes == (0 if hold in ("name", "view") else 1)
     for held, before in outputs:
         np.testing.assert_array_equal(held, before)
     _, cache_ref = ops.conv2d_bias_relu_forward(x, kernel, bias, 1, "same")

@@ -148,6 +148,20 @@ def test_team_calls_from_two_python_threads_at_once_all_complete(team):
     assert not errors and not any(thread.is_alive() for thread in callers)
 
 
+def test_release_makes_the_workers_let_go_of_the_last_jobs_arrays(team):
+    """A worker's finished piece holds its arrays until the next job; `release` posts one, of empty pieces."""
+    import sys
+
+    out = np.zeros(64)
+    team.run(_pieces(out, 3))  # the workers' pieces wait inside themselves, still holding `out`
+    held = sys.getrefcount(out)
+    team.release()
+    fresh = np.zeros(1)
+    assert sys.getrefcount(out) < held
+    assert sys.getrefcount(out) == sys.getrefcount(fresh)  # only this test's name holds it now
+    np.testing.assert_array_equal(out, np.arange(64))
+
+
 def test_team_rejects_a_bad_worker_count():
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="`workers` must be a positive integer"):

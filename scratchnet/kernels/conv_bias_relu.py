@@ -14,6 +14,7 @@ import numpy as np
 
 from scratchnet.kernels.activations import bias_add_relu_backward, bias_add_relu_backward_over, bias_add_relu_over
 from scratchnet.kernels.conv import conv2d_backward, conv2d_forward_then_bias_relu
+from scratchnet.runtime import threads
 
 __all__ = ["conv2d_bias_relu_forward", "conv2d_bias_relu_backward"]
 
@@ -50,6 +51,8 @@ def conv2d_bias_relu_backward(dy, cache, need_dx=True):
     """
     conv_cache, y = cache
     del cache
+    if _owns_memory(y) and sys.getrefcount(y) > _SOLE_COUNT:
+        threads.release_pieces()  # the worker of the next layer's backward may still hold y as its input
     if _owns_memory(y) and sys.getrefcount(y) <= _SOLE_COUNT:  # nobody else can read y: it takes relu's gradient
         dz, dbias = bias_add_relu_backward_over(dy, y)
     else:

@@ -192,6 +192,13 @@ def _wait_all(state, job, rounds, yield_):
     return False
 
 
+@njit(cache=True, nogil=True)
+def _empty_piece(state, post_slot, done_slot, job):
+    """A piece that does nothing (`Team.release`)."""
+    post_done(state, post_slot, job)
+    mark_done(state, post_slot, done_slot, job)
+
+
 def run_here(pieces) -> None:
     """Run the pieces one after the other on the calling thread, outside any team."""
     for function, args in pieces:
@@ -325,6 +332,13 @@ class Team:
             function(*args, self.state, -1, 1 + w, job)
         else:
             self.state[1 + w] = job
+
+    def release(self) -> None:
+        """Make the workers let go of the last job's arrays now: a worker's piece holds its arguments until the
+        next job is posted or its wait inside runs out (up to ~1 ms), so post one, of empty pieces. Costs a
+        round of the team (microseconds); does nothing before the threads have started."""
+        if self._threads:
+            self.run([(_empty_piece, ())] * (self.workers + 1))
 
     def stop(self) -> None:
         """Stop the workers (waking sleeping ones) and wait for them; later calls run on the caller."""

@@ -39,7 +39,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 __all__ = ["PARTS", "available_cores", "configure", "ensure_configured", "info", "num_threads", "parallel_map",
-           "part_spans", "run_pieces", "serial_blas", "spans", "team"]
+           "part_spans", "release_pieces", "run_pieces", "serial_blas", "spans", "team"]
 
 PARTS = 8
 """Work whose result depends on where it is cut is cut into this many parts (fewer only when it has fewer
@@ -186,6 +186,13 @@ def team():
 
         _team = Team(count - 1)
     return _team
+
+
+def release_pieces() -> None:
+    """Have the worker threads drop the arrays of their last pieces now (`scratchnet.runtime.team.Team.release`),
+    so that a reference count tells who else holds an array; nothing to do without a team."""
+    if _team is not None:
+        _team.release()
 
 
 def run_pieces(pieces) -> None:
