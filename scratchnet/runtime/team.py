@@ -287,11 +287,12 @@ class Team:
         if self._threads:
             return
         self.state[:] = self._job
-        # numba compiles (or loads) the waits here, looking zero times: otherwise a cold cache would compile
-        # _wait_all whenever the caller first has to wait, maybe in the middle of a training run.
+        # numba compiles (or loads) the waits here, looking zero times, and release's piece: otherwise a cold
+        # cache would compile them whenever first needed, maybe in the middle of a training run.
         _spin(self.state, self._job, 0, self._yield)
         _wait_all(self.state, self._job, 0, self._yield)
         _finished(self.state, self._job)
+        _empty_piece(self.state, -1, -1, self._job)  # `release`'s piece, which does nothing outside a team
         for w in range(self.workers):
             thread = threading.Thread(target=self._work, args=(w,), name=f"scratchnet-team-{w}", daemon=True)
             thread.start()
