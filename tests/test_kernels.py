@@ -850,9 +850,11 @@ def test_sigmoid_and_softmax_kernels_equal_reference(name, shape, dtype):
     y_ref, cache_ref = getattr(ops, name)(x)
     assert_matches_reference(y, y_ref)
     assert cache is y and y.dtype == dtype and np.all(np.isfinite(y))
-    x_nan = x.copy()
-    x_nan.reshape(-1)[-1] = np.nan
-    np.testing.assert_array_equal(np.isnan(getattr(kernels, name)(x_nan)[0]), np.isnan(getattr(ops, name)(x_nan)[0]))
+    for position in (0, -1):  # a NaN first in its row and last
+        x_nan = x.copy()
+        x_nan.reshape(-1)[position] = np.nan
+        np.testing.assert_array_equal(np.isnan(getattr(kernels, name)(x_nan)[0]),
+                                      np.isnan(getattr(ops, name)(x_nan)[0]))
 
 
 @pytest.mark.parametrize("x", [np.zeros((0, 10), np.float32), np.ones((4, 0)), np.float32(2.0),
