@@ -22,7 +22,7 @@ import ctypes
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import config, njit, types
 from numba.extending import intrinsic
 
 __all__ = ["AS_IS", "NO_TRANS", "ROW_MAJOR", "TRANS", "sgemm", "sgemm_columns", "sgemm_depth", "sgemm_rows",
@@ -144,8 +144,22 @@ def _blas_intrinsic(kinds, integer_count):
     return call
 
 
-_call_sgemm = _blas_intrinsic(SGEMM_ARGUMENTS, 12)
-_call_sgemv = _blas_intrinsic(SGEMV_ARGUMENTS, 10)
+def _ctypes_call(kinds):
+    """The same call as `_blas_intrinsic`'s, through ctypes, for plain Python (NUMBA_DISABLE_JIT=1)."""
+    c_types = {"i": ctypes.c_int, "l": ctypes.c_int64, "p": ctypes.c_void_p, "f": ctypes.c_float}
+    prototype = ctypes.CFUNCTYPE(None, *(c_types[kind] for kind in kinds))
+
+    def call(address, integers, scalars):
+        integers, scalars = iter(integers), iter(scalars)
+        prototype(int(address))(*(float(next(scalars)) if kind == "f" else int(next(integers)) for kind in kinds))
+
+    return call
+
+
+if config.DISABLE_JIT:  # no intrinsics in plain Python
+    _call_sgemm, _call_sgemv = _ctypes_call(SGEMM_ARGUMENTS), _ctypes_call(SGEMV_ARGUMENTS)
+else:
+    _call_sgemm, _call_sgemv = _blas_intrinsic(SGEMM_ARGUMENTS, 12), _blas_intrinsic(SGEMV_ARGUMENTS, 10)
 
 
 @njit(cache=True, nogil=True, inline="always")
