@@ -369,6 +369,32 @@ def test_dense_forward_of_operands_that_need_casts_or_checks_matches_reference(o
     np.testing.assert_array_equal(y, y_ref)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads_used", [1, 2])
+@pytest.mark.parametrize("shape, kernel_shape, padding", [((5, 7, 6, 3), (3, 4, 3, 2), "same"),
+                                                          ((3, 9, 9, 16), (5, 5, 16, 4), "same"),
+                                                          ((2, 5, 5, 2), (2, 2, 2, 1), "valid")])
+def test_padded_by_the_team_equals_numpys_padding(monkeypatch, shape, kernel_shape, padding, threads_used, dtype):
+    """`im2col.padded` on the team (PAD_PARALLEL_MIN_SIZE lowered) writes every value: zeros around the images."""
+    from scratchnet.kernels import im2col
+
+    x = np.random.default_rng(8).standard_normal(shape).astype(dtype)
+    geometry = im2col.conv_geometry(x.shape, kernel_shape, (1, 1), padding)
+    g = geometry
+    want = np.pad(x, ((0, 0), (g.pad_top, g.pad_bottom), (g.pad_left, g.pad_right), (0, 0)))
+    want = want.reshape(want.shape[0], want.shape[1], want.shape[2] * want.shape[3])
+    previous = threads.num_threads()
+    try:
+        threads.configure(num_threads=threads_used)
+        for minimum in (10**12, 1):
+            monkeypatch.setattr(im2col, "PAD_PARALLEL_MIN_SIZE", minimum)
+            got = im2col.padded(x, geometry)
+            assert got.dtype == x.dtype
+            np.testing.assert_array_equal(got, want)
+    finally:
+        threads.configure(num_threads=previous)
+
+
 def test_conv2d_kernel_outputs_survive_later_calls():
     """Work buffers are reused, but nothing handed out (outputs, caches) is overwritten by a later call."""
     rng = np.random.default_rng(3)
