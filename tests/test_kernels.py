@@ -685,11 +685,13 @@ def test_relu_kernels_equal_reference_with_zeros_and_nan(shape, dtype, elementwi
 
 @pytest.fixture(params=["whole", "sliced_over_threads"])
 def elementwise_slicing(request, monkeypatch):
-    """Run the elementwise kernels whole, then cut into slices on two worker threads."""
+    """Run the elementwise kernels whole, then cut into slices on two worker threads (the team's pieces and
+    `parallel_map`'s)."""
     if request.param == "whole":
         yield
         return
     monkeypatch.setattr(kact, "PARALLEL_MIN_SIZE", 1)
+    monkeypatch.setattr(kact, "TEAM_MIN_SIZE", 1)
     previous = threads.num_threads()
     threads.configure(num_threads=2)
     yield
