@@ -19,6 +19,8 @@ alone: the same pieces, and the same values, at any thread count (at one thread 
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import njit
 
@@ -218,14 +220,20 @@ def _depth_forward(x, kernel, bias):
     count."""
     _check_bias(x, kernel, bias)
     x, kernel = np.ascontiguousarray(x), np.ascontiguousarray(kernel)
-    spans = threads.spans(kernel.shape[0], DEPTH_PARTS)
-    partial = np.empty((len(spans), x.shape[0], kernel.shape[1]), dtype=x.dtype)
-    shares = threads.spans(len(spans), threads.num_threads())
-    threads.run_pieces([(_depth_piece, (blas.sgemm(), (x, kernel, partial), span_bounds(spans), share))
-                        for share in shares])
+    bounds, shares = _depth_cut(kernel.shape[0], threads.num_threads())
+    partial = np.empty((bounds.size - 1, x.shape[0], kernel.shape[1]), dtype=x.dtype)
+    threads.run_pieces([(_depth_piece, (blas.sgemm(), (x, kernel, partial), bounds, share)) for share in shares])
     y = np.empty((x.shape[0], kernel.shape[1]), dtype=x.dtype)
     _add_parts(partial, _bias_or_empty(bias, x.dtype), y)
     return y, (x, kernel, bias is not None)
+
+
+@functools.lru_cache(maxsize=64)  # a model's few layers, called batch after batch
+def _depth_cut(rows, thread_count):
+    """(bounds, shares) of `_depth_forward` for a kernel of `rows` rows: where its DEPTH_PARTS parts start (an
+    int64 array that nothing writes to), and each thread's (first, stop) parts."""
+    spans = threads.spans(rows, DEPTH_PARTS)
+    return span_bounds(spans), tuple(threads.spans(len(spans), thread_count))
 
 
 @njit(cache=True, nogil=True)
