@@ -166,7 +166,8 @@ def test_conv2d_direct_loop_matches_reference(monkeypatch, shape, spread):
     chunks."""
     n, h, w, ci, co, kh, kw, strides, padding = shape
     used = []
-    monkeypatch.setattr(kdirect, "usable", lambda g, c, usable=kdirect.usable: used.append(usable(g, c)) or used[-1])
+    monkeypatch.setattr(kdirect, "usable",
+                        lambda g, c, *wide, usable=kdirect.usable: used.append(usable(g, c, *wide)) or used[-1])
     previous = threads.num_threads()
     if spread != "one thread":
         monkeypatch.setattr(kteam, "TEAM_MIN_MACS", 0)
@@ -189,8 +190,8 @@ def test_conv2d_direct_loop_matches_reference(monkeypatch, shape, spread):
     assert used[0] == (pixels >= 4 and (co == 16 or (co == 32 and kh * kw * ci <= kdirect.WIDE_MAX_WINDOW)))
     transposed = strides == 1 and co <= ci
     assert len(used) == 1 + transposed
-    if transposed:
-        assert used[1] == (h * w >= 4 and (ci == 16 or (ci == 32 and kh * kw * co <= kdirect.WIDE_MAX_WINDOW)))
+    if transposed:  # the transposed dx takes the direct loop with 16 input channels only
+        assert used[1] == (ci == 16 and h * w >= kdirect.PIXELS)
 
 
 @pytest.mark.parametrize("shape", [(1, 14, 14, 32, 64, 5, 5, 1, "same"), (2, 13, 11, 4, 24, 3, 3, 2, "same"),

@@ -14,8 +14,8 @@ loaded and multiplied into pixels x channels running sums, which stay in CPU reg
 window, written out once at the end: 4 x 16 (eight AVX registers, `_direct16`) or 3 x 32 (twelve,
 `_direct32`). The loop order is the textbook sum's; only the grouping of pixels is the machine's.
 
-`scratchnet.kernels.conv_team` calls `direct` for the chunks of a forward convolution the loop can do
-(`usable`), and for the transposed dx of one whose input channels it can (a forward convolution of dy).
+`scratchnet.kernels.conv_team` calls these loops for the chunks of a forward convolution they can do
+(`usable`), and `_direct16` for the transposed dx of one with 16 input channels (a forward convolution of dy).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from llvmlite import ir
 from numba import carray, config, njit, types
 from numba.extending import intrinsic
 
-__all__ = ["CHANNELS", "PIXELS", "WIDE_CHANNELS", "WIDE_MAX_WINDOW", "WIDE_PIXELS", "direct", "usable"]
+__all__ = ["CHANNELS", "PIXELS", "WIDE_CHANNELS", "WIDE_MAX_WINDOW", "WIDE_PIXELS", "usable"]
 
 CHANNELS = 16
 """The output channels of `_direct16`: one row of the kernel is two AVX registers of float32."""
@@ -50,14 +50,16 @@ Trades the direct loop's fixed speed against sgemm's, which grows with the windo
 registers and sgemm's efficiency on thin products."""
 
 
-def usable(geometry, channels_out):
+def usable(geometry, channels_out, wide=True):
     """True if the direct loop can compute this convolution: at least PIXELS output pixels per image, and 16
-    output channels (`channels_out`, the geometry's CO, or CI for a transposed dx), or 32 over a window of
-    at most WIDE_MAX_WINDOW values."""
+    output channels (`channels_out`, the geometry's CO, or CI for a transposed dx), or with `wide` 32 over a
+    window of at most WIDE_MAX_WINDOW values. (The transposed dx of the zoo's convs never has such a short
+    window, and its piece does not compile the 32-channel loop: `scratchnet.kernels.conv_team` asks without
+    `wide`.)"""
     if geometry.oh * geometry.ow < PIXELS:
         return False
     window = geometry.kh * geometry.kw * geometry.ci
-    return channels_out == CHANNELS or (channels_out == WIDE_CHANNELS and window <= WIDE_MAX_WINDOW)
+    return channels_out == CHANNELS or (wide and channels_out == WIDE_CHANNELS and window <= WIDE_MAX_WINDOW)
 
 
 def _stack_floats(count):
@@ -104,14 +106,6 @@ else:
         """The WIDE_PIXELS x WIDE_CHANNELS running sums (float32), on the stack (`_stack_wide_sums`)."""
         return carray(_stack_wide_sums(), (WIDE_PIXELS, WIDE_CHANNELS))
 
-
-@njit(cache=True, nogil=True)
-def direct(x_padded, kernel2d, y2d, sizes, n0, n1):
-    """The direct loop for kernel2d's 16 or 32 output channels (`_direct16` or `_direct32`, see `usable`)."""
-    if kernel2d.shape[1] == CHANNELS:
-        _direct16(x_padded, kernel2d, y2d, sizes, n0, n1)
-    else:
-        _direct32(x_padded, kernel2d, y2d, sizes, n0, n1)
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")

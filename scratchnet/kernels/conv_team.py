@@ -24,6 +24,7 @@ from numba import njit
 from scratchnet.kernels import conv_direct
 from scratchnet.kernels._common import span_bounds
 from scratchnet.kernels.activations import _add_bias_relu_inplace, _bias_block
+from scratchnet.kernels.conv_direct import _direct16, _direct32
 from scratchnet.kernels.im2col import (
     DX_GATHER,
     DX_NONE,
@@ -43,8 +44,8 @@ from scratchnet.runtime import blas, team, threads
 __all__ = ["backward", "forward"]
 
 DIRECT = True
-"""Convolutions the direct loop can do (16 output channels, or 32 over short windows; the same for the
-transposed dx's input channels: `scratchnet.kernels.conv_direct.usable`) run the
+"""Convolutions the direct loop can do (16 output channels, or 32 over short windows; the transposed dx of
+those with 16 input channels: `scratchnet.kernels.conv_direct.usable`) run the
 direct loop of `scratchnet.kernels.conv_direct` instead of columns and sgemm; False always takes the
 columns (for tests and comparisons)."""
 
@@ -86,7 +87,7 @@ def _piece_plan(geometry, dy_sizes, dx_mode, per_chunk, direct):
     (sizes, dy_sizes, per_chunk, cols_t, direct, dx_mode, bounds). sizes are the convolution's
     `loop_sizes()`, dy_sizes those of dy's convolution for DX_TRANSPOSED (else sizes again, when None);
     per_chunk images per chunk; cols_t whether the column matrix is built transposed (COLS_T_MAX_RUN);
-    direct whether the forward (in a backward: the transposed dx) runs `conv_direct.direct` instead of
+    direct whether the forward (in a backward: the transposed dx) runs `conv_direct`'s loop instead of
     columns and sgemm; dx_mode one of `scratchnet.kernels.im2col`'s DX_*; bounds the batch's parts
     (`_part_bounds`)."""
     sizes = geometry.loop_sizes()
@@ -131,7 +132,7 @@ def _forward(x_padded, kernel, y, geometry, bias_block):
     direct = DIRECT and conv_direct.usable(g, g.co)
     plan = _piece_plan(g, None, DX_NONE, _images_per_chunk(g.oh * g.ow * k, x_padded.itemsize), direct)
     operands = (x_padded, kernel.reshape(k, g.co), y.reshape(g.n * g.oh * g.ow, g.co), bias_block)
-    _run(_forward_piece, plan, operands)
+    _run(_wide_direct_piece if direct and g.co == conv_direct.WIDE_CHANNELS else _forward_piece, plan, operands)
 
 
 def _forward_in_bands(x, kernel, y, geometry, per_image, bias_block):
@@ -183,7 +184,7 @@ def backward(x, kernel, dy, geometry, dx_mode, dx_buffer):
     if dx_mode == DX_TRANSPOSED:
         dy_geometry = transposed_geometry(g)
         dy_sizes, dy_padded, flipped = dy_geometry.loop_sizes(), padded(dy, dy_geometry), flipped_kernel(kernel)
-        direct = DIRECT and conv_direct.usable(dy_geometry, dy_geometry.co)
+        direct = DIRECT and conv_direct.usable(dy_geometry, dy_geometry.co, False)
     kernel2d = kernel.reshape(k, g.co)
     kernel_t = np.ascontiguousarray(kernel2d.T) if dx_mode in (DX_GATHER, DX_SCATTER) else none2d
     dx_values = g.h * g.w * g.kh * g.kw * g.co if dx_mode == DX_TRANSPOSED else 0
@@ -236,10 +237,29 @@ def _forward_piece(sgemm, plan, share, operands, state, post_slot, done_slot, jo
         for c0 in range(n0, n1, per_chunk):  # chunks start afresh in each part: their sizes, and so the
             c1 = min(n1, c0 + per_chunk)    # products' rounding, never depend on the threads
             if direct:
-                conv_direct.direct(x_padded, kernel2d, y2d, sizes, c0, c1)
+                _direct16(x_padded, kernel2d, y2d, sizes, c0, c1)
             else:
                 columns = _columns(sizes, cols_t, x_padded, (c0, c1), buffer)
                 blas.sgemm_rows(sgemm, columns, kernel2d, y2d[c0 * rows : c1 * rows], cols_t, 0.0)
+            if bias_block.size:
+                _add_bias_relu_inplace(y2d[c0 * rows : c1 * rows].ravel(), bias_block)
+    team.mark_done(state, post_slot, done_slot, job)
+
+
+@njit(cache=True, nogil=True)
+def _wide_direct_piece(sgemm, plan, share, operands, state, post_slot, done_slot, job):
+    """`_forward_piece` for a convolution with 32 output channels that the direct loop does
+    (`_direct32`): a piece of its own, so that models without one do not compile that loop into
+    `_forward_piece` (nor those with one `_forward_piece`'s columns into this). sgemm is unused."""
+    team.post_done(state, post_slot, job)
+    x_padded, kernel2d, y2d, bias_block = operands
+    sizes, _, per_chunk, _, _, _, bounds = plan
+    _, _, _, _, _, oh, ow, _, _ = sizes
+    rows = oh * ow
+    for part in range(share[0], share[1]):
+        for c0 in range(bounds[part], bounds[part + 1], per_chunk):
+            c1 = min(bounds[part + 1], c0 + per_chunk)
+            _direct32(x_padded, kernel2d, y2d, sizes, c0, c1)
             if bias_block.size:
                 _add_bias_relu_inplace(y2d[c0 * rows : c1 * rows].ravel(), bias_block)
     team.mark_done(state, post_slot, done_slot, job)
@@ -307,7 +327,7 @@ def _backward_piece(sgemm, plan, share, operands, state, post_slot, done_slot, j
             beta = 0.0 if c0 == n0 else 1.0  # the part's first chunk writes its share, the others add to it
             blas.sgemm_rows(sgemm, columns, dy_rows, dkernel_parts[part], not cols_t, beta)
             if mode == DX_TRANSPOSED and direct:
-                conv_direct.direct(dy_padded, flipped, dx_all_rows, dy_sizes, c0, c1)
+                _direct16(dy_padded, flipped, dx_all_rows, dy_sizes, c0, c1)
             elif mode == DX_TRANSPOSED:
                 dy_cols = dy_cols_buffer[: (c1 - c0) * h * w]
                 _im2col(dy_padded, dy_sizes, c0, c1, dy_cols)
