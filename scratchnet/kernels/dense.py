@@ -5,7 +5,11 @@ faster). What this twin adds is who runs it. OpenBLAS's own threads are never us
 after a multi-threaded product they keep spinning for a while, and the next convolution's worker
 threads then fight them for the cores. So:
 
-* a product below DENSE_PARALLEL_MIN_MACS runs on the calling thread with BLAS held at one thread;
+* a product below DENSE_PARALLEL_MIN_MACS runs on the calling thread with BLAS held at one thread (the
+  reference's checks skipped when the operands need none, `_small_and_well_formed`), except two kinds,
+  whose pieces add partial sums in part order (`_add_parts`): a float32 one of DEPTH_SPLIT_MIN_MACS or more
+  with a long sum, cut in two along the sum (`_depth_forward`), and one row times a big float32 kernel, cut
+  into sgemv pieces over the kernel's rows (`_one_row_forward`);
 * a bigger one is cut into pieces, each a one-thread BLAS call, cutting the bigger operand so that each
   thread reads only its part of it: x's rows when the batch is the bigger, the kernel's columns or rows
   when the kernel is. The forward's pieces are `_forward_piece`, nogil numba calls of NumPy's OpenBLAS
@@ -54,8 +58,9 @@ DEPTH_SPLIT_MIN_MACS = 2_000_000
 """A float32 forward product of at least this many multiply-adds (and fewer than DENSE_PARALLEL_MIN_MACS), whose
 kernel has at least DEPTH_SPLIT_MIN_ROWS rows, is cut in DEPTH_PARTS along its sum (`_depth_forward`).
 
-mlp's 100x784x50 product: 100 us as one sgemm; cut by rows, each piece packs the whole kernel (92 us); cut
-along the sum, each packs half of each operand (64 us). Retune with the hand-over's cost."""
+mlp's 100x784x50 product: 100-108 us as one sgemm; cut by rows, each piece packs the whole kernel (92 us); cut
+along the sum, each packs half of each operand (82-90 us in all, 60-65 of it the two sgemm pieces). Retune
+with the hand-over's cost."""
 
 DEPTH_SPLIT_MIN_ROWS = 512
 """See DEPTH_SPLIT_MIN_MACS: a shorter sum cut in two leaves BLAS too little to do per piece (100x256x128:
