@@ -107,7 +107,6 @@ else:
         return carray(_stack_wide_sums(), (WIDE_PIXELS, WIDE_CHANNELS))
 
 
-
 @njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
 def _direct16(x_padded, kernel2d, y2d, sizes, n0, n1):
     """y2d rows of images n0..n1-1 = the convolution of x_padded (N, HP, WP*CI) with kernel2d (KH*KW*CI, 16).

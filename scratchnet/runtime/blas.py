@@ -42,7 +42,7 @@ SYMBOLS = ("scipy_cblas_sgemm64_", "cblas_sgemm64_")
 GEMV_SYMBOLS = ("scipy_cblas_sgemv64_", "cblas_sgemv64_")
 """cblas_sgemv, named as SYMBOLS."""
 
-_functions = {}  # "sgemm" / "sgemv" -> the ctypes function or None, once looked up
+_functions = {}  # "sgemm" / "sgemv" -> the address or None, once looked up
 
 
 def sgemm():
