@@ -161,9 +161,9 @@ DIRECT_SHAPES = [
 @pytest.mark.parametrize("spread", ["one thread", "two threads, one image a chunk"])
 @pytest.mark.parametrize("shape", DIRECT_SHAPES)
 def test_conv2d_direct_loop_matches_reference(monkeypatch, shape, spread):
-    """The direct loop (kernels.conv_direct) for the forward of 16 (or 32) output channels and the transposed
-    dx of 16 (or 32) input channels gives the reference's results, on one thread or cut into parts and
-    chunks."""
+    """The direct loop (kernels.conv_direct) for the forward of 16 (or, over short windows, 32) output channels
+    and the transposed dx of 16 input channels gives the reference's results, on one thread or cut into parts
+    and chunks."""
     n, h, w, ci, co, kh, kw, strides, padding = shape
     used = []
     monkeypatch.setattr(kdirect, "usable",
