@@ -51,9 +51,10 @@ def conv2d_bias_relu_backward(dy, cache, need_dx=True):
     """
     conv_cache, y = cache
     del cache
-    if _owns_memory(y) and sys.getrefcount(y) > _SOLE_COUNT:
+    owns_memory = _owns_memory(y)
+    if owns_memory and sys.getrefcount(y) > _SOLE_COUNT:
         threads.release_pieces()  # the worker of the next layer's backward may still hold y as its input
-    if _owns_memory(y) and sys.getrefcount(y) <= _SOLE_COUNT:  # nobody else can read y: it takes relu's gradient
+    if owns_memory and sys.getrefcount(y) <= _SOLE_COUNT:  # nobody else can read y: it takes relu's gradient
         dz, dbias = bias_add_relu_backward_over(dy, y)
     else:
         dz, dbias = bias_add_relu_backward(dy, y)

@@ -96,9 +96,7 @@ def dense_forward(x, kernel, bias=None):
     if x.dtype == np.float32 and blas.sgemm() is not None:
         y = np.empty((n, co), dtype=x.dtype)
         x, kernel = np.ascontiguousarray(x), np.ascontiguousarray(kernel)
-        spans = threads.spans(n if by_rows else co, parts)
-        bounds = span_bounds(spans)
-        shares = threads.spans(len(spans), threads.num_threads())  # (first, stop) parts of each thread
+        bounds, shares = _cut(n if by_rows else co, parts, threads.num_threads())
         threads.run_pieces([(_forward_piece, (blas.sgemm(), (x, kernel, y), (bounds, by_rows), share))
                             for share in shares])
         if bias is not None:
@@ -165,14 +163,12 @@ def _one_row_forward(x, kernel, bias):
     added in part order, so the cut and the sums are the same at any thread count."""
     _check_bias(x, kernel, bias)
     x, kernel = np.ascontiguousarray(x), np.ascontiguousarray(kernel)
-    spans = threads.part_spans(kernel.shape[0])
-    bounds = span_bounds(spans)
-    partial = np.empty((len(spans), kernel.shape[1]), dtype=x.dtype)
-    shares = threads.spans(len(spans), threads.num_threads())
+    bounds, shares = _cut(kernel.shape[0], threads.PARTS, threads.num_threads())
+    partial = np.empty((bounds.size - 1, kernel.shape[1]), dtype=x.dtype)
     threads.run_pieces([(_one_row_piece, (blas.sgemv(), (x[0], kernel, partial), bounds, share))
                         for share in shares])
     y = np.empty((1, kernel.shape[1]), dtype=x.dtype)
-    _add_parts(partial.reshape(len(spans), 1, -1), _bias_or_empty(bias, x.dtype), y)
+    _add_parts(partial.reshape(bounds.size - 1, 1, -1), _bias_or_empty(bias, x.dtype), y)
     return y, (x, kernel, bias is not None)
 
 
@@ -225,7 +221,7 @@ def _depth_forward(x, kernel, bias):
     count."""
     _check_bias(x, kernel, bias)
     x, kernel = np.ascontiguousarray(x), np.ascontiguousarray(kernel)
-    bounds, shares = _depth_cut(kernel.shape[0], threads.num_threads())
+    bounds, shares = _cut(kernel.shape[0], DEPTH_PARTS, threads.num_threads())
     partial = np.empty((bounds.size - 1, x.shape[0], kernel.shape[1]), dtype=x.dtype)
     threads.run_pieces([(_depth_piece, (blas.sgemm(), (x, kernel, partial), bounds, share)) for share in shares])
     y = np.empty((x.shape[0], kernel.shape[1]), dtype=x.dtype)
@@ -234,10 +230,10 @@ def _depth_forward(x, kernel, bias):
 
 
 @functools.lru_cache(maxsize=64)  # a model's few layers, called batch after batch
-def _depth_cut(rows, thread_count):
-    """(bounds, shares) of `_depth_forward` for a kernel of `rows` rows: where its DEPTH_PARTS parts start (an
-    int64 array that nothing writes to), and each thread's (first, stop) parts."""
-    spans = threads.spans(rows, DEPTH_PARTS)
+def _cut(size, parts, thread_count):
+    """(bounds, shares) of a product's pieces: range(size) cut into `parts` parts (fewer if size is smaller),
+    where each starts (an int64 array that nothing writes to), and each thread's (first, stop) parts."""
+    spans = threads.spans(size, parts)
     return span_bounds(spans), tuple(threads.spans(len(spans), thread_count))
 
 
