@@ -39,6 +39,19 @@ def assert_matches_reference(actual, expected):
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
 
 
+def at_thread_counts(compute, counts):
+    """[compute() with the thread policy at each of `counts`], the policy restored afterwards."""
+    previous = threads.num_threads()
+    try:
+        results = []
+        for count in counts:
+            threads.configure(num_threads=count)
+            results.append(compute())
+        return results
+    finally:
+        threads.configure(num_threads=previous)
+
+
 # (N, H, W, CI, CO, KH, KW): odd/even sizes and kernels, 1..several channels, batch 1..3.
 CONV_SHAPES = [
     (1, 5, 5, 1, 1, 3, 3),
@@ -209,14 +222,7 @@ def test_conv2d_in_bands_of_output_rows_matches_reference(monkeypatch, shape, th
     rng = np.random.default_rng(sum(shape[:7]))
     x = rng.standard_normal((n, h, w, ci)).astype(np.float32)
     kernel = rng.standard_normal((kh, kw, ci, co)).astype(np.float32)
-    previous = threads.num_threads()
-    results = []
-    try:
-        for count in (1, threads_used):
-            threads.configure(num_threads=count)
-            results.append(kernels.conv2d_forward(x, kernel, strides, padding)[0])
-    finally:
-        threads.configure(num_threads=previous)
+    results = at_thread_counts(lambda: kernels.conv2d_forward(x, kernel, strides, padding)[0], (1, threads_used))
     assert cut and all(per_image * n >= 2 for per_image in cut)
     assert_matches_reference(results[0], ops.conv2d_forward(x, kernel, strides, padding)[0])
     np.testing.assert_array_equal(results[0], results[1])
@@ -278,14 +284,7 @@ def test_dense_forward_of_one_row_over_a_big_kernel_matches_reference_at_any_thr
     x, kernel = rng.standard_normal((1, 37)).astype(np.float32), rng.standard_normal((37, 19)).astype(np.float32)
     bias = rng.standard_normal(19).astype(np.float32)
     assert kdense._one_row_over_a_big_kernel(x, kernel) == (blas.sgemv() is not None)
-    previous = threads.num_threads()
-    try:
-        results = []
-        for count in (1, threads_used):
-            threads.configure(num_threads=count)
-            results.append(kernels.dense_forward(x, kernel, bias)[0])
-    finally:
-        threads.configure(num_threads=previous)
+    results = at_thread_counts(lambda: kernels.dense_forward(x, kernel, bias)[0], (1, threads_used))
     assert_matches_reference(results[0], ops.dense_forward(x, kernel, bias)[0])
     np.testing.assert_array_equal(results[0], results[1])
     with pytest.raises(ValueError, match="bias"):
@@ -323,14 +322,7 @@ def test_dense_forward_cut_along_its_sum_matches_reference_at_any_thread_count(m
     assert kdense._mid_sized_deep_product(x, kernel) == (blas.sgemm() is not None)
     assert not kdense._mid_sized_deep_product(x[:, :30], kernel[:30])  # a sum shorter than DEPTH_SPLIT_MIN_ROWS
     assert not kdense._mid_sized_deep_product(x.astype(np.float64), kernel.astype(np.float64))
-    previous = threads.num_threads()
-    try:
-        results = []
-        for count in (1, threads_used):
-            threads.configure(num_threads=count)
-            results.append(kernels.dense_forward(x, kernel, bias)[0])
-    finally:
-        threads.configure(num_threads=previous)
+    results = at_thread_counts(lambda: kernels.dense_forward(x, kernel, bias)[0], (1, threads_used))
     assert_matches_reference(results[0], ops.dense_forward(x, kernel, bias)[0])
     np.testing.assert_array_equal(results[0], results[1])
     if with_bias:
