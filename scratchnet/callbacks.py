@@ -102,10 +102,6 @@ class Callback:
 _HOOKS = tuple(name for name in vars(Callback) if name.startswith("on_"))
 
 
-def _no_callbacks(*args):
-    """Any hook of an empty CallbackList."""
-
-
 class CallbackList:
     """Calls one hook on every callback in order: ``callbacks.on_epoch_end(epoch, logs)``.
 
@@ -131,25 +127,30 @@ class CallbackList:
         callback.set_params(self.params)
         self.callbacks.append(callback)
 
-    def __getattr__(self, name):
-        if name not in _HOOKS:
-            raise AttributeError(name)
-        if not self.callbacks:  # nobody to call: a batch loop pays nothing for its hooks
-            return _no_callbacks
-
-        indexed = "epoch" in name or "batch" in name  # on_epoch_end(epoch, logs), on_train_end(logs)
-
-        def call(*args):
-            index, logs = (args[0], args[1:]) if indexed else ((), args)
-            # One dict, keys sorted as Keras 3 sorts them, for every callback: what one adds, the next sees.
-            logs = dict(sorted(logs[0].items())) if logs and logs[0] is not None else {}
-            for callback in self.callbacks:
-                getattr(callback, name)(*((index,) if indexed else ()), logs)
-
-        return call
-
     def __iter__(self):
         return iter(self.callbacks)
+
+
+def _list_hook(name):
+    """CallbackList's method `name`: call hook `name` on every callback, in order."""
+    indexed = "epoch" in name or "batch" in name  # on_epoch_end(epoch, logs), on_train_end(logs)
+
+    def call(self, *args):
+        if not self.callbacks:  # nobody to call: a batch loop pays nothing for its hooks
+            return
+        index, logs = (args[0], args[1:]) if indexed else ((), args)
+        # One dict, keys sorted as Keras 3 sorts them, for every callback: what one adds, the next sees.
+        logs = dict(sorted(logs[0].items())) if logs and logs[0] is not None else {}
+        for callback in self.callbacks:
+            getattr(callback, name)(*((index,) if indexed else ()), logs)
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
+for _name in _HOOKS:  # real methods: a missing attribute's __getattr__ costs ~2 us a hook call
+    setattr(CallbackList, _name, _list_hook(_name))
+del _name
 
 
 class History(Callback):

@@ -318,3 +318,17 @@ def test_terminate_on_nan_stops_quietly_where_scratchnet_would_raise(capsys):
         m2.fit(x * 1e10, y, batch_size=10, epochs=3, verbose=0)
     with pytest.raises(RuntimeError, match="NaN or Inf loss"), np.errstate(all="ignore"):
         m2.fit(x * 1e10, y, batch_size=10, verbose=0, callbacks=[callbacks.TerminateOnNaN(raise_error=True)])
+
+
+def test_callback_list_has_every_hook_as_a_method_and_no_other_name():
+    """Each hook is a method of CallbackList itself (an attribute found by __getattr__ costs a failed lookup
+    on every call: microseconds a batch in predict); an empty list's hooks do nothing, others are unknown."""
+    hook_names = [name for name in vars(callbacks.Callback) if name.startswith("on_")]
+    assert hook_names and all(name in vars(callbacks.CallbackList) for name in hook_names)
+    empty = callbacks.CallbackList()
+    assert empty.on_predict_batch_end(0, {"outputs": None}) is None
+    recorder = Recorder()
+    callbacks.CallbackList([recorder]).on_predict_batch_end(3, {"b": 1, "a": 2})
+    assert recorder.calls == [("on_predict_batch_end", 3, {"a": 2, "b": 1})]
+    with pytest.raises(AttributeError):
+        empty.on_unknown_hook  # noqa: B018
