@@ -109,8 +109,10 @@ else:
 
 
 @njit(cache=True, nogil=True)
-def _window_positions(sizes, row_length):
-    """(starts, offsets) of the windows in a flat padded image (N, HP, WP*CI)[n], unsigned (np.uintp):
+def _window_positions(sizes, row_length, wanted):
+    """(starts, offsets) of the windows in a flat padded image (N, HP, WP*CI)[n], unsigned (np.uintp), for
+    `_direct16` and `_direct32` (two empty arrays unless `wanted`, for a caller that may not run them; always
+    given, so that the function has one signature, see `scratchnet.kernels.precompile`):
 
     * starts[p]: where output pixel p's window starts, pixels row-major: (oh, ow) at
       ``oh*SH*row_length + ow*SW*CI``;
@@ -121,8 +123,10 @@ def _window_positions(sizes, row_length):
     unsigned, so that numba adds no negative-index fix-up to the loads. Against slicing one run of KW*CI
     values per kernel row (KH slices per group of pixels) and two divisions by OW per pixel, the 16-channel
     loop went from 45 to 56 GFLOP/s a thread on a 5x5 window over one image channel, and stayed at 87-88
-    over 16 channels (alternating A/B)."""
+    over 16 channels (alternating A/B). A caller builds them once for all its calls of the loops."""
     ci, kh_size, kw_size, sh, sw, oh_size, ow_size, _, _ = sizes
+    if not wanted:
+        return np.empty(0, dtype=np.uintp), np.empty(0, dtype=np.uintp)
     starts = np.empty(oh_size * ow_size, dtype=np.uintp)
     for oh in range(oh_size):
         for ow in range(ow_size):
@@ -136,20 +140,20 @@ def _window_positions(sizes, row_length):
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
-def _direct16(x_padded, kernel2d, y2d, sizes, n0, n1):
+def _direct16(x_padded, kernel2d, y2d, positions, n0, n1):
     """y2d rows of images n0..n1-1 = the convolution of x_padded (N, HP, WP*CI) with kernel2d (KH*KW*CI, 16).
 
-    sizes is `ConvGeometry.loop_sizes()`; y2d is (N*OH*OW, 16), row (n, oh, ow). Pixels are taken PIXELS
+    positions is `_window_positions` of the convolution's `ConvGeometry.loop_sizes()` and x_padded's rows;
+    y2d is (N*OH*OW, 16), row (n, oh, ow). Pixels are taken PIXELS
     at a time in row-major order across the image's rows; the last group of an image starts at its
-    last PIXELS pixels, recomputing a few (an image has at least PIXELS, see `usable`). The window's
-    values are read where they lie (`_window_positions`).
+    last PIXELS pixels, recomputing a few (an image has at least PIXELS, see `usable`).
     ``fastmath={"contract"}`` lets LLVM fuse each multiply and add (one rounding, as BLAS does) and
     nothing else: the sums keep their order; ``error_model="numpy"`` leaves Python's error checks out of
     the loops.
     """
-    pixels = sizes[5] * sizes[6]  # OH * OW
+    starts, offsets = positions
+    pixels = starts.size
     sums = _running_sums()
-    starts, offsets = _window_positions(sizes, x_padded.shape[2])
     for n in range(n0, n1):
         image = x_padded[n].ravel()
         for first in range(0, pixels, PIXELS):
@@ -177,11 +181,11 @@ def _direct16(x_padded, kernel2d, y2d, sizes, n0, n1):
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
-def _direct32(x_padded, kernel2d, y2d, sizes, n0, n1):
+def _direct32(x_padded, kernel2d, y2d, positions, n0, n1):
     """`_direct16` for 32 output channels, WIDE_PIXELS (3) pixels at a time: the same sums, in the same order."""
-    pixels = sizes[5] * sizes[6]  # OH * OW
+    starts, offsets = positions
+    pixels = starts.size
     sums = _running_wide_sums()
-    starts, offsets = _window_positions(sizes, x_padded.shape[2])
     for n in range(n0, n1):
         image = x_padded[n].ravel()
         for first in range(0, pixels, WIDE_PIXELS):

@@ -24,7 +24,7 @@ from numba import njit
 from scratchnet.kernels import conv_direct
 from scratchnet.kernels._common import span_bounds
 from scratchnet.kernels.activations import _add_bias_relu_inplace, _bias_block
-from scratchnet.kernels.conv_direct import _direct16, _direct32
+from scratchnet.kernels.conv_direct import _direct16, _direct32, _window_positions
 from scratchnet.kernels.im2col import (
     DX_GATHER,
     DX_NONE,
@@ -232,12 +232,13 @@ def _forward_piece(sgemm, plan, share, operands, state, post_slot, done_slot, jo
     k = kernel2d.shape[0]
     chunk_rows = 0 if direct else min(per_chunk, _longest_part(bounds, share)) * rows
     buffer = np.empty(k * chunk_rows, dtype=y2d.dtype)
+    positions = _window_positions(sizes, x_padded.shape[2], direct)
     for part in range(share[0], share[1]):
         n0, n1 = bounds[part], bounds[part + 1]
         for c0 in range(n0, n1, per_chunk):  # chunks start afresh in each part: their sizes, and so the
             c1 = min(n1, c0 + per_chunk)    # products' rounding, never depend on the threads
             if direct:
-                _direct16(x_padded, kernel2d, y2d, sizes, c0, c1)
+                _direct16(x_padded, kernel2d, y2d, positions, c0, c1)
             else:
                 columns = _columns(sizes, cols_t, x_padded, (c0, c1), buffer)
                 blas.sgemm_rows(sgemm, columns, kernel2d, y2d[c0 * rows : c1 * rows], cols_t, 0.0)
@@ -253,13 +254,14 @@ def _wide_direct_piece(sgemm, plan, share, operands, state, post_slot, done_slot
     `_forward_piece` (nor those with one `_forward_piece`'s columns into this). sgemm is unused."""
     team.post_done(state, post_slot, job)
     x_padded, kernel2d, y2d, bias_block = operands
-    sizes, _, per_chunk, _, _, _, bounds = plan
+    sizes, _, per_chunk, _, direct, _, bounds = plan  # direct: True
     _, _, _, _, _, oh, ow, _, _ = sizes
     rows = oh * ow
+    positions = _window_positions(sizes, x_padded.shape[2], direct)  # not a literal True: one signature
     for part in range(share[0], share[1]):
         for c0 in range(bounds[part], bounds[part + 1], per_chunk):
             c1 = min(bounds[part + 1], c0 + per_chunk)
-            _direct32(x_padded, kernel2d, y2d, sizes, c0, c1)
+            _direct32(x_padded, kernel2d, y2d, positions, c0, c1)
             if bias_block.size:
                 _add_bias_relu_inplace(y2d[c0 * rows : c1 * rows].ravel(), bias_block)
     team.mark_done(state, post_slot, done_slot, job)
@@ -318,6 +320,7 @@ def _backward_piece(sgemm, plan, share, operands, state, post_slot, done_slot, j
     dy_cols_buffer = np.empty((0 if direct else chunk * h * w, flipped.shape[0]), dtype=dy2d.dtype)  # (dx rows,
     # KH*KW*CO)
     dx_all_rows = dx_buffer.reshape((dx_buffer.shape[0] * h * w, ci)) if mode == DX_TRANSPOSED else dcols_buffer
+    positions = _window_positions(dy_sizes, dy_padded.shape[2], mode == DX_TRANSPOSED and direct)
     for part in range(share[0], share[1]):
         n0, n1 = bounds[part], bounds[part + 1]
         for c0 in range(n0, n1, per_chunk):
@@ -327,7 +330,7 @@ def _backward_piece(sgemm, plan, share, operands, state, post_slot, done_slot, j
             beta = 0.0 if c0 == n0 else 1.0  # the part's first chunk writes its share, the others add to it
             blas.sgemm_rows(sgemm, columns, dy_rows, dkernel_parts[part], not cols_t, beta)
             if mode == DX_TRANSPOSED and direct:
-                _direct16(dy_padded, flipped, dx_all_rows, dy_sizes, c0, c1)
+                _direct16(dy_padded, flipped, dx_all_rows, positions, c0, c1)
             elif mode == DX_TRANSPOSED:
                 dy_cols = dy_cols_buffer[: (c1 - c0) * h * w]
                 _im2col(dy_padded, dy_sizes, c0, c1, dy_cols)
