@@ -111,8 +111,7 @@ else:
 @njit(cache=True, nogil=True)
 def _window_positions(sizes, row_length, wanted):
     """(starts, offsets) of the windows in a flat padded image (N, HP, WP*CI)[n], unsigned (np.uintp), for
-    `_direct16` and `_direct32` (two empty arrays unless `wanted`, for a caller that may not run them; always
-    given, so that the function has one signature, see `scratchnet.kernels.precompile`):
+    `_direct16` and `_direct32` (two empty arrays unless `wanted`):
 
     * starts[p]: where output pixel p's window starts, pixels row-major: (oh, ow) at
       ``oh*SH*row_length + ow*SW*CI``;
@@ -123,7 +122,8 @@ def _window_positions(sizes, row_length, wanted):
     unsigned, so that numba adds no negative-index fix-up to the loads. Against slicing one run of KW*CI
     values per kernel row (KH slices per group of pixels) and two divisions by OW per pixel, the 16-channel
     loop went from 45 to 56 GFLOP/s a thread on a 5x5 window over one image channel, and stayed at 87-88
-    over 16 channels (alternating A/B). A caller builds them once for all its calls of the loops."""
+    over 16 channels (alternating A/B). A caller builds them once for all its calls of the loops (in the
+    main thread: small arrays allocated in the workers' pieces raised emnist_cnn's peak memory by 8 MB)."""
     ci, kh_size, kw_size, sh, sw, oh_size, ow_size, _, _ = sizes
     if not wanted:
         return np.empty(0, dtype=np.uintp), np.empty(0, dtype=np.uintp)

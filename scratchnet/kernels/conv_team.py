@@ -82,18 +82,20 @@ through deep_mnist's 5x5x64 conv (10M multiply-adds) takes 280 us whole on one t
 hand-over's cost or the sgemm's efficiency on thin products."""
 
 
-def _piece_plan(geometry, dy_sizes, dx_mode, per_chunk, direct):
+def _piece_plan(geometry, dy_sizes, dx_mode, per_chunk, direct, row_length):
     """What every piece of one call shares, built once per call, as the plain tuple the pieces unpack:
-    (sizes, dy_sizes, per_chunk, cols_t, direct, dx_mode, bounds). sizes are the convolution's
+    (sizes, dy_sizes, per_chunk, cols_t, direct, dx_mode, positions, bounds). sizes are the convolution's
     `loop_sizes()`, dy_sizes those of dy's convolution for DX_TRANSPOSED (else sizes again, when None);
     per_chunk images per chunk; cols_t whether the column matrix is built transposed (COLS_T_MAX_RUN);
     direct whether the forward (in a backward: the transposed dx) runs `conv_direct`'s loop instead of
-    columns and sgemm; dx_mode one of `scratchnet.kernels.im2col`'s DX_*; bounds the batch's parts
-    (`_part_bounds`)."""
+    columns and sgemm; dx_mode one of `scratchnet.kernels.im2col`'s DX_*; positions the direct loop's
+    `_window_positions` in the padded images it reads, whose rows hold `row_length` values (empty without
+    the loop); bounds the batch's parts (`_part_bounds`)."""
     sizes = geometry.loop_sizes()
     cols_t = geometry.sw == 1 and geometry.kw * geometry.ci <= COLS_T_MAX_RUN
     dy_sizes = sizes if dy_sizes is None else dy_sizes
-    return sizes, dy_sizes, per_chunk, cols_t, direct, dx_mode, _part_bounds(geometry)
+    positions = _window_positions(dy_sizes if dx_mode == DX_TRANSPOSED else sizes, row_length, direct)
+    return sizes, dy_sizes, per_chunk, cols_t, direct, dx_mode, positions, _part_bounds(geometry)
 
 
 def _part_bounds(geometry):
@@ -130,7 +132,8 @@ def _forward(x_padded, kernel, y, geometry, bias_block):
     g = geometry
     k = g.kh * g.kw * g.ci
     direct = DIRECT and conv_direct.usable(g, g.co)
-    plan = _piece_plan(g, None, DX_NONE, _images_per_chunk(g.oh * g.ow * k, x_padded.itemsize), direct)
+    per_chunk = _images_per_chunk(g.oh * g.ow * k, x_padded.itemsize)
+    plan = _piece_plan(g, None, DX_NONE, per_chunk, direct, x_padded.shape[2])
     operands = (x_padded, kernel.reshape(k, g.co), y.reshape(g.n * g.oh * g.ow, g.co), bias_block)
     _run(_wide_direct_piece if direct and g.co == conv_direct.WIDE_CHANNELS else _forward_piece, plan, operands)
 
@@ -189,7 +192,7 @@ def backward(x, kernel, dy, geometry, dx_mode, dx_buffer):
     kernel_t = np.ascontiguousarray(kernel2d.T) if dx_mode in (DX_GATHER, DX_SCATTER) else none2d
     dx_values = g.h * g.w * g.kh * g.kw * g.co if dx_mode == DX_TRANSPOSED else 0
     per_chunk = _images_per_chunk(g.oh * g.ow * k + dx_values, x.itemsize)
-    plan = _piece_plan(g, dy_sizes, dx_mode, per_chunk, direct)
+    plan = _piece_plan(g, dy_sizes, dx_mode, per_chunk, direct, dy_padded.shape[2])
     x_padded, dy2d = padded(x, g), dy.reshape(g.n * g.oh * g.ow, g.co)
     dx_buffer = none3d if dx_buffer is None else dx_buffer
     bounds = plan[-1]
@@ -226,13 +229,12 @@ def _forward_piece(sgemm, plan, share, operands, state, post_slot, done_slot, jo
     """
     team.post_done(state, post_slot, job)
     x_padded, kernel2d, y2d, bias_block = operands
-    sizes, _, per_chunk, cols_t, direct, _, bounds = plan
+    sizes, _, per_chunk, cols_t, direct, _, positions, bounds = plan
     _, _, _, _, _, oh, ow, _, _ = sizes
     rows = oh * ow
     k = kernel2d.shape[0]
     chunk_rows = 0 if direct else min(per_chunk, _longest_part(bounds, share)) * rows
     buffer = np.empty(k * chunk_rows, dtype=y2d.dtype)
-    positions = _window_positions(sizes, x_padded.shape[2], direct)
     for part in range(share[0], share[1]):
         n0, n1 = bounds[part], bounds[part + 1]
         for c0 in range(n0, n1, per_chunk):  # chunks start afresh in each part: their sizes, and so the
@@ -254,10 +256,9 @@ def _wide_direct_piece(sgemm, plan, share, operands, state, post_slot, done_slot
     `_forward_piece` (nor those with one `_forward_piece`'s columns into this). sgemm is unused."""
     team.post_done(state, post_slot, job)
     x_padded, kernel2d, y2d, bias_block = operands
-    sizes, _, per_chunk, _, direct, _, bounds = plan  # direct: True
+    sizes, _, per_chunk, _, _, _, positions, bounds = plan
     _, _, _, _, _, oh, ow, _, _ = sizes
     rows = oh * ow
-    positions = _window_positions(sizes, x_padded.shape[2], direct)  # not a literal True: one signature
     for part in range(share[0], share[1]):
         for c0 in range(bounds[part], bounds[part + 1], per_chunk):
             c1 = min(bounds[part + 1], c0 + per_chunk)
@@ -307,7 +308,7 @@ def _backward_piece(sgemm, plan, share, operands, state, post_slot, done_slot, j
     """
     team.post_done(state, post_slot, job)
     x_padded, dy2d, dkernel_parts, kernel_t, dx_buffer, dy_padded, flipped = operands
-    sizes, dy_sizes, per_chunk, cols_t, direct, mode, bounds = plan
+    sizes, dy_sizes, per_chunk, cols_t, direct, mode, positions, bounds = plan
     ci, _, _, _, _, oh, ow, _, _ = sizes
     rows = oh * ow
     k = dkernel_parts.shape[1]
@@ -320,7 +321,6 @@ def _backward_piece(sgemm, plan, share, operands, state, post_slot, done_slot, j
     dy_cols_buffer = np.empty((0 if direct else chunk * h * w, flipped.shape[0]), dtype=dy2d.dtype)  # (dx rows,
     # KH*KW*CO)
     dx_all_rows = dx_buffer.reshape((dx_buffer.shape[0] * h * w, ci)) if mode == DX_TRANSPOSED else dcols_buffer
-    positions = _window_positions(dy_sizes, dy_padded.shape[2], mode == DX_TRANSPOSED and direct)
     for part in range(share[0], share[1]):
         n0, n1 = bounds[part], bounds[part + 1]
         for c0 in range(n0, n1, per_chunk):
