@@ -101,18 +101,25 @@ def backend(name: str) -> Iterator[str]:
         set_backend(previous)
 
 
-def step() -> contextlib.AbstractContextManager:
+def step(hands_over_gradients: bool = False) -> contextlib.AbstractContextManager:
     """A context manager around one training step or forward pass of a model, or a loop of them (predict).
 
     The block is one unit of work: the backend may hold what its ops share for the whole block instead of
     taking and giving it back op by op (the numba backend holds BLAS at one thread; the NumPy reference
     holds nothing). Nothing computed changes.
+
+    ``hands_over_gradients=True`` is a promise about the block's backward: each gradient given to a layer
+    (its ``dy``) is used by that layer's ops and by nobody after them, and is held by nothing but the
+    model's loop and the layer (a model's training step: each layer's dy is the output of the layer above,
+    used once). A backward op whose docstring says so may then write its result over the ``dy`` it was
+    given, when no other reference to it exists, instead of taking memory of its own (the numba backend's
+    `conv2d_bias_relu_backward`; the NumPy reference never does). The values computed are the same.
     """
     global _kernels
     if _backend == "numba":
         if _kernels is None:  # looked up once: a model enters a step once per batch
             _kernels = importlib.import_module("scratchnet.kernels")
-        return _kernels.step()
+        return _kernels.step(hands_over_gradients)
     return contextlib.nullcontext()
 
 

@@ -8,7 +8,7 @@ import numba
 import numpy as np
 import pytest
 
-from scratchnet import kernels, ops
+from scratchnet import engine, kernels, ops
 from scratchnet.kernels import activations as kact
 from scratchnet.kernels import conv as kconv
 from scratchnet.kernels import conv_bias_relu as kcbr
@@ -997,6 +997,102 @@ def test_conv2d_bias_relu_backward_writes_over_its_output_only_when_nobody_else_
     _, cache_ref = ops.conv2d_bias_relu_forward(x, kernel, bias, 1, "same")
     for g, w in zip(got, ops.conv2d_bias_relu_backward(dy, cache_ref)):
         assert_matches_reference(g, w)
+
+
+def _conv_relu_case(seed=4):
+    """A float32 conv2d_bias_relu and a gradient for it: (x, kernel, bias, dy)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((3, 8, 8, 2)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, 2, 4)).astype(np.float32)
+    return x, kernel, rng.standard_normal(4).astype(np.float32), rng.standard_normal((3, 8, 8, 4)).astype(np.float32)
+
+
+class _Layer:
+    """A layer's backward as Conv2D's calls the op: dy passed on once, the forward's cache handed over."""
+
+    def __init__(self, cache):
+        self.cache = cache
+
+    def backward(self, dy, need_dx=True):
+        cache, self.cache = self.cache, None
+        return kernels.conv2d_bias_relu_backward(dy, cache, need_dx)
+
+
+def _model_loop(layer, dy, options):
+    """A model's backward loop over one layer, as Sequential's: ``dy = layer.backward(dy, **options)``."""
+    dy = layer.backward(dy, **options)
+    return dy
+
+
+@pytest.mark.parametrize("hands_over, held", [(True, True), (False, False)])
+def test_conv2d_bias_relu_backward_leaves_dy_alone_when_it_is_not_handed_over(monkeypatch, hands_over, held):
+    """Held by one more name inside a step that hands its gradients over, or passed as a model's loop passes
+    it outside such a step, dy stays as it was; the gradients are the reference's. (That a model's step does
+    hand dy over is the next test's.)"""
+    x, kernel, bias, dy_values = _conv_relu_case()
+    calls = []
+    into_dy = kcbr.bias_add_relu_backward_into_dy
+    monkeypatch.setattr(kcbr, "bias_add_relu_backward_into_dy", lambda d, y: (calls.append(1), into_dy(d, y))[1])
+    _, cache = kernels.conv2d_bias_relu_forward(x, kernel, bias, 1, "same")
+    kept = []
+
+    def gradient():  # a sole view, as the ops return their dx; held by `kept` too when `held`
+        dy = dy_values.reshape(-1).copy().reshape(dy_values.shape)
+        kept.extend([dy] if held else [])
+        return dy
+
+    with engine.step(hands_over_gradients=hands_over):
+        got = _model_loop(_Layer(cache), gradient(), {})
+    assert calls == []
+    for dy in kept:
+        np.testing.assert_array_equal(dy, dy_values)
+    _, cache_ref = ops.conv2d_bias_relu_forward(x, kernel, bias, 1, "same")
+    for g, w in zip(got, ops.conv2d_bias_relu_backward(dy_values, cache_ref)):
+        assert_matches_reference(g, w)
+
+
+def test_a_models_training_step_hands_the_gradient_of_a_conv_after_a_pooling_over(monkeypatch):
+    """Sequential's training step keeps the promise of `engine.step(hands_over_gradients=True)` as
+    `_HANDED_OVER_COUNT` counts it: the conv under a pooling layer gets relu's gradient over its dy."""
+    from scratchnet import layers
+    from scratchnet.models import Sequential
+
+    calls = []
+    into_dy = kcbr.bias_add_relu_backward_into_dy
+    monkeypatch.setattr(kcbr, "bias_add_relu_backward_into_dy", lambda d, y: (calls.append(d.shape), into_dy(d, y))[1])
+    model = Sequential([layers.Conv2D(4, 3, activation="relu", input_shape=(10, 10, 1)),
+                        layers.Conv2D(8, 3, activation="relu"), layers.MaxPooling2D(2), layers.Flatten(),
+                        layers.Dense(3, activation="softmax")], seed=0)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((6, 10, 10, 1)).astype(np.float32), rng.integers(0, 3, 6)
+    for _ in range(2):
+        model.train_step(x, y)
+    assert calls == [(6, 6, 6, 8)] * 2  # the second conv's, every step (the first's dy comes with need_dx)
+
+
+def test_handing_gradients_over_changes_no_value_a_model_computes(monkeypatch):
+    """Two steps of a model whose second conv gets relu's gradient over its dy, and of the same model with the
+    hand-over off: the same losses and weights, to the bit."""
+    from scratchnet import layers
+    from scratchnet.models import Sequential
+
+    def trained():
+        model = Sequential([layers.Conv2D(4, 3, activation="relu", input_shape=(10, 10, 1)),
+                            layers.Conv2D(8, 3, activation="relu"), layers.MaxPooling2D(2), layers.Flatten(),
+                            layers.Dense(3, activation="softmax")], seed=0)
+        model.compile("adam", "sparse_categorical_crossentropy")
+        rng = np.random.default_rng(0)
+        x, y = rng.standard_normal((6, 10, 10, 1)).astype(np.float32), rng.integers(0, 3, 6)
+        losses = [model.train_step(x, y) for _ in range(3)]
+        return losses, [w.numpy() for w in model.weights]
+
+    handed = trained()
+    monkeypatch.setattr(kcbr, "gradients_handed_over", lambda: False)
+    kept = trained()
+    assert handed[0] == kept[0]
+    for a, b in zip(handed[1], kept[1]):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

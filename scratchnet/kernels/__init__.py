@@ -16,6 +16,7 @@ from scratchnet import runtime
 
 runtime.prepare()  # the thread policy and allocator settings the kernels are tuned for
 
+from scratchnet.kernels._common import GradientHandOver
 from scratchnet.kernels.activations import (
     bias_add_backward,
     bias_add_forward,
@@ -59,13 +60,34 @@ __all__ = [
 ]
 
 
-def step():
+def step(hands_over_gradients=False):
     """A context manager around one training step or forward pass (what `scratchnet.engine.step` returns
-    on this backend): BLAS held at one thread for the whole block.
+    on this backend): BLAS held at one thread for the whole block and, with ``hands_over_gradients``, the
+    gradients handed over to the backward ops that can use their memory (`_common.GradientHandOver`).
 
     The kernels never use BLAS's own threads (each holds BLAS at one thread, or cuts a big product into
     pieces for the worker threads); held once per step, their own holds cost nothing instead of switching
     the thread count back and forth a dozen times a step.
     """
+    if hands_over_gradients:
+        return _TrainingStep()
     return _threads.serial_blas()
+
+
+class _TrainingStep:
+    """`step` with the gradients handed over: BLAS held at one thread, and a `GradientHandOver` block."""
+
+    __slots__ = ("_blas", "_hand_over")
+
+    def __init__(self):
+        self._blas, self._hand_over = _threads.serial_blas(), GradientHandOver()
+
+    def __enter__(self):
+        self._blas.__enter__()
+        self._hand_over.__enter__()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._hand_over.__exit__(*exc_info)
+        return self._blas.__exit__(*exc_info)
 

@@ -265,20 +265,35 @@ def bias_add_relu_backward_over(dy, y):
     return _bias_add_relu_backward_into(dy, y, y)
 
 
+_NEW_ARRAY, _OVER_Z, _OVER_DY = 0, 1, 2
+"""Where `_relu_backward_and_sum_rows` writes dx: an array of its own, over z (relu's output), over dy."""
+
+
+def bias_add_relu_backward_into_dy(dy, y):
+    """`bias_add_relu_backward` with dx written over ``dy`` (a C-contiguous array of y's shape and dtype, which
+    the caller may overwrite: `scratchnet.kernels.conv_bias_relu`); returns (dx, dbias), dx being dy. Each
+    value of dy is read before dx is written over it."""
+    checked = check_dy(dy, y.shape, y.dtype, "bias_add_relu_backward")
+    if checked is not dy or not dy.flags.c_contiguous:
+        raise ValueError("bias_add_relu_backward_into_dy: dy must be a C-contiguous array of y's shape and dtype")
+    return _bias_add_relu_backward_into(dy, y, dy)
+
+
 def _bias_add_relu_backward_into(dy, z, dx):
-    """dx (z's shape, contiguous; z itself or an array of its own) = dy where z > 0 else 0; returns (dx, dbias)."""
+    """dx (z's shape, contiguous; z itself, dy itself or an array of its own) = dy where z > 0 else 0; returns
+    (dx, dbias)."""
+    into = _OVER_Z if dx is z else _OVER_DY if dx is dy else _NEW_ARRAY
     dy = np.ascontiguousarray(check_dy(dy, z.shape, z.dtype, "bias_add_relu_backward"))
     channels = z.shape[-1]
     rows, dx_rows = dy.reshape(-1, channels), dx.reshape(-1, channels)
     z_rows = np.ascontiguousarray(z).reshape(-1, channels)
     spans = _sum_spans(*rows.shape)
     partial_sums = np.zeros((len(spans), channels), dtype=z.dtype)  # one row per span, added in order
-    over = dx is z
 
     def relu_and_sum(part):
         start, stop = spans[part]
         _relu_backward_and_sum_rows(rows[start:stop], z_rows[start:stop], dx_rows[start:stop], partial_sums[part],
-                                    over)
+                                    into)
 
     _each_span(relu_and_sum, range(len(spans)))
     dbias = partial_sums[0] if len(spans) == 1 else partial_sums.sum(axis=0, dtype=z.dtype)
@@ -314,16 +329,23 @@ def _add_bias_relu_inplace(x, bias_block):
 
 
 @njit(cache=True, nogil=True)
-def _relu_backward_and_sum_rows(dy2d, z2d, dx2d, dbias, over):
+def _relu_backward_and_sum_rows(dy2d, z2d, dx2d, dbias, into):
     """dx2d[row, c] = dy2d[row, c] if z2d[row, c] > 0 else 0; dbias (C,) += the column sums of dx2d.
 
     Two short loops per row and a local accumulator (which aliases nothing) let LLVM vectorise both,
-    which one loop doing both into dbias does not. With `over`, dx2d is z2d itself and the loops name z2d
-    alone: with two names for one array LLVM's run-time overlap check would find the overlap and take its
-    scalar loop. One function for both cases, so a run compiles the same whichever case it meets first.
+    which one loop doing both into dbias does not. `into` says where dx2d is: _OVER_Z (z2d itself) and
+    _OVER_DY (dy2d itself) have loops that name that one array alone: with two names for one array LLVM's
+    run-time overlap check would find the overlap and take its scalar loop. One function for the three
+    cases, so a run compiles the same whichever case it meets first.
     """
     sums = np.zeros(dy2d.shape[1], dtype=dbias.dtype)
-    if over:
+    if into == _OVER_DY:
+        for row in range(dy2d.shape[0]):
+            for c in range(dy2d.shape[1]):
+                dy2d[row, c] = dy2d[row, c] if z2d[row, c] > 0 else 0.0
+            for c in range(dy2d.shape[1]):
+                sums[c] += dy2d[row, c]
+    elif into == _OVER_Z:
         for row in range(dy2d.shape[0]):
             for c in range(dy2d.shape[1]):
                 z2d[row, c] = dy2d[row, c] if z2d[row, c] > 0 else 0.0

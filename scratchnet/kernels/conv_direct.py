@@ -122,8 +122,7 @@ def _window_positions(sizes, row_length, wanted):
     unsigned, so that numba adds no negative-index fix-up to the loads. Against slicing one run of KW*CI
     values per kernel row (KH slices per group of pixels) and two divisions by OW per pixel, the 16-channel
     loop went from 45 to 56 GFLOP/s a thread on a 5x5 window over one image channel, and stayed at 87-88
-    over 16 channels (alternating A/B). A caller builds them once for all its calls of the loops (in the
-    main thread: small arrays allocated in the workers' pieces raised emnist_cnn's peak memory by 8 MB)."""
+    over 16 channels (alternating A/B). A caller builds them once for all its calls of the loops."""
     ci, kh_size, kw_size, sh, sw, oh_size, ow_size, _, _ = sizes
     if not wanted:
         return np.empty(0, dtype=np.uintp), np.empty(0, dtype=np.uintp)

@@ -430,7 +430,7 @@ class Sequential:
 
     def _train_batch(self, x, y, fused, sample_weight=None):
         """One step on a prepared batch; returns (loss as a float, outputs in training mode)."""
-        with engine.step():
+        with engine.step(hands_over_gradients=True):  # each layer's dy is used by that layer alone
             if fused and sample_weight is None and self._is_logistic_regression(x, y):
                 return self._train_logistic_regression(x, y)
             return self._train_layer_by_layer(x, y, fused, sample_weight)
