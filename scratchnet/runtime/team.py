@@ -304,7 +304,9 @@ class Team:
         state, done_slot = self.state, 1 + w
         seen = int(state[0])
         while True:
-            job = _spin(state, seen, SPIN_ROUNDS, self._yield)
+            job = int(state[0])  # a piece returns once it sees the next job posted: then no spin is needed
+            if job == seen:  # (a call of _spin costs microseconds: its yield argument is a ctypes function)
+                job = _spin(state, seen, SPIN_ROUNDS, self._yield)
             if job == seen:
                 with self._wake:
                     self._sleepers += 1
