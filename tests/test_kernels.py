@@ -953,6 +953,22 @@ def test_bias_add_relu_backward_over_writes_the_gradient_over_its_cache(shape, d
     np.testing.assert_array_equal(dbias, dbias_ref)  # the same loops' sums, in the same order
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(5, 3), (2, 6, 5, 4), (1, 1), (3, 5, 5, 8), (2, 3, 100)])
+def test_bias_add_relu_backward_into_dy_writes_the_gradient_over_dy(shape, dtype, elementwise_slicing):
+    """The in-place backward that conv2d_bias_relu runs on a gradient handed over; y is left as it was."""
+    rng = np.random.default_rng(len(shape))
+    y = np.maximum(rng.standard_normal(shape), 0).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    dx_ref, dbias_ref = kernels.bias_add_relu_backward(dy, y)
+    y_before = y.copy()
+    dx, dbias = kact.bias_add_relu_backward_into_dy(dy, y)
+    assert dx is dy
+    np.testing.assert_array_equal(dx, dx_ref)
+    np.testing.assert_array_equal(dbias, dbias_ref)  # the same loops' sums, in the same order
+    np.testing.assert_array_equal(y, y_before)
+
+
 def _backward_with_spy(monkeypatch, dy, make_cache):
     """conv2d_bias_relu_backward(dy, make_cache()) with the cache handed over; how often it wrote over y."""
     calls = []
