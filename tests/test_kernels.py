@@ -939,34 +939,25 @@ def test_bias_add_relu_over_writes_the_reference_forward_over_its_input(shape, d
         kact.bias_add_relu_over(x.copy(), bias[:0])
 
 
+@pytest.mark.parametrize("over", ["y", "dy"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(5, 3), (2, 6, 5, 4), (1, 1), (3, 5, 5, 8), (2, 3, 100)])
-def test_bias_add_relu_backward_over_writes_the_gradient_over_its_cache(shape, dtype, elementwise_slicing):
-    """The in-place backward that conv2d_bias_relu runs on an output nobody else holds."""
+def test_bias_add_relu_backward_in_place_writes_the_gradient_over_one_operand(shape, dtype, over,
+                                                                              elementwise_slicing):
+    """The in-place backwards that conv2d_bias_relu runs: over its cache y (an output nobody else holds), or
+    over dy (a gradient handed over), the other operand left as it was."""
     rng = np.random.default_rng(len(shape))
     y = np.maximum(rng.standard_normal(shape), 0).astype(dtype)
     dy = rng.standard_normal(shape).astype(dtype)
     dx_ref, dbias_ref = kernels.bias_add_relu_backward(dy, y)
-    dx, dbias = kact.bias_add_relu_backward_over(dy, y)
-    assert dx is y
+    target, other = (y, dy) if over == "y" else (dy, y)
+    other_before = other.copy()
+    in_place = kact.bias_add_relu_backward_over if over == "y" else kact.bias_add_relu_backward_into_dy
+    dx, dbias = in_place(dy, y)
+    assert dx is target
     np.testing.assert_array_equal(dx, dx_ref)
     np.testing.assert_array_equal(dbias, dbias_ref)  # the same loops' sums, in the same order
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(5, 3), (2, 6, 5, 4), (1, 1), (3, 5, 5, 8), (2, 3, 100)])
-def test_bias_add_relu_backward_into_dy_writes_the_gradient_over_dy(shape, dtype, elementwise_slicing):
-    """The in-place backward that conv2d_bias_relu runs on a gradient handed over; y is left as it was."""
-    rng = np.random.default_rng(len(shape))
-    y = np.maximum(rng.standard_normal(shape), 0).astype(dtype)
-    dy = rng.standard_normal(shape).astype(dtype)
-    dx_ref, dbias_ref = kernels.bias_add_relu_backward(dy, y)
-    y_before = y.copy()
-    dx, dbias = kact.bias_add_relu_backward_into_dy(dy, y)
-    assert dx is dy
-    np.testing.assert_array_equal(dx, dx_ref)
-    np.testing.assert_array_equal(dbias, dbias_ref)  # the same loops' sums, in the same order
-    np.testing.assert_array_equal(y, y_before)
+    np.testing.assert_array_equal(other, other_before)
 
 
 def _backward_with_spy(monkeypatch, dy, make_cache):
