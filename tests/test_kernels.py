@@ -153,8 +153,12 @@ def test_conv2d_kernel_split_over_worker_threads_matches_reference(monkeypatch, 
 # image of exactly 4 pixels and one of fewer (which falls back to the columns), 16 input channels (the
 # transposed dx runs the direct loop too), strides; then 32 output channels: windows of at most
 # WIDE_MAX_WINDOW values (pixel counts a multiple of 3 and not, strides, 32 input channels over a short window)
-# and one longer (which falls back to the columns).
+# and one longer (which falls back to the columns); then 64 output channels, whatever the window (pixel counts a
+# multiple of 3 and not, a stride).
 DIRECT_SHAPES = [
+    (2, 12, 12, 32, 64, 3, 3, 1, "valid"),
+    (2, 7, 7, 4, 64, 5, 5, 1, "same"),
+    (2, 9, 9, 3, 64, 3, 3, 2, "valid"),
     (2, 9, 7, 1, 32, 5, 5, 1, "same"),
     (3, 28, 28, 1, 32, 5, 5, 2, "valid"),
     (2, 8, 8, 2, 32, 3, 3, 1, "same"),
@@ -200,11 +204,29 @@ def test_conv2d_direct_loop_matches_reference(monkeypatch, shape, spread):
         threads.configure(num_threads=previous)
     pixels = y.shape[1] * y.shape[2]
     # the forward took the direct loop where it can
-    assert used[0] == (pixels >= 4 and (co == 16 or (co == 32 and kh * kw * ci <= kdirect.WIDE_MAX_WINDOW)))
+    assert used[0] == (pixels >= 4 and (co in (16, 64) or (co == 32 and kh * kw * ci <= kdirect.WIDE_MAX_WINDOW)))
     transposed = strides == 1 and co <= ci
     assert len(used) == 1 + transposed
     if transposed:  # the transposed dx takes the direct loop with 16 input channels only
         assert used[1] == (ci == 16 and h * w >= kdirect.PIXELS)
+
+
+@pytest.mark.parametrize("offset", [0, 4, 16, 32])
+@pytest.mark.parametrize("width", [32, 64])
+def test_kernel_panels_start_on_a_cache_line(offset, width):
+    """kernel_panels hands the direct loops a kernel (K, CO) as panels (CO // width, K, width) of its columns,
+    starting on an ALIGNMENT_BYTES boundary: a view of the kernel when it is one panel so placed, else a
+    copy."""
+    buffer = np.empty(3 * 64 + 64, dtype=np.float32)
+    start = (-buffer.ctypes.data % kdirect.ALIGNMENT_BYTES + offset) // 4
+    kernel = buffer[start : start + 3 * 64].reshape(3, 64)
+    kernel[...] = np.arange(3 * 64, dtype=np.float32).reshape(3, 64)
+    panels = kdirect.kernel_panels(kernel, width)
+    assert panels.shape == (64 // width, 3, width) and panels.flags.c_contiguous
+    assert panels.ctypes.data % kdirect.ALIGNMENT_BYTES == 0
+    for p in range(64 // width):
+        np.testing.assert_array_equal(panels[p], kernel[:, p * width : (p + 1) * width])
+    assert np.shares_memory(panels, kernel) == (offset == 0 and width == 64)
 
 
 @pytest.mark.parametrize("shape", [(1, 14, 14, 32, 64, 5, 5, 1, "same"), (2, 13, 11, 4, 24, 3, 3, 2, "same"),

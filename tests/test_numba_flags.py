@@ -31,7 +31,7 @@ FASTMATH = {
     ),
     "_direct32": (
         {"contract"},
-        "the direct convolution for 32 channels: as _direct16",
+        "the direct convolution for 32 and 64 channels: as _direct16",
     ),
 }
 """Function name -> (the fastmath flags it uses, why). Every function not named here uses none."""

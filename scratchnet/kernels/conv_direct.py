@@ -15,6 +15,13 @@ loaded and multiplied into pixels x channels running sums, which stay in CPU reg
 window, written out once at the end: 4 x 16 (eight AVX registers, `_direct16`) or 3 x 32 (twelve,
 `_direct32`). The loop order is the textbook sum's; only the grouping of pixels is the machine's.
 
+`_direct32` also serves 64 output channels, as two runs of 32 (each reading the window again, from L1).
+
+The loops read the kernel as panels of 16 or 32 columns (`kernel_panels`), one row of a panel after the
+other, each loaded as whole AVX registers. Where the rows lie matters: rows that start off a 64-byte cache
+line make loads that straddle two lines, so the panels start on one (NumPy aligns its arrays to 16 bytes
+only).
+
 `scratchnet.kernels.conv_team` calls these loops for the chunks of a forward convolution they can do
 (`usable`), and `_direct16` for the transposed dx of one with 16 input channels (a forward convolution of dy).
 """
@@ -25,7 +32,8 @@ from llvmlite import ir
 from numba import carray, config, njit, types
 from numba.extending import intrinsic
 
-__all__ = ["CHANNELS", "PIXELS", "WIDE_CHANNELS", "WIDE_MAX_WINDOW", "WIDE_PIXELS", "usable"]
+__all__ = ["ALIGNMENT_BYTES", "CHANNELS", "DOUBLE_WIDE_CHANNELS", "PIXELS", "WIDE_CHANNELS", "WIDE_MAX_WINDOW",
+           "WIDE_PIXELS", "kernel_panels", "usable"]
 
 CHANNELS = 16
 """The output channels of `_direct16`: one row of the kernel is two AVX registers of float32."""
@@ -43,24 +51,57 @@ takes the other four. Measured on deep_mnist's first convolution (one thread): 5
 51 with 2, 40 with 4 (whose sums no longer fit in registers)."""
 
 WIDE_MAX_WINDOW = 64
-"""`_direct32` serves windows of at most this many values (KH*KW*CI). The first convolutions of deep_mnist
-and emnist_cnn (5x5x1 -> 32) run at 55 GFLOP/s a thread here, against 40 for columns and sgemm; a long
-window (deep_mnist's 5x5x32 -> 64 dx, 800 values) is what sgemm multiplies at its peak.
+"""`_direct32` serves 32 output channels over windows of at most this many values (KH*KW*CI). The first
+convolutions of deep_mnist and emnist_cnn (5x5x1 -> 32) run at 55-64 GFLOP/s a thread here, against 40 for
+columns and sgemm, whose product grows more efficient with the window (the sum of its product).
 
 Trades the direct loop's fixed speed against sgemm's, which grows with the window. Retune with the CPU's
 registers and sgemm's efficiency on thin products."""
+
+DOUBLE_WIDE_CHANNELS = 2 * WIDE_CHANNELS
+"""64 output channels run `_direct32` (two runs of 32) over any window: one thread, 100 images, the 3x3x32
+-> 64 conv of emnist_cnn at 91-92 GFLOP/s against 76-79 for columns and sgemm, the 5x5x32 -> 64 of
+deep_mnist at 91-95 against 76-78 (alternating, kernel 64-byte aligned; 66-71 when it is not)."""
+
+ALIGNMENT_BYTES = 64
+"""Where `kernel_panels` puts the kernel's first row: a cache line. Panel rows of 16 or 32 float32 are then
+whole cache lines or halves of one, and no AVX load straddles two. 16-byte aligned (NumPy's own
+alignment), the 64-channel loop ran at 66-71 GFLOP/s instead of 91-95; 32-byte aligned, at 68-71."""
 
 
 def usable(geometry, channels_out, wide=True):
     """True if the direct loop can compute this convolution: at least PIXELS output pixels per image, and 16
     output channels (`channels_out`, the geometry's CO, or CI for a transposed dx), or with `wide` 32 over a
-    window of at most WIDE_MAX_WINDOW values. (The transposed dx of the zoo's convs never has such a short
-    window, and its piece does not compile the 32-channel loop: `scratchnet.kernels.conv_team` asks without
-    `wide`.)"""
+    window of at most WIDE_MAX_WINDOW values or 64 over any. (The transposed dx of the zoo's convs has
+    neither, and its piece does not compile the 32-channel loop: `scratchnet.kernels.conv_team` asks
+    without `wide`.)"""
     if geometry.oh * geometry.ow < PIXELS:
         return False
     window = geometry.kh * geometry.kw * geometry.ci
-    return channels_out == CHANNELS or (wide and channels_out == WIDE_CHANNELS and window <= WIDE_MAX_WINDOW)
+    if channels_out == CHANNELS:
+        return True
+    short_window = channels_out == WIDE_CHANNELS and window <= WIDE_MAX_WINDOW
+    return wide and (channels_out == DOUBLE_WIDE_CHANNELS or short_window)
+
+
+def kernel_panels(kernel2d, width):
+    """kernel2d (K, CO) as CO // width panels of `width` columns, (CO // width, K, width), C-contiguous and
+    starting on an ALIGNMENT_BYTES boundary: a view of kernel2d when it is one panel already so placed, else
+    a copy (a kernel is at most a few hundred kB, copied in microseconds).
+
+    A loop over one panel reads its rows one after the other, each `width` values long; with 64 channels in
+    one row, `_direct32` would have to slice half a row for every window value, and LLVM then checks the
+    slice's bounds in the innermost loop (about 70 GFLOP/s a thread instead of 90)."""
+    k, channels = kernel2d.shape
+    panels = channels // width
+    if panels == 1 and kernel2d.flags.c_contiguous and kernel2d.ctypes.data % ALIGNMENT_BYTES == 0:
+        return kernel2d.reshape(1, k, width)
+    spare = ALIGNMENT_BYTES // kernel2d.itemsize
+    buffer = np.empty(kernel2d.size + spare, dtype=kernel2d.dtype)
+    start = (-buffer.ctypes.data % ALIGNMENT_BYTES) // kernel2d.itemsize
+    result = buffer[start : start + kernel2d.size].reshape(panels, k, width)
+    result[...] = kernel2d.reshape(k, panels, width).transpose(1, 0, 2)
+    return result
 
 
 def _stack_floats(count):
@@ -180,8 +221,10 @@ def _direct16(x_padded, kernel2d, y2d, positions, n0, n1):
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
-def _direct32(x_padded, kernel2d, y2d, positions, n0, n1):
-    """`_direct16` for 32 output channels, WIDE_PIXELS (3) pixels at a time: the same sums, in the same order."""
+def _direct32(x_padded, panels, y2d, positions, n0, n1):
+    """`_direct16` for 32 output channels (or 64: `DOUBLE_WIDE_CHANNELS`, as two runs of 32), WIDE_PIXELS (3)
+    pixels at a time: the same sums, in the same order. panels is the kernel as `kernel_panels` of width 32,
+    (CO // 32, K, 32); y2d has CO columns."""
     starts, offsets = positions
     pixels = starts.size
     sums = _running_wide_sums()
@@ -190,20 +233,23 @@ def _direct32(x_padded, kernel2d, y2d, positions, n0, n1):
         for first in range(0, pixels, WIDE_PIXELS):
             first = min(first, pixels - WIDE_PIXELS)
             p0, p1, p2 = starts[first], starts[first + 1], starts[first + 2]
-            for c in range(WIDE_CHANNELS):
-                sums[0, c] = 0.0
-                sums[1, c] = 0.0
-                sums[2, c] = 0.0
-            for j in range(offsets.size):
-                at = offsets[j]
-                v0, v1, v2 = image[p0 + at], image[p1 + at], image[p2 + at]
-                row = kernel2d[j]
-                for c in range(WIDE_CHANNELS):
-                    w = row[c]
-                    sums[0, c] += v0 * w
-                    sums[1, c] += v1 * w
-                    sums[2, c] += v2 * w
             out = n * pixels + first
-            for p in range(WIDE_PIXELS):
+            for panel in range(panels.shape[0]):  # 32 channels at a time
+                kernel2d = panels[panel]
+                c0 = panel * WIDE_CHANNELS
                 for c in range(WIDE_CHANNELS):
-                    y2d[out + p, c] = sums[p, c]
+                    sums[0, c] = 0.0
+                    sums[1, c] = 0.0
+                    sums[2, c] = 0.0
+                for j in range(offsets.size):
+                    at = offsets[j]
+                    v0, v1, v2 = image[p0 + at], image[p1 + at], image[p2 + at]
+                    row = kernel2d[j]
+                    for c in range(WIDE_CHANNELS):
+                        w = row[c]
+                        sums[0, c] += v0 * w
+                        sums[1, c] += v1 * w
+                        sums[2, c] += v2 * w
+                for p in range(WIDE_PIXELS):
+                    for c in range(WIDE_CHANNELS):
+                        y2d[out + p, c0 + c] = sums[p, c]

@@ -9,7 +9,7 @@ sgemm (`scratchnet.runtime.blas`). Holding no GIL from start to end is what lets
 never straddle two parts and each part sums its own share of dkernel, so every product, and every sum,
 is the same at any thread count: the results are bit-identical. A big forward of fewer images than parts
 (one image, in predict) cuts the images into bands of output rows instead (`_forward_in_bands`), and with
-16 output channels (or 32 over short windows) the pieces sum the windows directly
+16 or 64 output channels (or 32 over short windows) the pieces sum the windows directly
 (`scratchnet.kernels.conv_direct`) instead of copying them for sgemm.
 
 Nothing is kept from the forward to the backward: chunks are small enough (PIECE_CHUNK_BYTES) that a
@@ -44,8 +44,8 @@ from scratchnet.runtime import blas, team, threads
 __all__ = ["backward", "forward"]
 
 DIRECT = True
-"""Convolutions the direct loop can do (16 output channels, or 32 over short windows; the transposed dx of
-those with 16 input channels: `scratchnet.kernels.conv_direct.usable`) run the
+"""Convolutions the direct loop can do (16 or 64 output channels, or 32 over short windows; the transposed dx
+of those with 16 input channels: `scratchnet.kernels.conv_direct.usable`) run the
 direct loop of `scratchnet.kernels.conv_direct` instead of columns and sgemm; False always takes the
 columns (for tests and comparisons)."""
 
@@ -134,8 +134,13 @@ def _forward(x_padded, kernel, y, geometry, bias_block):
     direct = DIRECT and conv_direct.usable(g, g.co)
     per_chunk = _images_per_chunk(g.oh * g.ow * k, x_padded.itemsize)
     plan = _piece_plan(g, None, DX_NONE, per_chunk, direct, x_padded.shape[2])
-    operands = (x_padded, kernel.reshape(k, g.co), y.reshape(g.n * g.oh * g.ow, g.co), bias_block)
-    _run(_wide_direct_piece if direct and g.co == conv_direct.WIDE_CHANNELS else _forward_piece, plan, operands)
+    kernel2d, y2d = kernel.reshape(k, g.co), y.reshape(g.n * g.oh * g.ow, g.co)
+    if direct and g.co != conv_direct.CHANNELS:
+        panels = conv_direct.kernel_panels(kernel2d, conv_direct.WIDE_CHANNELS)
+        _run(_wide_direct_piece, plan, (x_padded, panels, y2d, bias_block))
+    else:
+        kernel2d = conv_direct.kernel_panels(kernel2d, g.co)[0] if direct else kernel2d
+        _run(_forward_piece, plan, (x_padded, kernel2d, y2d, bias_block))
 
 
 def _forward_in_bands(x, kernel, y, geometry, per_image, bias_block):
@@ -188,6 +193,7 @@ def backward(x, kernel, dy, geometry, dx_mode, dx_buffer):
         dy_geometry = transposed_geometry(g)
         dy_sizes, dy_padded, flipped = dy_geometry.loop_sizes(), padded(dy, dy_geometry), flipped_kernel(kernel)
         direct = DIRECT and conv_direct.usable(dy_geometry, dy_geometry.co, False)
+        flipped = conv_direct.kernel_panels(flipped, g.ci)[0] if direct else flipped
     kernel2d = kernel.reshape(k, g.co)
     kernel_t = np.ascontiguousarray(kernel2d.T) if dx_mode in (DX_GATHER, DX_SCATTER) else none2d
     dx_values = g.h * g.w * g.kh * g.kw * g.co if dx_mode == DX_TRANSPOSED else 0
@@ -251,18 +257,19 @@ def _forward_piece(sgemm, plan, share, operands, state, post_slot, done_slot, jo
 
 @njit(cache=True, nogil=True)
 def _wide_direct_piece(sgemm, plan, share, operands, state, post_slot, done_slot, job):
-    """`_forward_piece` for a convolution with 32 output channels that the direct loop does
-    (`_direct32`): a piece of its own, so that models without one do not compile that loop into
-    `_forward_piece` (nor those with one `_forward_piece`'s columns into this). sgemm is unused."""
+    """`_forward_piece` for a convolution with 32 or 64 output channels that the direct loop does
+    (`_direct32`; the operands' kernel as its `kernel_panels`): a piece of its own, so that models without
+    one do not compile that loop into `_forward_piece` (nor those with one `_forward_piece`'s columns into
+    this). sgemm is unused."""
     team.post_done(state, post_slot, job)
-    x_padded, kernel2d, y2d, bias_block = operands
+    x_padded, panels, y2d, bias_block = operands
     sizes, _, per_chunk, _, _, _, positions, bounds = plan
     _, _, _, _, _, oh, ow, _, _ = sizes
     rows = oh * ow
     for part in range(share[0], share[1]):
         for c0 in range(bounds[part], bounds[part + 1], per_chunk):
             c1 = min(bounds[part + 1], c0 + per_chunk)
-            _direct32(x_padded, kernel2d, y2d, positions, c0, c1)
+            _direct32(x_padded, panels, y2d, positions, c0, c1)
             if bias_block.size:
                 _add_bias_relu_inplace(y2d[c0 * rows : c1 * rows].ravel(), bias_block)
     team.mark_done(state, post_slot, done_slot, job)
