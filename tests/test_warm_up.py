@@ -113,9 +113,12 @@ def compiling(dispatcher):
 
 
 @needs_jit
+@pytest.mark.parametrize("piece", ["_forward_piece", "_wide_direct_piece"])
 @pytest.mark.parametrize(("idle_cores", "threads", "started"), [(1.0, 2, 1), (0.2, 2, 0), (1.0, 1, 0)])
 def test_the_helper_starts_once_on_the_forward_piece_with_a_core_idle_and_stops_with_the_warm_up(
-        monkeypatch, idle_cores, threads, started):
+        monkeypatch, idle_cores, threads, started, piece):
+    """Either forward piece of the convolutions (models whose convs all take the 32- and 64-channel direct
+    loop never compile `_forward_piece`) starts the helper once."""
     from scratchnet.kernels import conv_team, im2col, precompile
     from scratchnet.runtime import threads as thread_policy
 
@@ -126,7 +129,8 @@ def test_the_helper_starts_once_on_the_forward_piece_with_a_core_idle_and_stops_
     with precompile.backward_in_background():
         compiling(im2col._im2col)  # another kernel: no helper
         assert not helpers
-        compiling(conv_team._forward_piece)
-        compiling(conv_team._forward_piece)  # (a second signature would compile it again)
+        compiling(getattr(conv_team, piece))
+        compiling(conv_team._forward_piece)  # (a second signature, or the other piece, compiles again)
+        compiling(conv_team._wide_direct_piece)
         assert len(helpers) == started
     assert all(helper.killed and helper.reaped for helper in helpers)
