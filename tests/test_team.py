@@ -1,6 +1,7 @@
 """scratchnet.runtime.team: pieces of nogil work handed to spinning worker threads, and their safety nets."""
 import threading
 
+import numba
 import numpy as np
 import pytest
 from numba import njit
@@ -223,3 +224,33 @@ def test_spans_cut_a_range_into_consecutive_nearly_equal_pieces(size, parts):
     assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
     lengths = [stop - start for start, stop in spans]
     assert max(lengths) - min(lengths) <= 1
+
+
+@njit(nogil=True)
+def _claim_parts(claims, owners, delay, state, post_slot, done_slot, job):
+    """A piece that claims parts (team.claim) until none is left and counts each claim in owners[part, 0],
+    recording in owners[part, 1] which slot it ran in (0: the caller). A worker first looks `delay` times at
+    the team's state (a wait the compiler cannot remove), standing in for a thread the OS holds up."""
+    post_done(state, post_slot, job)
+    if done_slot >= 1:
+        for _ in range(delay):
+            team_module._load(state, 0)
+    part = team_module.claim(claims)
+    while part < owners.shape[0]:
+        owners[part, 0] += 1
+        owners[part, 1] = max(done_slot, 0)
+        part = team_module.claim(claims)
+    mark_done(state, post_slot, done_slot, job)
+
+
+@pytest.mark.parametrize("delay", [0, 1_000 if numba.config.DISABLE_JIT else 50_000_000])  # 0, or >= 15 ms
+def test_pieces_that_claim_parts_take_each_once_and_a_held_up_worker_leaves_them_to_the_others(team, delay):
+    """Parts handed out by team.claim: every part is claimed exactly once, whatever the timing; a worker that
+    starts late (held up by the OS) finds the parts taken by the caller's piece instead of holding it up."""
+    for _ in range(20 if delay == 0 else 1):
+        claims, owners = np.zeros(1, dtype=np.int64), np.zeros((64, 2), dtype=np.int64)
+        team.run([(_claim_parts, (claims, owners, delay))] * 3)
+        np.testing.assert_array_equal(owners[:, 0], 1)
+        assert claims[0] >= 64 + 3  # each piece's last claim came back past the end
+    if delay:  # the caller took them all (most, if the OS held the caller up too)
+        assert np.count_nonzero(owners[:, 1] == 0) >= 48

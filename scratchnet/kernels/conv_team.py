@@ -1,8 +1,9 @@
 """The float32 convolution path: one nogil numba call per thread, copying windows and calling sgemm from numba.
 
 The batch is cut into `scratchnet.runtime.threads.PARTS` parts of equal images whatever the thread count,
-and each thread takes a run of consecutive parts as ONE piece (`scratchnet.runtime.threads.run_pieces`):
-one nogil numba call (`_forward_piece`, `_backward_piece`) that, part by part and chunk after chunk of
+and each thread runs ONE piece (`scratchnet.runtime.threads.run_pieces`): one nogil numba call
+(`_forward_piece`, `_backward_piece`) that claims parts from a counter the pieces share
+(`scratchnet.runtime.team.claim`) until none is left, and, part by part and chunk after chunk of
 images, copies the windows (`scratchnet.kernels.im2col`) and multiplies them with NumPy's own OpenBLAS
 sgemm (`scratchnet.runtime.blas`). Holding no GIL from start to end is what lets the spinning workers of
 `scratchnet.runtime.team` take a piece in microseconds, so even small convolutions use every core. Chunks
@@ -213,21 +214,23 @@ def _images_per_chunk(values_per_image, itemsize):
 
 
 def _run(piece, plan, operands):
-    """Run `piece` over the parts of the batch (plan's bounds): each thread one call, over a run of parts."""
+    """Run `piece` over the parts of the batch (plan's bounds): one call per thread (at most one per part), the
+    calls claiming the parts as they go (`scratchnet.runtime.team.claim`), so that a thread held up by the
+    OS leaves its share to the others. Which thread computes a part changes nothing in the results."""
     parts = plan[-1].size - 1
-    sgemm = blas.sgemm()
-    shares = threads.spans(parts, threads.num_threads())  # (first, stop) parts of each thread
-    threads.run_pieces([(piece, (sgemm, plan, share, operands)) for share in shares])
+    claims = np.zeros(1, dtype=np.int64)  # the next part to claim
+    piece_args = (blas.sgemm(), plan, claims, operands)
+    threads.run_pieces([(piece, piece_args)] * min(parts, threads.num_threads()))
 
 
 # ----------------------------------------------------------------------------------------------------
 # The pieces: one nogil call each, called as piece(*args, state, post_slot, done_slot, job) by
-# scratchnet.runtime.team.
+# scratchnet.runtime.team. Each claims parts (team.claim(claims)) until the number it gets is past the last.
 # ----------------------------------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def _forward_piece(sgemm, plan, share, operands, state, post_slot, done_slot, job):
-    """y rows of the images of parts share[0]..share[1]-1 = im2col(x_padded) @ kernel2d, part by part,
-    per_chunk images at a time.
+def _forward_piece(sgemm, plan, claims, operands, state, post_slot, done_slot, job):
+    """y rows of the images of the parts it claims = im2col(x_padded) @ kernel2d, part by part, per_chunk
+    images at a time.
 
     operands: (x_padded (N, HP, WP*CI), kernel2d (K, CO), y2d (N*OH*OW, CO), bias_block (the bias repeated,
     or empty)). The windows go into one chunk-sized column matrix, reused chunk after chunk, that dies with
@@ -239,9 +242,10 @@ def _forward_piece(sgemm, plan, share, operands, state, post_slot, done_slot, jo
     _, _, _, _, _, oh, ow, _, _ = sizes
     rows = oh * ow
     k = kernel2d.shape[0]
-    chunk_rows = 0 if direct else min(per_chunk, _longest_part(bounds, share)) * rows
+    chunk_rows = 0 if direct else min(per_chunk, _longest_part(bounds)) * rows
     buffer = np.empty(k * chunk_rows, dtype=y2d.dtype)
-    for part in range(share[0], share[1]):
+    part = team.claim(claims)
+    while part < bounds.size - 1:
         n0, n1 = bounds[part], bounds[part + 1]
         for c0 in range(n0, n1, per_chunk):  # chunks start afresh in each part: their sizes, and so the
             c1 = min(n1, c0 + per_chunk)    # products' rounding, never depend on the threads
@@ -252,11 +256,12 @@ def _forward_piece(sgemm, plan, share, operands, state, post_slot, done_slot, jo
                 blas.sgemm_rows(sgemm, columns, kernel2d, y2d[c0 * rows : c1 * rows], cols_t, 0.0)
             if bias_block.size:
                 _add_bias_relu_inplace(y2d[c0 * rows : c1 * rows].ravel(), bias_block)
+        part = team.claim(claims)
     team.mark_done(state, post_slot, done_slot, job)
 
 
 @njit(cache=True, nogil=True)
-def _wide_direct_piece(sgemm, plan, share, operands, state, post_slot, done_slot, job):
+def _wide_direct_piece(sgemm, plan, claims, operands, state, post_slot, done_slot, job):
     """`_forward_piece` for a convolution with 32 or 64 output channels that the direct loop does
     (`_direct32`; the operands' kernel as its `kernel_panels`): a piece of its own, so that models without
     one do not compile that loop into `_forward_piece` (nor those with one `_forward_piece`'s columns into
@@ -266,20 +271,22 @@ def _wide_direct_piece(sgemm, plan, share, operands, state, post_slot, done_slot
     sizes, _, per_chunk, _, _, _, positions, bounds = plan
     _, _, _, _, _, oh, ow, _, _ = sizes
     rows = oh * ow
-    for part in range(share[0], share[1]):
+    part = team.claim(claims)
+    while part < bounds.size - 1:
         for c0 in range(bounds[part], bounds[part + 1], per_chunk):
             c1 = min(bounds[part + 1], c0 + per_chunk)
             _direct32(x_padded, panels, y2d, positions, c0, c1)
             if bias_block.size:
                 _add_bias_relu_inplace(y2d[c0 * rows : c1 * rows].ravel(), bias_block)
+        part = team.claim(claims)
     team.mark_done(state, post_slot, done_slot, job)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _longest_part(bounds, share):
-    """The most images in one of the parts share[0]..share[1]-1 (bounds as in `_part_bounds`)."""
+def _longest_part(bounds):
+    """The most images in one of the parts (bounds as in `_part_bounds`)."""
     longest = 0
-    for part in range(share[0], share[1]):
+    for part in range(bounds.size - 1):
         longest = max(longest, bounds[part + 1] - bounds[part])
     return longest
 
@@ -303,9 +310,9 @@ def _columns(sizes, cols_t, x_padded, chunk, buffer):
 
 
 @njit(cache=True, nogil=True)
-def _backward_piece(sgemm, plan, share, operands, state, post_slot, done_slot, job):
-    """The backward of the images of parts share[0]..share[1]-1: for each part p, dkernel_parts[p] = the sum
-    over its chunks of cols.T @ dy rows; and their dx.
+def _backward_piece(sgemm, plan, claims, operands, state, post_slot, done_slot, job):
+    """The backward of the images of the parts it claims: for each part p, dkernel_parts[p] = the sum over its
+    chunks of cols.T @ dy rows; and their dx.
 
     operands: (x_padded, dy2d (N*OH*OW, CO), dkernel_parts (parts, K, CO), kernel_t (CO, K), dx_buffer,
     dy_padded, flipped (KH*KW*CO, CI)); the arrays a dx mode does not use are empty. cols are rebuilt
@@ -319,7 +326,7 @@ def _backward_piece(sgemm, plan, share, operands, state, post_slot, done_slot, j
     ci, _, _, _, _, oh, ow, _, _ = sizes
     rows = oh * ow
     k = dkernel_parts.shape[1]
-    chunk = min(per_chunk, _longest_part(bounds, share))
+    chunk = min(per_chunk, _longest_part(bounds))
     cols_buffer = np.empty(k * chunk * rows, dtype=dy2d.dtype)
     cols_dx = mode in (DX_GATHER, DX_SCATTER)
     dcols_buffer = np.empty((chunk * rows if cols_dx else 0, k), dtype=dy2d.dtype)
@@ -328,7 +335,8 @@ def _backward_piece(sgemm, plan, share, operands, state, post_slot, done_slot, j
     dy_cols_buffer = np.empty((0 if direct else chunk * h * w, flipped.shape[0]), dtype=dy2d.dtype)  # (dx rows,
     # KH*KW*CO)
     dx_all_rows = dx_buffer.reshape((dx_buffer.shape[0] * h * w, ci)) if mode == DX_TRANSPOSED else dcols_buffer
-    for part in range(share[0], share[1]):
+    part = team.claim(claims)
+    while part < bounds.size - 1:
         n0, n1 = bounds[part], bounds[part + 1]
         for c0 in range(n0, n1, per_chunk):
             c1 = min(n1, c0 + per_chunk)
@@ -349,4 +357,5 @@ def _backward_piece(sgemm, plan, share, operands, state, post_slot, done_slot, j
                     _col2im_gather(dcols, sizes, c0, c1, dx_buffer)
                 else:
                     _col2im_add(dcols, sizes, c0, c1, dx_buffer)
+        part = team.claim(claims)
     team.mark_done(state, post_slot, done_slot, job)

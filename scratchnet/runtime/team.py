@@ -20,7 +20,9 @@ convolutions of a fraction of a millisecond that overhead eats much of what a se
 A piece is a tuple ``(function, args)``: `function` is an ``@njit(nogil=True)`` kernel whose last four
 parameters are ``state, post_slot, done_slot, job``; it must start with
 ``team.post_done(state, post_slot, job)`` and end with ``team.mark_done(state, post_slot, done_slot, job)``.
-Pieces of one call must not write the same memory.
+Pieces of one call must not write the same memory, but for a counter they `claim` parts of the work from:
+pieces that take the parts as they go, instead of a fixed run each, do not wait for a thread the OS holds
+up (the convolutions' pieces do).
 
 Layout of `state` (int64): [0] the last job posted; [1 + w] the last job worker w finished.
 
@@ -43,7 +45,7 @@ from numba import config, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["NO_STATE", "SPIN_ROUNDS", "Team", "mark_done", "post_done", "run_here"]
+__all__ = ["NO_STATE", "SPIN_ROUNDS", "Team", "claim", "mark_done", "post_done", "run_here"]
 
 PIECE_WAIT_PAUSES = 20_000
 """How many CPU pauses (tens of nanoseconds each) a finished piece waits inside itself: a worker's for the
@@ -119,8 +121,28 @@ def _store(typingctx, state, slot, value):
     return types.void(state, slot, types.int64), codegen
 
 
+@intrinsic
+def _fetch_add_one(typingctx, counter):
+    """counter[0] += 1 as one atomic step (no other thread's step can come between its read and its write);
+    returns the value before. Relaxed ordering: it hands out numbers, and publishes nothing."""
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(context, builder, signature.args[0], array,
+                                           [context.get_constant(types.intp, 0)])
+        return builder.atomic_rmw("add", pointer, ir.Constant(ir.IntType(64), 1), "monotonic")
+
+    return types.int64(counter), codegen
+
+
 if config.DISABLE_JIT:  # the pieces run as Python, where an intrinsic cannot: plain twins under the GIL,
     # which already makes each element read and write whole and ordered
+
+    def _fetch_add_one(counter):
+        """counter[0] += 1 under the GIL; the value before."""
+        value = int(counter[0])
+        counter[0] = value + 1
+        return value
 
     def _cpu_relax():
         """Nothing to hint in Python."""
@@ -139,6 +161,16 @@ def post_done(state, post_slot, job):
     """A piece's first statement: the caller's piece posts the job (`post_slot` 0); workers' pieces pass -1."""
     if post_slot >= 0:
         _store(state, post_slot, job)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def claim(claims):
+    """The next unclaimed number of a job's parts, for pieces that share the parts as they go: claims is an int64
+    array of one element, zero when the job starts, shared by the job's pieces; each call returns another
+    number, 0, 1, 2, ... in the order of the calls, whichever thread makes them. A piece takes parts until the
+    number it gets is past the last part, so a thread that the OS (or the hypervisor) stops for a while holds
+    up only the part it is in: the others take the rest."""
+    return _fetch_add_one(claims)
 
 
 @njit(cache=True, nogil=True)
