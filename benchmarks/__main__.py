@@ -5,7 +5,8 @@
     python -m benchmarks --models mlp,deep_mnist --suites train,ops --no-memory
 
 Steps: (1) pytest-benchmark suites in one child process (scratchnet, TensorFlow and PyTorch side by side; raw
-JSON in .benchmarks/latest.json); (2) one fresh process per engine and model for peak memory and first-step
+JSON in .benchmarks/latest.json), or with --isolate one process per engine, the processes taking turns
+benchmark by benchmark (`benchmarks.turns`); (2) one fresh process per engine and model for peak memory and first-step
 time (scratchnet twice: the second run loads the kernels from numba's disk cache); (3) a layer-by-layer profile of
 the slow models' scratchnet training step; (4) the report, printed and written to ``--output``.
 Run it on a quiet machine: other load makes every number meaningless.
@@ -21,6 +22,7 @@ import sys
 import time
 
 from benchmarks import ENGINES, installed, report, workloads
+from benchmarks.turns import Referee
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUITES = {"train": "bench_train.py", "infer": "bench_inference.py", "latency": "bench_latency.py",
@@ -28,7 +30,8 @@ SUITES = {"train": "bench_train.py", "infer": "bench_inference.py", "latency": "
 ISOLATED_SUITES = {"scratchnet,numpy": tuple(SUITES),
                    "tensorflow": ("train", "infer", "latency", "ops", "optimizer"),
                    "pytorch": ("train", "infer", "latency", "optimizer")}
-"""With --isolate: the pytest processes of one repeat, in order, and the suites each runs (PyTorch has no ops)."""
+"""With --isolate: the pytest processes of one repeat (side by side, taking turns: `benchmarks.turns`) and the
+suites each runs (PyTorch has no ops)."""
 
 
 def _csv(value, allowed, what):
@@ -60,7 +63,8 @@ def parse_args(argv):
     parser.add_argument("--bench-time", type=float, default=1.0, help="target seconds of timed rounds per benchmark")
     parser.add_argument("--isolate", action="store_true",
                         help="run the scratchnet, the TensorFlow and the PyTorch benchmarks in separate pytest "
-                             "processes (default: one process, each model's engines back to back)")
+                             "processes, side by side, taking turns benchmark by benchmark (default: one process, "
+                             "each model's engines back to back)")
     parser.add_argument("--repeat", type=_positive, default=1,
                         help="run the suites this many times, engines alternating; the report pools the rounds of "
                              "all repeats and lists each repeat's training-step ratios")
@@ -89,8 +93,8 @@ def run_suites(args) -> dict:
     os.makedirs(os.path.dirname(json_path), exist_ok=True)
     files = [os.path.join("benchmarks", SUITES[suite]) for suite in args.suites]
     print(f"[1/4] pytest-benchmark suites: {' '.join(SUITES[s] for s in args.suites)} "
-          f"(models: {','.join(args.models)})" + (" — engines in separate processes" if args.isolate else ""),
-          flush=True)
+          f"(models: {','.join(args.models)})"
+          + (" — engines in separate processes, taking turns" if args.isolate else ""), flush=True)
     groups = [(None, files)]
     if args.isolate:
         groups = [(engines, [os.path.join("benchmarks", SUITES[s]) for s in args.suites if s in suites])
@@ -100,16 +104,40 @@ def run_suites(args) -> dict:
             print(f"warning: {', '.join(missing)} not installed: no {' or '.join(missing)} benchmarks "
                   "(pip install -e '.[tf,bench]')", file=sys.stderr, flush=True)
             groups = [(engines, group) for engines, group in groups if engines not in missing]
-    merged, announced = None, None
-    for repeat, (engines, group_files) in ((r, g) for r in range(args.repeat) for g in groups):
-        if not group_files:
-            continue
-        if args.repeat > 1 and repeat != announced:
-            print(f"      repeat {repeat + 1} of {args.repeat}", flush=True)
-            announced = repeat
-        path = json_path if engines is None else f"{json_path[:-5]}-{engines.split(',')[0]}.json"
+    merged = None
+    for repeat in range(args.repeat):
         if args.repeat > 1:
-            path = f"{path[:-5]}-{repeat + 1}.json"
+            print(f"      repeat {repeat + 1} of {args.repeat}", flush=True)
+        runs = [(engines, group_files, _json_path(json_path, engines, repeat, args.repeat))
+                for engines, group_files in groups if group_files]
+        for part in _run_repeat(args, runs, first=repeat):
+            for bench in part["benchmarks"]:
+                bench.setdefault("extra_info", {})["repeat"] = repeat + 1
+            if merged is None:
+                merged = part
+            else:
+                merged["benchmarks"].extend(part["benchmarks"])
+    if args.isolate or args.repeat > 1:
+        with open(json_path, "w") as f:
+            json.dump(merged, f)
+    return merged
+
+
+def _json_path(json_path, engines, repeat, repeats):
+    path = json_path if engines is None else f"{json_path[:-5]}-{engines.split(',')[0]}.json"
+    return f"{path[:-5]}-{repeat + 1}.json" if repeats > 1 else path
+
+
+def _run_repeat(args, runs, first):
+    """One repeat: a pytest process per entry of ``runs`` (engines, files, JSON path); their JSON, in order.
+
+    Several processes (``--isolate``) run side by side and take turns, one benchmark each
+    (`benchmarks.turns`); the engine that goes first at each benchmark rotates with ``first``.
+    """
+    referee = Referee([SUITES[suite][:-3] for suite in args.suites], first=first % len(runs)) if len(runs) > 1 \
+        else None
+    children = []
+    for engines, group_files, path in runs:
         if os.path.exists(path):
             os.remove(path)
         command = [sys.executable, "-m", "pytest", *group_files, "-p", "no:cacheprovider", "-q",
@@ -118,23 +146,21 @@ def run_suites(args) -> dict:
                    *([f"--bench-engines={engines}"] if engines else []), *args.pytest_args]
         print("      " + shlex.join(command[2:]), flush=True)
         env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS=os.environ.get("SCRATCHNET_BENCH_TF_ONEDNN", "1"))
-        completed = subprocess.run(command, cwd=ROOT, env=env)
+        env, pass_fds = referee.child_env(env) if referee else (env, ())
+        children.append(subprocess.Popen(command, cwd=ROOT, env=env, pass_fds=pass_fds))
+    if referee:
+        referee.started()
+        referee.serve()
+    parts = []
+    for child, (_, _, path) in zip(children, runs):
+        returncode = child.wait()
         if not os.path.exists(path):
-            raise SystemExit(f"pytest-benchmark wrote no JSON (pytest exit code {completed.returncode})")
-        if completed.returncode != 0:
-            print(f"warning: pytest exit code {completed.returncode}; the report shows what ran", file=sys.stderr)
+            raise SystemExit(f"pytest-benchmark wrote no JSON (pytest exit code {returncode})")
+        if returncode != 0:
+            print(f"warning: pytest exit code {returncode}; the report shows what ran", file=sys.stderr)
         with open(path) as f:
-            part = json.load(f)
-        for bench in part["benchmarks"]:
-            bench.setdefault("extra_info", {})["repeat"] = repeat + 1
-        if merged is None:
-            merged = part
-        else:
-            merged["benchmarks"].extend(part["benchmarks"])
-    if args.isolate or args.repeat > 1:
-        with open(json_path, "w") as f:
-            json.dump(merged, f)
-    return merged
+            parts.append(json.load(f))
+    return parts
 
 
 def run_probes(args) -> dict:

@@ -9,7 +9,8 @@ busy-wait for a while after a call, and would steal a core from the next engine'
 call of a body (numba compilation or disk-cache load, TensorFlow tracing) is timed on its own and stored as
 ``extra_info["first_call_s"]``; a second untimed call estimates the cost of one call; then pytest-benchmark's
 ``pedantic`` runs one warm-up round and as many timed rounds as fit in ``--bench-time`` seconds (between
-``--bench-min-rounds`` and ``--bench-max-rounds``, or the suite's own cap).
+``--bench-min-rounds`` and ``--bench-max-rounds``, or the suite's own cap). Under ``python -m benchmarks
+--isolate`` all of this waits for the process's turn (`benchmarks.turns`), so the engines take turns.
 
 An engine whose package is not installed (TensorFlow, torch) has its benchmarks skipped, with the reason.
 """
@@ -29,6 +30,7 @@ if "tensorflow" not in sys.modules:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 from benchmarks import ENGINES, installed, side
+from benchmarks.turns import Player
 
 OP_ENGINES = ("scratchnet", "numpy", "tensorflow")  # "numpy": scratchnet's readable reference ops
 
@@ -54,6 +56,26 @@ def pytest_collect_file(file_path, parent):
     if file_path.suffix == ".py" and file_path.name.startswith("bench_") and not named:
         return pytest.Module.from_parent(parent, path=file_path)
     return None
+
+
+ENGINE_PARAMS = ("engine_name", "op_engine")
+"""The parameters that name the engine: a benchmark's slot is what is left (its model, or op case and direction)."""
+
+
+def pytest_configure(config):
+    config.bench_player = Player.from_env()  # None unless ``python -m benchmarks --isolate`` referees the turns
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Number each benchmark's slot within its suite: the same model (or op case) gets the same number in
+    every engine's process, whichever engines that process runs."""
+    slots = {}
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = {k: v for k, v in (callspec.params if callspec else {}).items() if k not in ENGINE_PARAMS}
+        key = tuple(sorted((k, getattr(v, "id", v)) for k, v in params.items()))
+        suite = slots.setdefault(item.path.stem, {})
+        item.bench_slot = (item.path.stem, suite.setdefault(key, len(suite)))
 
 
 def _selected(config, option, default):
@@ -124,7 +146,16 @@ def measure(benchmark, request):
     default_cap = 3 if quick else config.getoption("--bench-max-rounds")
     settle = min(0.05, config.getoption("--bench-settle")) if quick else config.getoption("--bench-settle")
 
+    player = config.bench_player
+    slot = getattr(request.node, "bench_slot", ("", 0))
+
     def run(body, *, group, flops=None, max_rounds=None, **info):
+        if player is None:
+            return timed(body, group=group, flops=flops, max_rounds=max_rounds, **info)
+        with player.turn(*slot):
+            return timed(body, group=group, flops=flops, max_rounds=max_rounds, **info)
+
+    def timed(body, *, group, flops, max_rounds, **info):
         cap = max_rounds if max_rounds is not None and not quick else default_cap
         time.sleep(settle)
         start = time.perf_counter()

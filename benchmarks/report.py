@@ -442,12 +442,18 @@ def render(results: dict, probes: dict, profiles: list, info: dict, *, quick: bo
         out += ["## Training step (one optimizer update at the MODELS.md batch)", ""] + table + [""]
         per_repeat = repeat_ratios(results)
         if per_repeat:
-            out += ["The suites ran several times (`--repeat`), the engines' runs alternating; the table pools "
-                    "the rounds of all repeats. The ratios of each repeat:", ""] + per_repeat + [""]
+            how = ("each engine in its own process, the processes taking turns benchmark by benchmark (each "
+                   "model's engines measured back to back, the engine that goes first rotating)"
+                   if "--isolate" in command else "the engines' runs alternating")
+            out += [f"The suites ran several times (`--repeat`), {how}; the table pools the rounds of all "
+                    "repeats. The ratios of each repeat:", ""] + per_repeat + [""]
     table = model_table(results, "infer", peak, goals=False)
     if len(table) > 2:
         out += [f"## Inference ({workloads.INFERENCE_IMAGES} images, batches of {workloads.INFERENCE_BATCH})", ""]
         out += table + [""]
+        per_repeat = repeat_ratios(results, "infer")
+        if per_repeat:
+            out += ["The ratios of each repeat:", ""] + per_repeat + [""]
     table = latency_table(results)
     if len(table) > 2:
         out += ["## Single-image latency (one 28x28 image through a loaded model)", "",

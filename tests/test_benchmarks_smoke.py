@@ -259,3 +259,72 @@ def test_repeated_runs_pool_their_rounds_and_report_each_repeats_ratio():
     for bad in ("0", "x"):
         with pytest.raises(SystemExit):
             parse_args(["--repeat", bad])
+
+
+def test_isolated_engines_take_turns_benchmark_by_benchmark():
+    """The referee lets one process measure at a time, each slot's engines back to back, the first one rotating;
+    a process that ends (or crashes) early is no longer waited for."""
+    import threading
+    import time
+
+    from benchmarks.turns import Player, Referee
+
+    referee = Referee(["bench_train", "bench_inference", "bench_ops"], first=1)
+    plans = {0: [("bench_train", 0), ("bench_train", 1), ("bench_inference", 0), ("bench_ops", 0)],
+             1: [("bench_train", 0), ("bench_train", 1), ("bench_inference", 0), ("bench_ops", 0)],
+             2: [("bench_train", 0), ("bench_train", 1), ("bench_inference", 0)],
+             3: [("bench_train", 0)]}  # crashes inside its first turn
+    players = {}
+    for index in plans:
+        env, _ = referee.child_env({})
+        players[index] = Player(int(env["SCRATCHNET_BENCH_TURNS"]))
+    inside, seen, overlaps = [], [], []
+
+    def child(index):
+        player = players[index]
+        time.sleep(0.01 * (3 - index))  # the children reach their first benchmark in a different order
+        for suite, slot in plans[index]:
+            if index == 3:
+                player.connection.send_bytes(f"ready {suite} {slot}".encode())
+                player.connection.recv_bytes()
+                break  # "crashes": closes its socket without saying done
+            with player.turn(suite, slot):
+                inside.append(index)
+                overlaps.append(len(inside) > 1)
+                seen.append((index, suite, slot))
+                time.sleep(0.002)
+                inside.remove(index)
+        player.close()
+
+    threads = [threading.Thread(target=child, args=(index,)) for index in plans]
+    for thread in threads:
+        thread.start()
+    server = threading.Thread(target=referee.serve)
+    server.start()
+    server.join(timeout=30)
+    assert not server.is_alive(), "the referee did not finish"
+    for thread in threads:
+        thread.join(timeout=5)
+    assert not any(overlaps)
+    order = [(index, suite, slot) for index, suite, slot in referee.log]
+    assert order == [(1, "bench_train", 0), (2, "bench_train", 0), (3, "bench_train", 0), (0, "bench_train", 0),
+                     (1, "bench_train", 1), (2, "bench_train", 1), (0, "bench_train", 1),
+                     (1, "bench_inference", 0), (2, "bench_inference", 0), (0, "bench_inference", 0),
+                     (1, "bench_ops", 0), (0, "bench_ops", 0)]
+    assert seen == [entry for entry in order if entry[0] != 3]
+
+
+def test_isolated_run_writes_every_engines_json(tmp_path):
+    """``--isolate --quick``: the engines' processes run side by side under the referee and all finish."""
+    require_torch()
+    output = tmp_path / "report.md"
+    command = [sys.executable, "-m", "benchmarks", "--quick", "--isolate", "--models", "mlp", "--suites",
+               "train,infer", "--no-memory", "--no-profile", "--output", str(output),
+               "--json", os.path.relpath(tmp_path / "bench.json", ROOT)]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    engines = {b["extra_info"]["engine"] for b in json.loads((tmp_path / "bench.json").read_text())["benchmarks"]}
+    from benchmarks import ENGINES, installed
+
+    assert engines == {engine for engine in ENGINES if installed(engine)}
+    assert "| mlp |" in output.read_text()
