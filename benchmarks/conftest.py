@@ -58,6 +58,32 @@ def pytest_collect_file(file_path, parent):
     return None
 
 
+BURSTS = 5
+"""Under a referee (``--isolate``) a benchmark's timed rounds come in this many bursts, each engine at the same
+benchmark running a burst in turn (`benchmarks.turns`)."""
+
+BURST_SETTLE = 0.12
+"""Idle seconds before a burst, after another engine's: OpenBLAS's idle threads spin for about 2**28 cycles
+(0.1 s at 2.7 GHz) before they sleep. The first benchmark of each turn waits ``--bench-settle`` instead."""
+
+
+def _bursts(player, slot, body, rounds, settle):
+    """pytest-benchmark's ``setup`` (called before each round, untimed): at the start of every burst but the
+    first, pass the turn; when it comes back, idle ``settle`` seconds and make one untimed call, which wakes
+    this engine's threads and fills its caches again, as the warm-up round did before the first burst."""
+    size = math.ceil(rounds / min(BURSTS, rounds))
+    calls = iter(range(-1, rounds))  # -1: the warm-up round
+
+    def setup():
+        index = next(calls)
+        if index > 0 and index % size == 0:
+            player.pass_turn(*slot)
+            time.sleep(settle)
+            body()
+
+    return setup
+
+
 ENGINE_PARAMS = ("engine_name", "op_engine")
 """The parameters that name the engine: a benchmark's slot is what is left (its model, or op case and direction)."""
 
@@ -170,6 +196,10 @@ def measure(benchmark, request):
         benchmark.extra_info["first_call_s"] = first_call
         benchmark.extra_info["flops"] = flops
         benchmark.extra_info["rounds_planned"] = rounds
-        return benchmark.pedantic(body, rounds=rounds, iterations=1, warmup_rounds=1)
+        setup = None
+        if player is not None:
+            setup = _bursts(player, slot, body, rounds, min(settle, BURST_SETTLE))
+            benchmark.extra_info["bursts"] = min(BURSTS, rounds)
+        return benchmark.pedantic(body, setup=setup, rounds=rounds, iterations=1, warmup_rounds=1)
 
     return run

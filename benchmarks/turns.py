@@ -10,8 +10,13 @@ side by side and take turns, one benchmark each:
   ``measure`` sends ``ready <suite> <slot>`` and waits for ``go``; after them it sends ``done``.
 * The referee says ``go`` only when no child is measuring and every child still running is waiting at its
   next benchmark. It picks the earliest slot (suite, then the benchmark's place in its suite: the same model
-  or op case in every process), so each model's engines are measured back to back. Between engines at the
-  same slot the order rotates from repeat to repeat (`Referee(first=...)`).
+  or op case in every process), so each model's engines are measured back to back; among the engines at
+  that slot, the one served longest ago (at first in the order that rotates from repeat to repeat,
+  `Referee(first=...)`).
+* The timed rounds of a benchmark come in bursts: between two bursts a child passes its turn
+  (`Player.pass_turn`) and the other engines at that slot run a burst each. The rounds of the engines then
+  interleave over the same seconds, and a slow phase of the machine (which on a shared virtual host comes
+  and goes within seconds) falls on all of them alike instead of on whichever engine it caught.
 * While one child measures, the others block on their socket: no process builds a model, traces a function
   or compiles a kernel during another's timed calls. The ``--bench-settle`` idle time that starts every
   measurement lets the previous engine's spinning threads go to sleep.
@@ -50,14 +55,16 @@ class Referee:
         for _, child in self.children:
             child.close()
 
-    def _order(self, index, message):
+    def _order(self, index, message, served):
         _, suite, slot = message
         rank = self.suites.index(suite) if suite in self.suites else len(self.suites)
-        return rank, int(slot), (index - self.first) % len(self.children)
+        return rank, int(slot), served[index]
 
     def serve(self):
         """Hand out turns until every child has closed its socket; `log` lists them."""
         connections = {connection: index for index, (connection, _) in enumerate(self.children)}
+        count = len(self.children)
+        served = {index: (index - self.first) % count - count for index in range(count)}  # when last served
         waiting, measuring = {}, None
         while connections:
             for connection in wait(list(connections)):
@@ -75,7 +82,8 @@ class Referee:
                 elif message[0] == "done" and measuring == index:
                     measuring = None
             if measuring is None and waiting and len(waiting) == len(connections):
-                measuring = min(waiting, key=lambda i: self._order(i, waiting[i]))
+                measuring = min(waiting, key=lambda i: self._order(i, waiting[i], served))
+                served[measuring] = len(self.log)
                 _, suite, slot = waiting.pop(measuring)
                 self.log.append((measuring, suite, int(slot)))
                 connection = next(c for c, i in connections.items() if i == measuring)
@@ -97,12 +105,21 @@ class Player:
     def close(self):
         self.connection.close()
 
-    @contextlib.contextmanager
-    def turn(self, suite: str, slot: int):
+    def _wait(self, suite, slot):
         self.connection.send_bytes(f"ready {suite} {slot}".encode("ascii"))
         if self.connection.recv_bytes() != b"go":
             raise RuntimeError("benchmark referee: expected 'go'")
+
+    @contextlib.contextmanager
+    def turn(self, suite: str, slot: int):
+        """Wait for a turn at this benchmark (``suite``, ``slot``); hold it for the ``with`` block."""
+        self._wait(suite, slot)
         try:
-            yield
+            yield self
         finally:
             self.connection.send_bytes(b"done")
+
+    def pass_turn(self, suite: str, slot: int):
+        """Inside `turn`: let the engines waiting at this benchmark have a burst each, then go on."""
+        self.connection.send_bytes(b"done")
+        self._wait(suite, slot)
