@@ -1,6 +1,6 @@
 """``python -m benchmarks``: run every suite, the memory probes and the profiles; print and write the report.
 
-    python -m benchmarks             the full measurement -> docs/benchmarks.md (5-7 minutes; quiet machine!)
+    python -m benchmarks             the full measurement -> docs/benchmarks.md (10-20 minutes; quiet machine!)
     python -m benchmarks --quick     smoke run of the harness (numbers meaningless) -> .benchmarks/
     python -m benchmarks --models mlp,deep_mnist --suites train,ops --no-memory
 
