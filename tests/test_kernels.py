@@ -154,8 +154,14 @@ def test_conv2d_kernel_split_over_worker_threads_matches_reference(monkeypatch, 
 # transposed dx runs the direct loop too), strides; then 32 output channels: windows of at most
 # WIDE_MAX_WINDOW values (pixel counts a multiple of 3 and not, strides, 32 input channels over a short window)
 # and one longer (which falls back to the columns); then 64 output channels, whatever the window (pixel counts a
-# multiple of 3 and not, a stride).
+# multiple of 3 and not, a stride); then 8 output channels (pixel counts a multiple of 8 and not, an image of
+# exactly 8 pixels and one of fewer, which falls back to the columns, a stride, 8 input channels).
 DIRECT_SHAPES = [
+    (2, 28, 28, 1, 8, 5, 5, 1, "valid"),
+    (2, 9, 7, 1, 8, 5, 5, 1, "same"),
+    (2, 4, 2, 3, 8, 3, 3, 1, "same"),
+    (2, 3, 2, 3, 8, 3, 3, 1, "same"),
+    (3, 11, 9, 8, 8, 3, 3, 2, "valid"),
     (2, 12, 12, 32, 64, 3, 3, 1, "valid"),
     (2, 7, 7, 4, 64, 5, 5, 1, "same"),
     (2, 9, 9, 3, 64, 3, 3, 2, "valid"),
@@ -178,8 +184,8 @@ DIRECT_SHAPES = [
 @pytest.mark.parametrize("spread", ["one thread", "two threads, one image a chunk"])
 @pytest.mark.parametrize("shape", DIRECT_SHAPES)
 def test_conv2d_direct_loop_matches_reference(monkeypatch, shape, spread):
-    """The direct loop (kernels.conv_direct) for the forward of 16 (or, over short windows, 32) output channels
-    and the transposed dx of 16 input channels gives the reference's results, on one thread or cut into parts
+    """The direct loop (kernels.conv_direct) for the forward of 8, 16 or 64 (or, over short windows, 32) output
+    channels and the transposed dx of 16 input channels gives the reference's results, on one thread or cut into parts
     and chunks."""
     n, h, w, ci, co, kh, kw, strides, padding = shape
     used = []
@@ -204,7 +210,8 @@ def test_conv2d_direct_loop_matches_reference(monkeypatch, shape, spread):
         threads.configure(num_threads=previous)
     pixels = y.shape[1] * y.shape[2]
     # the forward took the direct loop where it can
-    assert used[0] == (pixels >= 4 and (co in (16, 64) or (co == 32 and kh * kw * ci <= kdirect.WIDE_MAX_WINDOW)))
+    assert used[0] == ((pixels >= 4 and (co in (16, 64) or (co == 32 and kh * kw * ci <= kdirect.WIDE_MAX_WINDOW)))
+                       or (co == 8 and pixels >= 8))
     transposed = strides == 1 and co <= ci
     assert len(used) == 1 + transposed
     if transposed:  # the transposed dx takes the direct loop with 16 input channels only

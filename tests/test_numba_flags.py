@@ -33,6 +33,10 @@ FASTMATH = {
         {"contract"},
         "the direct convolution for 32 and 64 channels: as _direct16",
     ),
+    "_direct8": (
+        {"contract"},
+        "the direct convolution for 8 channels: as _direct16",
+    ),
 }
 """Function name -> (the fastmath flags it uses, why). Every function not named here uses none."""
 

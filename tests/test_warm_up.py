@@ -113,7 +113,7 @@ def compiling(dispatcher):
 
 
 @needs_jit
-@pytest.mark.parametrize("piece", ["_forward_piece", "_wide_direct_piece"])
+@pytest.mark.parametrize("piece", ["_forward_piece", "_panels_direct_piece"])
 @pytest.mark.parametrize(("idle_cores", "threads", "started"), [(1.0, 2, 1), (0.2, 2, 0), (1.0, 1, 0)])
 def test_the_helper_starts_once_on_the_forward_piece_with_a_core_idle_and_stops_with_the_warm_up(
         monkeypatch, idle_cores, threads, started, piece):
@@ -131,6 +131,6 @@ def test_the_helper_starts_once_on_the_forward_piece_with_a_core_idle_and_stops_
         assert not helpers
         compiling(getattr(conv_team, piece))
         compiling(conv_team._forward_piece)  # (a second signature, or the other piece, compiles again)
-        compiling(conv_team._wide_direct_piece)
+        compiling(conv_team._panels_direct_piece)
         assert len(helpers) == started
     assert all(helper.killed and helper.reaped for helper in helpers)

@@ -1,10 +1,11 @@
-"""A direct convolution for 16 or 32 output channels: windows read straight from the padded images, no column matrix.
+"""Direct convolutions for 8, 16, 32 or 64 output channels: windows read straight from the padded images.
 
 The column-matrix path (`scratchnet.kernels.im2col` + sgemm) spends most of a 16-channel convolution
 outside the arithmetic: a product with 16 columns is too thin for BLAS, which copies (packs) the whole
 column matrix once more before multiplying it, after im2col copied the windows out in the first place.
-The same holds for a 32-channel convolution whose windows are short (a first layer's 5x5x1: 25 values).
-Here each output pixel's values are summed in registers while the window is read where it lies:
+The same holds for a 32-channel convolution whose windows are short (a first layer's 5x5x1: 25 values), and
+more for an 8-channel one. Here each output pixel's values are summed in registers while the window is read
+where it lies:
 
     y[n, oh, ow, c] = sum over (kh, kw, ci) of x_padded[n, oh*SH + kh, (ow*SW + kw)*CI + ci] * kernel[kh, kw, ci, c]
 
@@ -12,12 +13,13 @@ For one (pixel, kh) the window's values are one contiguous run of KW*CI values o
 oh*SH + kh, as for `_im2col`; the loops read them through a table of where each window value lies
 (`_window_positions`). A few pixels go together: for each window value, one row of kernel values is
 loaded and multiplied into pixels x channels running sums, which stay in CPU registers for the whole
-window, written out once at the end: 4 x 16 (eight AVX registers, `_direct16`) or 3 x 32 (twelve,
-`_direct32`). The loop order is the textbook sum's; only the grouping of pixels is the machine's.
+window, written out once at the end: 8 x 8 (eight AVX registers, `_direct8`), 4 x 16 (eight,
+`_direct16`) or 3 x 32 (twelve, `_direct32`). The loop order is the textbook sum's; only the grouping of
+pixels is the machine's.
 
 `_direct32` also serves 64 output channels, as two runs of 32 (each reading the window again, from L1).
 
-The loops read the kernel as panels of 16 or 32 columns (`kernel_panels`), one row of a panel after the
+The loops read the kernel as panels of 8, 16 or 32 columns (`kernel_panels`), one row of a panel after the
 other, each loaded as whole AVX registers. Where the rows lie matters: rows that start off a 64-byte cache
 line make loads that straddle two lines, so the panels start on one (NumPy aligns its arrays to 16 bytes
 only).
@@ -32,8 +34,8 @@ from llvmlite import ir
 from numba import carray, config, njit, types
 from numba.extending import intrinsic
 
-__all__ = ["ALIGNMENT_BYTES", "CHANNELS", "DOUBLE_WIDE_CHANNELS", "PIXELS", "WIDE_CHANNELS", "WIDE_MAX_WINDOW",
-           "WIDE_PIXELS", "kernel_panels", "usable"]
+__all__ = ["ALIGNMENT_BYTES", "CHANNELS", "DOUBLE_WIDE_CHANNELS", "NARROW_CHANNELS", "NARROW_PIXELS", "PIXELS",
+           "WIDE_CHANNELS", "WIDE_MAX_WINDOW", "WIDE_PIXELS", "kernel_panels", "usable"]
 
 CHANNELS = 16
 """The output channels of `_direct16`: one row of the kernel is two AVX registers of float32."""
@@ -41,6 +43,15 @@ CHANNELS = 16
 PIXELS = 4
 """Output pixels `_direct16` sums together: PIXELS x CHANNELS running sums (eight AVX registers), each kernel
 row loaded once for all of them. More would outgrow the 16 AVX registers; fewer load the kernel more often."""
+
+NARROW_CHANNELS = 8
+"""The output channels of `_direct8`: one row of the kernel is one AVX register."""
+
+NARROW_PIXELS = 8
+"""Output pixels `_direct8` sums together: 8 x 8 running sums (eight AVX registers), each kernel row loaded once
+for all of them. One thread, kaggle_cnn's first convolution (5x5x1 -> 8, 100 images, 2026-12-03): 53 GFLOP/s
+with 8 pixels, 51-52 with 10 or 12, against 21 for columns and sgemm (a product 8 columns wide); with 4 or 6
+pixels LLVM's code ran at 4."""
 
 WIDE_CHANNELS = 32
 """The output channels of `_direct32`: one row of the kernel is four AVX registers."""
@@ -70,12 +81,15 @@ alignment), the 64-channel loop ran at 66-71 GFLOP/s instead of 91-95; 32-byte a
 
 
 def usable(geometry, channels_out, wide=True):
-    """True if the direct loop can compute this convolution: at least PIXELS output pixels per image, and 16
-    output channels (`channels_out`, the geometry's CO, or CI for a transposed dx), or with `wide` 32 over a
-    window of at most WIDE_MAX_WINDOW values or 64 over any. (The transposed dx of the zoo's convs has
-    neither, and its piece does not compile the 32-channel loop: `scratchnet.kernels.conv_team` asks
-    without `wide`.)"""
-    if geometry.oh * geometry.ow < PIXELS:
+    """True if the direct loop can compute this convolution: 16 output channels (`channels_out`, the
+    geometry's CO, or CI for a transposed dx) and at least PIXELS output pixels per image, or with `wide`
+    also 8 channels over at least NARROW_PIXELS pixels, 32 over a window of at most WIDE_MAX_WINDOW values
+    or 64 over any. (The transposed dx of the zoo's convs has none of the others, and its piece does not
+    compile their loops: `scratchnet.kernels.conv_team` asks without `wide`.)"""
+    pixels = geometry.oh * geometry.ow
+    if channels_out == NARROW_CHANNELS:
+        return wide and pixels >= NARROW_PIXELS
+    if pixels < PIXELS:
         return False
     window = geometry.kh * geometry.kw * geometry.ci
     if channels_out == CHANNELS:
@@ -123,10 +137,15 @@ def _stack_floats(count):
     return stack_floats
 
 
+_stack_narrow_sums = _stack_floats(NARROW_PIXELS * NARROW_CHANNELS)
 _stack_sums = _stack_floats(PIXELS * CHANNELS)
 _stack_wide_sums = _stack_floats(WIDE_PIXELS * WIDE_CHANNELS)
 
 if config.DISABLE_JIT:  # plain Python has no stack to allocate on: an array does the same job, slowly
+
+    def _running_narrow_sums():
+        """The NARROW_PIXELS x NARROW_CHANNELS running sums (float32)."""
+        return np.empty((NARROW_PIXELS, NARROW_CHANNELS), dtype=np.float32)
 
     def _running_sums():
         """The PIXELS x CHANNELS running sums (float32)."""
@@ -137,6 +156,11 @@ if config.DISABLE_JIT:  # plain Python has no stack to allocate on: an array doe
         return np.empty((WIDE_PIXELS, WIDE_CHANNELS), dtype=np.float32)
 
 else:
+
+    @njit(cache=True, nogil=True, inline="always")
+    def _running_narrow_sums():
+        """The NARROW_PIXELS x NARROW_CHANNELS running sums (float32), on the stack (`_stack_narrow_sums`)."""
+        return carray(_stack_narrow_sums(), (NARROW_PIXELS, NARROW_CHANNELS))
 
     @njit(cache=True, nogil=True, inline="always")
     def _running_sums():
@@ -152,7 +176,7 @@ else:
 @njit(cache=True, nogil=True)
 def _window_positions(sizes, row_length, wanted):
     """(starts, offsets) of the windows in a flat padded image (N, HP, WP*CI)[n], unsigned (np.uintp), for
-    `_direct16` and `_direct32` (two empty arrays unless `wanted`):
+    the direct loops (two empty arrays unless `wanted`):
 
     * starts[p]: where output pixel p's window starts, pixels row-major: (oh, ow) at
       ``oh*SH*row_length + ow*SW*CI``;
@@ -217,6 +241,49 @@ def _direct16(x_padded, kernel2d, y2d, positions, n0, n1):
             out = n * pixels + first
             for p in range(PIXELS):
                 for c in range(CHANNELS):
+                    y2d[out + p, c] = sums[p, c]
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+def _direct8(x_padded, kernel2d, y2d, positions, n0, n1):
+    """`_direct16` for 8 output channels, NARROW_PIXELS (8) pixels at a time: the same sums, in the same
+    order. kernel2d is (K, 8), a panel of `kernel_panels`; an image has at least NARROW_PIXELS pixels."""
+    starts, offsets = positions
+    pixels = starts.size
+    sums = _running_narrow_sums()
+    for n in range(n0, n1):
+        image = x_padded[n].ravel()
+        for first in range(0, pixels, NARROW_PIXELS):
+            first = min(first, pixels - NARROW_PIXELS)
+            p0, p1, p2, p3 = starts[first], starts[first + 1], starts[first + 2], starts[first + 3]
+            p4, p5, p6, p7 = starts[first + 4], starts[first + 5], starts[first + 6], starts[first + 7]
+            for c in range(NARROW_CHANNELS):
+                sums[0, c] = 0.0
+                sums[1, c] = 0.0
+                sums[2, c] = 0.0
+                sums[3, c] = 0.0
+                sums[4, c] = 0.0
+                sums[5, c] = 0.0
+                sums[6, c] = 0.0
+                sums[7, c] = 0.0
+            for j in range(offsets.size):
+                at = offsets[j]
+                v0, v1, v2, v3 = image[p0 + at], image[p1 + at], image[p2 + at], image[p3 + at]
+                v4, v5, v6, v7 = image[p4 + at], image[p5 + at], image[p6 + at], image[p7 + at]
+                row = kernel2d[j]
+                for c in range(NARROW_CHANNELS):
+                    w = row[c]
+                    sums[0, c] += v0 * w
+                    sums[1, c] += v1 * w
+                    sums[2, c] += v2 * w
+                    sums[3, c] += v3 * w
+                    sums[4, c] += v4 * w
+                    sums[5, c] += v5 * w
+                    sums[6, c] += v6 * w
+                    sums[7, c] += v7 * w
+            out = n * pixels + first
+            for p in range(NARROW_PIXELS):
+                for c in range(NARROW_CHANNELS):
                     y2d[out + p, c] = sums[p, c]
 
 

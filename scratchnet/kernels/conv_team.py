@@ -10,7 +10,7 @@ sgemm (`scratchnet.runtime.blas`). Holding no GIL from start to end is what lets
 never straddle two parts and each part sums its own share of dkernel, so every product, and every sum,
 is the same at any thread count: the results are bit-identical. A big forward of fewer images than parts
 (one image, in predict) cuts the images into bands of output rows instead (`_forward_in_bands`), and with
-16 or 64 output channels (or 32 over short windows) the pieces sum the windows directly
+8, 16 or 64 output channels (or 32 over short windows) the pieces sum the windows directly
 (`scratchnet.kernels.conv_direct`) instead of copying them for sgemm.
 
 Nothing is kept from the forward to the backward: chunks are small enough (PIECE_CHUNK_BYTES) that a
@@ -25,7 +25,7 @@ from numba import njit
 from scratchnet.kernels import conv_direct
 from scratchnet.kernels._common import span_bounds
 from scratchnet.kernels.activations import _add_bias_relu_inplace, _bias_block
-from scratchnet.kernels.conv_direct import _direct16, _direct32, _window_positions
+from scratchnet.kernels.conv_direct import _direct8, _direct16, _direct32, _window_positions
 from scratchnet.kernels.im2col import (
     DX_GATHER,
     DX_NONE,
@@ -45,8 +45,8 @@ from scratchnet.runtime import blas, team, threads
 __all__ = ["backward", "forward"]
 
 DIRECT = True
-"""Convolutions the direct loop can do (16 or 64 output channels, or 32 over short windows; the transposed dx
-of those with 16 input channels: `scratchnet.kernels.conv_direct.usable`) run the
+"""Convolutions the direct loop can do (8, 16 or 64 output channels, or 32 over short windows; the transposed
+dx of those with 16 input channels: `scratchnet.kernels.conv_direct.usable`) run the
 direct loop of `scratchnet.kernels.conv_direct` instead of columns and sgemm; False always takes the
 columns (for tests and comparisons)."""
 
@@ -137,8 +137,8 @@ def _forward(x_padded, kernel, y, geometry, bias_block):
     plan = _piece_plan(g, None, DX_NONE, per_chunk, direct, x_padded.shape[2])
     kernel2d, y2d = kernel.reshape(k, g.co), y.reshape(g.n * g.oh * g.ow, g.co)
     if direct and g.co != conv_direct.CHANNELS:
-        panels = conv_direct.kernel_panels(kernel2d, conv_direct.WIDE_CHANNELS)
-        _run(_wide_direct_piece, plan, (x_padded, panels, y2d, bias_block))
+        panels = conv_direct.kernel_panels(kernel2d, min(g.co, conv_direct.WIDE_CHANNELS))
+        _run(_panels_direct_piece, plan, (x_padded, panels, y2d, bias_block))
     else:
         kernel2d = conv_direct.kernel_panels(kernel2d, g.co)[0] if direct else kernel2d
         _run(_forward_piece, plan, (x_padded, kernel2d, y2d, bias_block))
@@ -261,11 +261,11 @@ def _forward_piece(sgemm, plan, claims, operands, state, post_slot, done_slot, j
 
 
 @njit(cache=True, nogil=True)
-def _wide_direct_piece(sgemm, plan, claims, operands, state, post_slot, done_slot, job):
-    """`_forward_piece` for a convolution with 32 or 64 output channels that the direct loop does
-    (`_direct32`; the operands' kernel as its `kernel_panels`): a piece of its own, so that models without
-    one do not compile that loop into `_forward_piece` (nor those with one `_forward_piece`'s columns into
-    this). sgemm is unused."""
+def _panels_direct_piece(sgemm, plan, claims, operands, state, post_slot, done_slot, job):
+    """`_forward_piece` for a convolution with 8, 32 or 64 output channels that the direct loop does
+    (`_direct8`, `_direct32`; the operands' kernel as their `kernel_panels`, of 8 or 32 columns): a piece of
+    its own, so that models without one do not compile those loops into `_forward_piece` (nor those with
+    one `_forward_piece`'s columns into this). sgemm is unused."""
     team.post_done(state, post_slot, job)
     x_padded, panels, y2d, bias_block = operands
     sizes, _, per_chunk, _, _, _, positions, bounds = plan
@@ -275,7 +275,10 @@ def _wide_direct_piece(sgemm, plan, claims, operands, state, post_slot, done_slo
     while part < bounds.size - 1:
         for c0 in range(bounds[part], bounds[part + 1], per_chunk):
             c1 = min(bounds[part + 1], c0 + per_chunk)
-            _direct32(x_padded, panels, y2d, positions, c0, c1)
+            if panels.shape[2] == conv_direct.NARROW_CHANNELS:
+                _direct8(x_padded, panels[0], y2d, positions, c0, c1)
+            else:
+                _direct32(x_padded, panels, y2d, positions, c0, c1)
             if bias_block.size:
                 _add_bias_relu_inplace(y2d[c0 * rows : c1 * rows].ravel(), bias_block)
         part = team.claim(claims)

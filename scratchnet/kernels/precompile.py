@@ -40,7 +40,7 @@ if the helper's share of the compile work changes."""
 @contextlib.contextmanager
 def backward_in_background():
     """A context in which the first compilation of a float32 convolution's forward piece (`_forward_piece` or
-    `_wide_direct_piece`: a cold cache, a model that convolves in float32 on the thread team) starts a
+    `_panels_direct_piece`: a cold cache, a model that convolves in float32 on the thread team) starts a
     process that runs `compile_backward`.
 
     The process is stopped when the context ends, if it still runs (the work it would finish is then done).
@@ -49,14 +49,14 @@ def backward_in_background():
     """
     from numba.core import event
 
-    from scratchnet.kernels.conv_team import _forward_piece, _wide_direct_piece
+    from scratchnet.kernels.conv_team import _forward_piece, _panels_direct_piece
     from scratchnet.runtime import threads
 
     helpers, since = [], _cpu_times()
 
     class Listener(event.Listener):
         def on_start(self, compile_event):
-            if not helpers and compile_event.data["dispatcher"] in (_forward_piece, _wide_direct_piece):
+            if not helpers and compile_event.data["dispatcher"] in (_forward_piece, _panels_direct_piece):
                 idle = threads.num_threads() > 1 and _idle_cores(since) >= IDLE_CORES_NEEDED
                 helpers.append(_start() if idle else None)
 
