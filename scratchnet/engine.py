@@ -52,6 +52,7 @@ ACCELERATED = (
     "conv2d_bias_relu_forward",
     "conv2d_bias_relu_backward",
     "logistic_regression_gradients",
+    "softmax_cross_entropy_forward",
     "adam_update",
 )
 """Op names the numba backend takes from `scratchnet.kernels` instead of `scratchnet.ops`."""

@@ -1200,3 +1200,46 @@ def test_bias_add_forward_below_the_small_size_is_the_loop_s_values(monkeypatch,
     monkeypatch.setattr(kact, "SMALL_BIAS_ADD_SIZE", 0)
     looped, looped_cache = kernels.bias_add_forward(x, bias)
     assert small.dtype == np.float32 and np.array_equal(small, looped) and small_cache == looped_cache
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("labels_kind", ["ids", "ids (N, 1)", "one-hot", "soft rows"])
+@pytest.mark.parametrize("scale", [1.0, 1000.0])
+def test_softmax_cross_entropy_kernel_matches_reference(dtype, labels_kind, scale):
+    """The one-pass loss gives the reference's loss and cache (probabilities, label rows), so the reference's
+    backward gives the same gradient; logits of +-1000 stay finite in both."""
+    rng = np.random.default_rng(7)
+    logits = (scale * rng.standard_normal((16, 10))).astype(dtype)
+    ids = rng.integers(0, 10, 16)
+    labels = {"ids": ids, "ids (N, 1)": ids.reshape(16, 1).astype(np.int32),
+              "one-hot": np.eye(10, dtype=dtype)[ids],
+              "soft rows": rng.dirichlet(np.ones(10), 16).astype(dtype)}[labels_kind]
+    loss, (probs, rows) = kernels.softmax_cross_entropy_forward(logits, labels)
+    want_loss, (want_probs, want_rows) = ops.softmax_cross_entropy_forward(logits, labels)
+    assert np.isfinite(loss) and type(loss) is type(want_loss)
+    assert_matches_reference(np.asarray(loss), np.asarray(want_loss))
+    assert_matches_reference(probs, want_probs)
+    np.testing.assert_array_equal(rows, want_rows)
+    dloss = dtype(0.7)
+    assert_matches_reference(ops.softmax_cross_entropy_backward(dloss, (probs, rows)),
+                             ops.softmax_cross_entropy_backward(dloss, (want_probs, want_rows)))
+
+
+@pytest.mark.parametrize("logits, labels", [
+    (np.zeros((3, 4), np.float32), np.array([0, 4, 1])),
+    (np.zeros((3, 4), np.float32), np.zeros((3, 5), np.float32)),
+    (np.zeros((3, 4), np.float32), np.array([0.5, 1, 2])),
+    (np.zeros((0, 4), np.float32), np.zeros(0, np.int64)),
+    (np.zeros((3, 4), np.int32), np.array([0, 1, 2])),
+])
+def test_softmax_cross_entropy_kernel_refuses_what_the_reference_refuses(logits, labels):
+    with pytest.raises(ValueError) as want:
+        ops.softmax_cross_entropy_forward(logits, labels)
+    with pytest.raises(ValueError, match=re_escape(str(want.value))):
+        kernels.softmax_cross_entropy_forward(logits, labels)
+
+
+def re_escape(text):
+    import re
+
+    return re.escape(text)

@@ -56,7 +56,7 @@ def _dloss(dloss, dtype):
     return dloss.reshape(()).astype(dtype)
 
 
-def _class_labels(labels, predictions):
+def class_labels(labels, predictions):
     """Validate labels against (N, C) predictions; return ("sparse", ids) or ("dense", rows).
 
     Sparse ids (N,) (or (N, 1), as Keras accepts) are integers in [0, C); dense rows are (N, C),
@@ -111,7 +111,7 @@ def _same_shape_labels(labels, predictions):
     return labels.astype(predictions.dtype, copy=False)
 
 
-def _check_batch(predictions, name):
+def check_batch(predictions, name):
     """Predictions need a batch axis with at least one example."""
     if predictions.ndim < 1 or predictions.shape[0] == 0:
         raise ValueError(
@@ -143,8 +143,8 @@ def softmax_cross_entropy_forward(logits, labels):
     computes for a softmax output layer (it reads the logits, no clipping).
     """
     logits = float_array(logits, "logits", ndim=2)
-    _check_batch(logits, "logits")
-    kind, labels = _class_labels(labels, logits)
+    check_batch(logits, "logits")
+    kind, labels = class_labels(labels, logits)
     n, c = logits.shape
     shifted = logits - logits.max(axis=1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
@@ -191,7 +191,7 @@ def sigmoid_binary_cross_entropy_forward(logits, labels):
     cross-entropy averages over the last axis and then the batch, i.e. over every element.
     """
     logits = float_array(logits, "logits")
-    _check_batch(logits, "logits")
+    check_batch(logits, "logits")
     labels = _same_shape_labels(labels, logits)
     per_element = np.maximum(logits, 0) - logits * labels + np.log1p(np.exp(-np.abs(logits)))
     return _scalar(per_element.mean(), logits.dtype), (logits, labels)
@@ -260,8 +260,8 @@ def categorical_cross_entropy_forward(probs, labels):
     reproduced exactly. Clipping bounds are cast to probs' dtype (in float32, 1 - 1e-7 rounds).
     """
     probs = float_array(probs, "probs", ndim=2)
-    _check_batch(probs, "probs")
-    kind, labels = _class_labels(labels, probs)
+    check_batch(probs, "probs")
+    kind, labels = class_labels(labels, probs)
     n, c = probs.shape
     low, high = _scalar(EPSILON, probs.dtype), _scalar(1 - EPSILON, probs.dtype)
     if kind == "sparse":
@@ -325,7 +325,7 @@ def binary_cross_entropy_forward(probs, labels):
     about 16.1 (-log 1e-7): use ``sigmoid_binary_cross_entropy_forward`` when you have logits.
     """
     probs = float_array(probs, "probs")
-    _check_batch(probs, "probs")
+    check_batch(probs, "probs")
     labels = _same_shape_labels(labels, probs)
     low, high = _scalar(EPSILON, probs.dtype), _scalar(1 - EPSILON, probs.dtype)
     clipped = np.clip(probs, low, high)
@@ -368,7 +368,7 @@ def mean_squared_error_forward(predictions, labels):
     (N, C) outputs without a word).
     """
     predictions = float_array(predictions, "predictions")
-    _check_batch(predictions, "predictions")
+    check_batch(predictions, "predictions")
     labels = _same_shape_labels(labels, predictions)
     difference = predictions - labels
     return _scalar((difference * difference).mean(), predictions.dtype), difference
@@ -399,7 +399,7 @@ def mean_absolute_error_forward(predictions, labels):
     ``mean_squared_error_forward``).
     """
     predictions = float_array(predictions, "predictions")
-    _check_batch(predictions, "predictions")
+    check_batch(predictions, "predictions")
     labels = _same_shape_labels(labels, predictions)
     difference = predictions - labels
     return _scalar(np.abs(difference).mean(), predictions.dtype), difference
