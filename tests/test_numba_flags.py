@@ -37,6 +37,10 @@ FASTMATH = {
         {"contract"},
         "the direct convolution for 8 channels: as _direct16",
     ),
+    "_dkernel16": (
+        {"contract"},
+        "the direct kernel gradient of a 16-channel first layer: as _direct16",
+    ),
 }
 """Function name -> (the fastmath flags it uses, why). Every function not named here uses none."""
 

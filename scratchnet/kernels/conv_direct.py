@@ -25,7 +25,9 @@ line make loads that straddle two lines, so the panels start on one (NumPy align
 only).
 
 `scratchnet.kernels.conv_team` calls these loops for the chunks of a forward convolution they can do
-(`usable`), and `_direct16` for the transposed dx of one with 16 input channels (a forward convolution of dy).
+(`usable`), `_direct16` for the transposed dx of one with 16 input channels (a forward convolution of dy),
+and `_dkernel16`, the same sums turned around (window values x channels of dkernel, over the pixels), for
+the kernel gradient of a 16-channel first layer (`dkernel_usable`).
 """
 from __future__ import annotations
 
@@ -34,8 +36,8 @@ from llvmlite import ir
 from numba import carray, config, njit, types
 from numba.extending import intrinsic
 
-__all__ = ["ALIGNMENT_BYTES", "CHANNELS", "DOUBLE_WIDE_CHANNELS", "NARROW_CHANNELS", "NARROW_PIXELS", "PIXELS",
-           "WIDE_CHANNELS", "WIDE_MAX_WINDOW", "WIDE_PIXELS", "kernel_panels", "usable"]
+__all__ = ["ALIGNMENT_BYTES", "CHANNELS", "DKERNEL_VALUES", "DOUBLE_WIDE_CHANNELS", "NARROW_CHANNELS", "NARROW_PIXELS",
+           "PIXELS", "WIDE_CHANNELS", "WIDE_MAX_WINDOW", "WIDE_PIXELS", "dkernel_usable", "kernel_panels", "usable"]
 
 CHANNELS = 16
 """The output channels of `_direct16`: one row of the kernel is two AVX registers of float32."""
@@ -74,6 +76,10 @@ DOUBLE_WIDE_CHANNELS = 2 * WIDE_CHANNELS
 -> 64 conv of emnist_cnn at 91-92 GFLOP/s against 76-79 for columns and sgemm, the 5x5x32 -> 64 of
 deep_mnist at 91-95 against 76-78 (alternating, kernel 64-byte aligned; 66-71 when it is not)."""
 
+DKERNEL_VALUES = 5
+"""Window values `_dkernel16` sums together: 5 x 16 running sums of dkernel (ten AVX registers), each row of dy
+loaded once for all five."""
+
 ALIGNMENT_BYTES = 64
 """Where `kernel_panels` puts the kernel's first row: a cache line. Panel rows of 16 or 32 float32 are then
 whole cache lines or halves of one, and no AVX load straddles two. 16-byte aligned (NumPy's own
@@ -96,6 +102,15 @@ def usable(geometry, channels_out, wide=True):
         return True
     short_window = channels_out == WIDE_CHANNELS and window <= WIDE_MAX_WINDOW
     return wide and (channels_out == DOUBLE_WIDE_CHANNELS or short_window)
+
+
+def dkernel_usable(geometry):
+    """True if `_dkernel16` computes this convolution's kernel gradient: 16 output channels over a window of
+    DKERNEL_VALUES to WIDE_MAX_WINDOW values (a first layer's 5x5x1). One thread, notmnist_cnn's first conv:
+    77-84 GFLOP/s against 25-29 for columns and sgemm, whose product (25 x pixels) @ (pixels x 16) is too
+    thin for BLAS; over longer windows sgemm does as well (16 x 14 x 14 x 16, 5x5: 63-65 against 66-69)."""
+    window = geometry.kh * geometry.kw * geometry.ci
+    return geometry.co == CHANNELS and DKERNEL_VALUES <= window <= WIDE_MAX_WINDOW
 
 
 def kernel_panels(kernel2d, width):
@@ -138,6 +153,7 @@ def _stack_floats(count):
 
 
 _stack_narrow_sums = _stack_floats(NARROW_PIXELS * NARROW_CHANNELS)
+_stack_dkernel_sums = _stack_floats(DKERNEL_VALUES * CHANNELS)
 _stack_sums = _stack_floats(PIXELS * CHANNELS)
 _stack_wide_sums = _stack_floats(WIDE_PIXELS * WIDE_CHANNELS)
 
@@ -146,6 +162,10 @@ if config.DISABLE_JIT:  # plain Python has no stack to allocate on: an array doe
     def _running_narrow_sums():
         """The NARROW_PIXELS x NARROW_CHANNELS running sums (float32)."""
         return np.empty((NARROW_PIXELS, NARROW_CHANNELS), dtype=np.float32)
+
+    def _running_dkernel_sums():
+        """The DKERNEL_VALUES x CHANNELS running sums of dkernel (float32)."""
+        return np.empty((DKERNEL_VALUES, CHANNELS), dtype=np.float32)
 
     def _running_sums():
         """The PIXELS x CHANNELS running sums (float32)."""
@@ -161,6 +181,11 @@ else:
     def _running_narrow_sums():
         """The NARROW_PIXELS x NARROW_CHANNELS running sums (float32), on the stack (`_stack_narrow_sums`)."""
         return carray(_stack_narrow_sums(), (NARROW_PIXELS, NARROW_CHANNELS))
+
+    @njit(cache=True, nogil=True, inline="always")
+    def _running_dkernel_sums():
+        """The DKERNEL_VALUES x CHANNELS running sums of dkernel (float32), on the stack."""
+        return carray(_stack_dkernel_sums(), (DKERNEL_VALUES, CHANNELS))
 
     @njit(cache=True, nogil=True, inline="always")
     def _running_sums():
@@ -320,3 +345,45 @@ def _direct32(x_padded, panels, y2d, positions, n0, n1):
                 for p in range(WIDE_PIXELS):
                     for c in range(WIDE_CHANNELS):
                         y2d[out + p, c0 + c] = sums[p, c]
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+def _dkernel16(x_padded, dy2d, dkernel2d, positions, n0, n1):
+    """dkernel2d (K, 16) = the kernel gradient of images n0..n1-1: for window value j and channel c, the sum over
+    their pixels p of ``x_padded[n].ravel()[starts[p] + offsets[j]] * dy2d[n*OH*OW + p, c]`` (what cols.T @ dy
+    sums, pixel after pixel).
+
+    positions as for `_direct16`, dy2d (N*OH*OW, 16). DKERNEL_VALUES window values go together, their 5 x 16
+    sums in registers over all the pixels of the images; the last group starts at value K - DKERNEL_VALUES,
+    recomputing a few (`dkernel_usable`: K >= DKERNEL_VALUES)."""
+    starts, offsets = positions
+    pixels = starts.size
+    k = offsets.size
+    sums = _running_dkernel_sums()
+    for first in range(0, k, DKERNEL_VALUES):
+        first = min(first, k - DKERNEL_VALUES)
+        a0, a1, a2 = offsets[first], offsets[first + 1], offsets[first + 2]
+        a3, a4 = offsets[first + 3], offsets[first + 4]
+        for c in range(CHANNELS):
+            sums[0, c] = 0.0
+            sums[1, c] = 0.0
+            sums[2, c] = 0.0
+            sums[3, c] = 0.0
+            sums[4, c] = 0.0
+        for n in range(n0, n1):
+            image = x_padded[n].ravel()
+            rows = dy2d[n * pixels : (n + 1) * pixels]
+            for p in range(pixels):
+                at = starts[p]
+                v0, v1, v2, v3, v4 = image[at + a0], image[at + a1], image[at + a2], image[at + a3], image[at + a4]
+                row = rows[p]
+                for c in range(CHANNELS):
+                    w = row[c]
+                    sums[0, c] += v0 * w
+                    sums[1, c] += v1 * w
+                    sums[2, c] += v2 * w
+                    sums[3, c] += v3 * w
+                    sums[4, c] += v4 * w
+        for j in range(DKERNEL_VALUES):
+            for c in range(CHANNELS):
+                dkernel2d[first + j, c] = sums[j, c]
