@@ -1245,26 +1245,34 @@ def re_escape(text):
     return re.escape(text)
 
 
+@pytest.mark.parametrize("need_dx", [False, True], ids=["without dx", "with dx"])
 @pytest.mark.parametrize("shape", [(3, 28, 28, 1, 16, 5, 5, 1, "same"), (2, 9, 7, 1, 16, 3, 3, 2, "valid"),
                                    (2, 8, 8, 3, 16, 3, 3, 1, "same"), (2, 6, 6, 1, 16, 2, 2, 1, "valid"),
-                                   (2, 6, 6, 8, 16, 3, 3, 1, "same"), (2, 8, 8, 1, 8, 5, 5, 1, "same")])
-def test_first_layer_kernel_gradient_of_the_direct_loop_matches_reference(monkeypatch, shape):
-    """Without dx (a model's first layer), 16 output channels over windows of 5 to WIDE_MAX_WINDOW values take
-    `_dkernel16` (others the columns): the reference's dkernel, on one thread and cut into parts and chunks,
+                                   (3, 14, 14, 16, 16, 5, 5, 1, "same"), (2, 12, 12, 8, 16, 5, 5, 1, "valid"),
+                                   (2, 6, 6, 17, 16, 5, 5, 1, "same"), (2, 8, 8, 1, 8, 5, 5, 1, "same")])
+def test_kernel_gradient_of_the_direct_loop_matches_reference(monkeypatch, shape, need_dx):
+    """16 output channels over windows of DKERNEL_VALUES to DKERNEL_MAX_WINDOW values take `_dkernel16` (others
+    the columns), with or without dx: the reference's gradients, on one thread and cut into parts and chunks,
     bit-identical at one and two threads."""
     n, h, w, ci, co, kh, kw, strides, padding = shape
     used = []
     monkeypatch.setattr(kdirect, "dkernel_usable", lambda g, usable=kdirect.dkernel_usable: used.append(usable(g))
                         or used[-1])
     monkeypatch.setattr(kteam, "TEAM_MIN_MACS", 0)
+    monkeypatch.setattr(kteam, "PIECE_CHUNK_BYTES", 1)
     rng = np.random.default_rng(sum(shape[:7]))
     x = rng.standard_normal((n, h, w, ci)).astype(np.float32)
     kernel = rng.standard_normal((kh, kw, ci, co)).astype(np.float32)
     y, cache = kernels.conv2d_forward(x, kernel, strides, padding)
     dy = rng.standard_normal(y.shape).astype(np.float32)
-    results = at_thread_counts(lambda: kernels.conv2d_backward(dy, cache, need_dx=False), (1, 2))
-    assert all(dx is None for dx, _ in results)
-    want = ops.conv2d_backward(dy, ops.conv2d_forward(x, kernel, strides, padding)[1])[1]
-    assert_matches_reference(results[0][1], want)
-    np.testing.assert_array_equal(results[0][1], results[1][1])
-    assert used and all(u == (co == 16 and 5 <= kh * kw * ci <= kdirect.WIDE_MAX_WINDOW) for u in used)
+    results = at_thread_counts(lambda: kernels.conv2d_backward(dy, cache, need_dx=need_dx), (1, 2))
+    want = ops.conv2d_backward(dy, ops.conv2d_forward(x, kernel, strides, padding)[1])
+    for result in results:
+        assert (result[0] is None) == (not need_dx)
+        assert_matches_reference(result[1], want[1])
+        if need_dx:
+            assert_matches_reference(result[0], want[0])
+    for got, again in zip(*results):
+        if got is not None:
+            np.testing.assert_array_equal(got, again)
+    assert used and all(u == (co == 16 and 5 <= kh * kw * ci <= kdirect.DKERNEL_MAX_WINDOW) for u in used)

@@ -27,7 +27,7 @@ only).
 `scratchnet.kernels.conv_team` calls these loops for the chunks of a forward convolution they can do
 (`usable`), `_direct16` for the transposed dx of one with 16 input channels (a forward convolution of dy),
 and `_dkernel16`, the same sums turned around (window values x channels of dkernel, over the pixels), for
-the kernel gradient of a 16-channel first layer (`dkernel_usable`).
+the kernel gradient of a 16-channel convolution (`dkernel_usable`).
 """
 from __future__ import annotations
 
@@ -36,8 +36,9 @@ from llvmlite import ir
 from numba import carray, config, njit, types
 from numba.extending import intrinsic
 
-__all__ = ["ALIGNMENT_BYTES", "CHANNELS", "DKERNEL_VALUES", "DOUBLE_WIDE_CHANNELS", "NARROW_CHANNELS", "NARROW_PIXELS",
-           "PIXELS", "WIDE_CHANNELS", "WIDE_MAX_WINDOW", "WIDE_PIXELS", "dkernel_usable", "kernel_panels", "usable"]
+__all__ = ["ALIGNMENT_BYTES", "CHANNELS", "DKERNEL_MAX_WINDOW", "DKERNEL_VALUES", "DOUBLE_WIDE_CHANNELS",
+           "NARROW_CHANNELS", "NARROW_PIXELS", "PIXELS", "WIDE_CHANNELS", "WIDE_MAX_WINDOW", "WIDE_PIXELS",
+           "dkernel_usable", "kernel_panels", "usable"]
 
 CHANNELS = 16
 """The output channels of `_direct16`: one row of the kernel is two AVX registers of float32."""
@@ -80,6 +81,11 @@ DKERNEL_VALUES = 5
 """Window values `_dkernel16` sums together: 5 x 16 running sums of dkernel (ten AVX registers), each row of dy
 loaded once for all five."""
 
+DKERNEL_MAX_WINDOW = 400
+"""The longest window `_dkernel16` serves (5x5x16, measured): it reads a part's x and dy once per DKERNEL_VALUES
+window values, which over longer windows would rely on ever more passes staying in cache. Retune with a
+measurement of longer windows."""
+
 ALIGNMENT_BYTES = 64
 """Where `kernel_panels` puts the kernel's first row: a cache line. Panel rows of 16 or 32 float32 are then
 whole cache lines or halves of one, and no AVX load straddles two. 16-byte aligned (NumPy's own
@@ -106,11 +112,13 @@ def usable(geometry, channels_out, wide=True):
 
 def dkernel_usable(geometry):
     """True if `_dkernel16` computes this convolution's kernel gradient: 16 output channels over a window of
-    DKERNEL_VALUES to WIDE_MAX_WINDOW values (a first layer's 5x5x1). One thread, notmnist_cnn's first conv:
-    77-84 GFLOP/s against 25-29 for columns and sgemm, whose product (25 x pixels) @ (pixels x 16) is too
-    thin for BLAS; over longer windows sgemm does as well (16 x 14 x 14 x 16, 5x5: 63-65 against 66-69)."""
+    DKERNEL_VALUES to DKERNEL_MAX_WINDOW values. One thread, notmnist_cnn's first conv (5x5x1): 77-84
+    GFLOP/s against 25-29 for columns and sgemm, whose product (25 x pixels) @ (pixels x 16) is too thin for
+    BLAS. The backward of its second conv (5x5x16, dx included), two threads, alternating: 0.80 ms against
+    1.01 at a batch of 16, 5.05 against 5.95 at 100 (one thread: the same, 1.55 ms); of kaggle_cnn's
+    (5x5x8, VALID, batch 32) 0.40 against 0.48."""
     window = geometry.kh * geometry.kw * geometry.ci
-    return geometry.co == CHANNELS and DKERNEL_VALUES <= window <= WIDE_MAX_WINDOW
+    return geometry.co == CHANNELS and DKERNEL_VALUES <= window <= DKERNEL_MAX_WINDOW
 
 
 def kernel_panels(kernel2d, width):

@@ -88,8 +88,8 @@ def _piece_plan(geometry, dy_sizes, dx_mode, per_chunk, direct, row_length):
     (sizes, dy_sizes, per_chunk, cols_t, direct, dx_mode, positions, bounds). sizes are the convolution's
     `loop_sizes()`, dy_sizes those of dy's convolution for DX_TRANSPOSED (else sizes again, when None);
     per_chunk images per chunk; cols_t whether the column matrix is built transposed (COLS_T_MAX_RUN);
-    direct whether the forward (in a backward: the transposed dx; without dx, dkernel) runs `conv_direct`'s
-    loop instead of columns and sgemm; dx_mode one of `scratchnet.kernels.im2col`'s DX_*; positions the direct loop's
+    direct whether the forward (in a backward: the transposed dx) runs `conv_direct`'s loop instead of
+    columns and sgemm; dx_mode one of `scratchnet.kernels.im2col`'s DX_*; positions the direct loop's
     `_window_positions` in the padded images it reads, whose rows hold `row_length` values (empty without
     the loop); bounds the batch's parts (`_part_bounds`)."""
     sizes = geometry.loop_sizes()
@@ -195,19 +195,19 @@ def backward(x, kernel, dy, geometry, dx_mode, dx_buffer):
         dy_sizes, dy_padded, flipped = dy_geometry.loop_sizes(), padded(dy, dy_geometry), flipped_kernel(kernel)
         direct = DIRECT and conv_direct.usable(dy_geometry, dy_geometry.co, False)
         flipped = conv_direct.kernel_panels(flipped, g.ci)[0] if direct else flipped
-    elif dx_mode == DX_NONE:  # a first layer: dkernel alone, summed directly over short windows
-        direct = DIRECT and conv_direct.dkernel_usable(g)
     kernel2d = kernel.reshape(k, g.co)
     kernel_t = np.ascontiguousarray(kernel2d.T) if dx_mode in (DX_GATHER, DX_SCATTER) else none2d
     dx_values = g.h * g.w * g.kh * g.kw * g.co if dx_mode == DX_TRANSPOSED else 0
     per_chunk = _images_per_chunk(g.oh * g.ow * k + dx_values, x.itemsize)
+    plan = _piece_plan(g, dy_sizes, dx_mode, per_chunk, direct, dy_padded.shape[2])
     x_padded, dy2d = padded(x, g), dy.reshape(g.n * g.oh * g.ow, g.co)
-    row_length = dy_padded.shape[2] if dx_mode == DX_TRANSPOSED else x_padded.shape[2]  # what the loop reads
-    plan = _piece_plan(g, dy_sizes, dx_mode, per_chunk, direct, row_length)
+    dkernel_positions = _window_positions(g.loop_sizes(), x_padded.shape[2],  # empty: dkernel from columns
+                                          DIRECT and conv_direct.dkernel_usable(g))
     dx_buffer = none3d if dx_buffer is None else dx_buffer
     bounds = plan[-1]
     dkernel_parts = np.empty((bounds.size - 1, k, g.co), dtype=x.dtype)  # each written whole by its part
-    _run(_backward_piece, plan, (x_padded, dy2d, dkernel_parts, kernel_t, dx_buffer, dy_padded, flipped))
+    _run(_backward_piece, plan, (x_padded, dy2d, dkernel_parts, kernel_t, dx_buffer, dy_padded, flipped,
+                                 dkernel_positions))
     return dkernel_parts[0] if bounds.size == 2 else dkernel_parts.sum(axis=0, dtype=x.dtype)
 
 
@@ -318,23 +318,25 @@ def _columns(sizes, cols_t, x_padded, chunk, buffer):
 @njit(cache=True, nogil=True)
 def _backward_piece(sgemm, plan, claims, operands, state, post_slot, done_slot, job):
     """The backward of the images of the parts it claims: for each part p, dkernel_parts[p] = the sum over its
-    chunks of cols.T @ dy rows (without dx and with the plan's `direct`: `_dkernel16` over the part's
-    images); and their dx.
+    chunks of cols.T @ dy rows (or, given dkernel_positions, `_dkernel16` over the part's images in one
+    call); and their dx.
 
     operands: (x_padded, dy2d (N*OH*OW, CO), dkernel_parts (parts, K, CO), kernel_t (CO, K), dx_buffer,
-    dy_padded, flipped (KH*KW*CO, CI)); the arrays a dx mode does not use are empty. cols are rebuilt
+    dy_padded, flipped (KH*KW*CO, CI), dkernel_positions (the forward's `_window_positions`, or empty));
+    the arrays a dx mode does not use are empty. cols are rebuilt
     chunk by chunk; dx as in `scratchnet.kernels.conv.conv2d_backward`: DX_TRANSPOSED writes
     im2col(dy_padded) @ flipped into dx_buffer's rows, DX_GATHER and DX_SCATTER turn
     dcols = dy rows @ kernel_t into dx with `_col2im_gather` / `_col2im_add`.
     """
     team.post_done(state, post_slot, job)
-    x_padded, dy2d, dkernel_parts, kernel_t, dx_buffer, dy_padded, flipped = operands
+    x_padded, dy2d, dkernel_parts, kernel_t, dx_buffer, dy_padded, flipped, dkernel_positions = operands
     sizes, dy_sizes, per_chunk, cols_t, direct, mode, positions, bounds = plan
     ci, _, _, _, _, oh, ow, _, _ = sizes
     rows = oh * ow
     k = dkernel_parts.shape[1]
     chunk = min(per_chunk, _longest_part(bounds))
-    cols_buffer = np.empty(0 if direct and mode == DX_NONE else k * chunk * rows, dtype=dy2d.dtype)
+    dkernel_direct = dkernel_positions[0].size > 0
+    cols_buffer = np.empty(0 if dkernel_direct else k * chunk * rows, dtype=dy2d.dtype)
     cols_dx = mode in (DX_GATHER, DX_SCATTER)
     dcols_buffer = np.empty((chunk * rows if cols_dx else 0, k), dtype=dy2d.dtype)
     h = dx_buffer.shape[1]
@@ -342,31 +344,31 @@ def _backward_piece(sgemm, plan, claims, operands, state, post_slot, done_slot, 
     dy_cols_buffer = np.empty((0 if direct else chunk * h * w, flipped.shape[0]), dtype=dy2d.dtype)  # (dx rows,
     # KH*KW*CO)
     dx_all_rows = dx_buffer.reshape((dx_buffer.shape[0] * h * w, ci)) if mode == DX_TRANSPOSED else dcols_buffer
-    dkernel_direct = direct and mode == DX_NONE
     part = team.claim(claims)
     while part < bounds.size - 1:
         n0, n1 = bounds[part], bounds[part + 1]
-        if dkernel_direct:  # no dx: the part's dkernel in one call, no columns
-            _dkernel16(x_padded, dy2d, dkernel_parts[part], positions, n0, n1)
-        else:
-            for c0 in range(n0, n1, per_chunk):
-                c1 = min(n1, c0 + per_chunk)
-                dy_rows = dy2d[c0 * rows : c1 * rows]
+        if dkernel_direct:  # the part's dkernel in one call, from the windows where they lie
+            _dkernel16(x_padded, dy2d, dkernel_parts[part], dkernel_positions, n0, n1)
+        chunked = n1 if mode != DX_NONE or not dkernel_direct else n0  # no dx and no columns: no chunks
+        for c0 in range(n0, chunked, per_chunk):
+            c1 = min(n1, c0 + per_chunk)
+            dy_rows = dy2d[c0 * rows : c1 * rows]
+            if not dkernel_direct:
                 columns = _columns(sizes, cols_t, x_padded, (c0, c1), cols_buffer)
                 beta = 0.0 if c0 == n0 else 1.0  # the part's first chunk writes its share, the others add to it
                 blas.sgemm_rows(sgemm, columns, dy_rows, dkernel_parts[part], not cols_t, beta)
-                if mode == DX_TRANSPOSED and direct:
-                    _direct16(dy_padded, flipped, dx_all_rows, positions, c0, c1)
-                elif mode == DX_TRANSPOSED:
-                    dy_cols = dy_cols_buffer[: (c1 - c0) * h * w]
-                    _im2col(dy_padded, dy_sizes, c0, c1, dy_cols)
-                    blas.sgemm_rows(sgemm, dy_cols, flipped, dx_all_rows[c0 * h * w : c1 * h * w], blas.AS_IS, 0.0)
-                elif cols_dx:
-                    dcols = dcols_buffer[: (c1 - c0) * rows]
-                    blas.sgemm_rows(sgemm, dy_rows, kernel_t, dcols, blas.AS_IS, 0.0)
-                    if mode == DX_GATHER:
-                        _col2im_gather(dcols, sizes, c0, c1, dx_buffer)
-                    else:
-                        _col2im_add(dcols, sizes, c0, c1, dx_buffer)
+            if mode == DX_TRANSPOSED and direct:
+                _direct16(dy_padded, flipped, dx_all_rows, positions, c0, c1)
+            elif mode == DX_TRANSPOSED:
+                dy_cols = dy_cols_buffer[: (c1 - c0) * h * w]
+                _im2col(dy_padded, dy_sizes, c0, c1, dy_cols)
+                blas.sgemm_rows(sgemm, dy_cols, flipped, dx_all_rows[c0 * h * w : c1 * h * w], blas.AS_IS, 0.0)
+            elif cols_dx:
+                dcols = dcols_buffer[: (c1 - c0) * rows]
+                blas.sgemm_rows(sgemm, dy_rows, kernel_t, dcols, blas.AS_IS, 0.0)
+                if mode == DX_GATHER:
+                    _col2im_gather(dcols, sizes, c0, c1, dx_buffer)
+                else:
+                    _col2im_add(dcols, sizes, c0, c1, dx_buffer)
         part = team.claim(claims)
     team.mark_done(state, post_slot, done_slot, job)
