@@ -6,7 +6,7 @@
 
 Steps: (1) pytest-benchmark suites in one child process (scratchnet, TensorFlow and PyTorch side by side; raw
 JSON in .benchmarks/latest.json), or with --isolate one process per engine, the processes taking turns
-benchmark by benchmark (`benchmarks.turns`); (2) one fresh process per engine and model for peak memory and first-step
+burst by burst (`benchmarks.turns`); (2) one fresh process per engine and model for peak memory and first-step
 time (scratchnet twice: the second run loads the kernels from numba's disk cache); (3) a layer-by-layer profile of
 the slow models' scratchnet training step; (4) the report, printed and written to ``--output``.
 Run it on a quiet machine: other load makes every number meaningless.
@@ -63,11 +63,11 @@ def parse_args(argv):
     parser.add_argument("--bench-time", type=float, default=1.0, help="target seconds of timed rounds per benchmark")
     parser.add_argument("--isolate", action="store_true",
                         help="run the scratchnet, the TensorFlow and the PyTorch benchmarks in separate pytest "
-                             "processes, side by side, taking turns benchmark by benchmark (default: one process, "
-                             "each model's engines back to back)")
+                             "processes, side by side, taking turns a burst of rounds at a time (default: one "
+                             "process, each model's engines back to back)")
     parser.add_argument("--repeat", type=_positive, default=1,
-                        help="run the suites this many times, engines alternating; the report pools the rounds of "
-                             "all repeats and lists each repeat's training-step ratios")
+                        help="run the suites this many times; the report pools the rounds of all repeats and "
+                             "lists each repeat's training-step and inference ratios")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory / first-step probes")
     parser.add_argument("--no-profile", action="store_true", help="skip the layer profiles")
     parser.add_argument("--probe-steps", type=int, default=None, help="training steps per memory probe (default 10)")
@@ -131,7 +131,7 @@ def _json_path(json_path, engines, repeat, repeats):
 def _run_repeat(args, runs, first):
     """One repeat: a pytest process per entry of ``runs`` (engines, files, JSON path); their JSON, in order.
 
-    Several processes (``--isolate``) run side by side and take turns, one benchmark each
+    Several processes (``--isolate``) run side by side and take turns, a burst of rounds each
     (`benchmarks.turns`); the engine that goes first at each benchmark rotates with ``first``.
     """
     referee = Referee([SUITES[suite][:-3] for suite in args.suites], first=first % len(runs)) if len(runs) > 1 \

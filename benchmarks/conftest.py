@@ -64,13 +64,14 @@ benchmark running a burst in turn (`benchmarks.turns`)."""
 
 BURST_SETTLE = 0.12
 """Idle seconds before a burst, after another engine's: OpenBLAS's idle threads spin for about 2**28 cycles
-(0.1 s at 2.7 GHz) before they sleep. The first benchmark of each turn waits ``--bench-settle`` instead."""
+(0.1 s at 2.7 GHz) before they sleep. A benchmark's first burst waits ``--bench-settle`` instead."""
 
 
 def _bursts(player, slot, body, rounds, settle):
-    """pytest-benchmark's ``setup`` (called before each round, untimed): at the start of every burst but the
-    first, pass the turn; when it comes back, idle ``settle`` seconds and make one untimed call, which wakes
-    this engine's threads and fills its caches again, as the warm-up round did before the first burst."""
+    """(pytest-benchmark's ``setup``, the number of bursts). The setup is called before each round, untimed:
+    at the start of every burst but the first it passes the turn; when the turn comes back it idles
+    ``settle`` seconds and makes one untimed call, which wakes this engine's threads and fills its caches
+    again, as the warm-up round did before the first burst."""
     size = math.ceil(rounds / min(BURSTS, rounds))
     calls = iter(range(-1, rounds))  # -1: the warm-up round
 
@@ -81,7 +82,7 @@ def _bursts(player, slot, body, rounds, settle):
             time.sleep(settle)
             body()
 
-    return setup
+    return setup, math.ceil(rounds / size)
 
 
 ENGINE_PARAMS = ("engine_name", "op_engine")
@@ -198,8 +199,7 @@ def measure(benchmark, request):
         benchmark.extra_info["rounds_planned"] = rounds
         setup = None
         if player is not None:
-            setup = _bursts(player, slot, body, rounds, min(settle, BURST_SETTLE))
-            benchmark.extra_info["bursts"] = min(BURSTS, rounds)
+            setup, benchmark.extra_info["bursts"] = _bursts(player, slot, body, rounds, min(settle, BURST_SETTLE))
         return benchmark.pedantic(body, setup=setup, rounds=rounds, iterations=1, warmup_rounds=1)
 
     return run

@@ -333,3 +333,30 @@ def test_isolated_run_writes_every_engines_json(tmp_path):
 
     assert engines == {engine for engine in ENGINES if installed(engine)}
     assert "| mlp |" in output.read_text()
+
+
+@pytest.mark.parametrize("rounds, bursts", [(2, 2), (5, 5), (7, 4), (12, 4), (200, 5)])
+def test_timed_rounds_come_in_bursts_with_a_hand_over_and_a_warm_call_between(rounds, bursts):
+    """The untimed setup before each round passes the turn (then calls the body once) at the start of every
+    burst but the first; the warm-up round never does."""
+    from benchmarks.conftest import _bursts
+
+    class FakePlayer:
+        def __init__(self):
+            self.passes = []
+
+        def pass_turn(self, suite, slot):
+            self.passes.append((suite, slot))
+
+    calls = []
+    player = FakePlayer()
+    setup, count = _bursts(player, ("bench_train", 3), lambda: calls.append(1), rounds, 0.0)
+    handed_over_before = []
+    for _ in range(-1, rounds):  # the warm-up round, then the timed rounds
+        before = len(player.passes)
+        setup()
+        handed_over_before.append(len(player.passes) > before)
+    assert count == bursts
+    assert len(player.passes) == len(calls) == bursts - 1
+    assert set(player.passes) <= {("bench_train", 3)}
+    assert not handed_over_before[0] and not handed_over_before[1]  # neither the warm-up nor the first round
