@@ -442,9 +442,10 @@ def render(results: dict, probes: dict, profiles: list, info: dict, *, quick: bo
         out += ["## Training step (one optimizer update at the MODELS.md batch)", ""] + table + [""]
         per_repeat = repeat_ratios(results)
         if per_repeat:
-            how = ("each engine in its own process, the processes taking turns benchmark by benchmark (each "
-                   "model's engines measured back to back, the engine that goes first rotating)"
-                   if "--isolate" in command else "the engines' runs alternating")
+            how = ("each engine in its own process, the processes taking turns a burst of rounds at a time "
+                   "(each model's engines measured one after the other, their rounds in bursts that alternate, "
+                   "the engine that goes first rotating)" if "--isolate" in command
+                   else "the engines' runs alternating")
             out += [f"The suites ran several times (`--repeat`), {how}; the table pools the rounds of all "
                     "repeats. The ratios of each repeat:", ""] + per_repeat + [""]
     table = model_table(results, "infer", peak, goals=False)

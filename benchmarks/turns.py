@@ -4,7 +4,7 @@
 that no engine's threads, allocator or imported libraries can slow another. Run one after the other, the
 processes measured the same model minutes apart, and a machine whose speed drifts over minutes (a shared or
 virtual host) moved the ratios by up to 50% from one repeat to the next. So the processes of one repeat now run
-side by side and take turns, one benchmark each:
+side by side and take turns, a burst of one benchmark's rounds each:
 
 * The parent (`Referee`) hands each child one end of a socket pair. Before its timed calls a child's
   ``measure`` sends ``ready <suite> <slot>`` and waits for ``go``; after them it sends ``done``.
