@@ -201,10 +201,10 @@ def backward(x, kernel, dy, geometry, dx_mode, dx_buffer):
     per_chunk = _images_per_chunk(g.oh * g.ow * k + dx_values, x.itemsize)
     plan = _piece_plan(g, dy_sizes, dx_mode, per_chunk, direct, dy_padded.shape[2])
     x_padded, dy2d = padded(x, g), dy.reshape(g.n * g.oh * g.ow, g.co)
-    dkernel_positions = _window_positions(g.loop_sizes(), x_padded.shape[2],  # empty: dkernel from columns
+    sizes, bounds = plan[0], plan[-1]
+    dkernel_positions = _window_positions(sizes, x_padded.shape[2],  # empty: dkernel from columns
                                           DIRECT and conv_direct.dkernel_usable(g))
     dx_buffer = none3d if dx_buffer is None else dx_buffer
-    bounds = plan[-1]
     dkernel_parts = np.empty((bounds.size - 1, k, g.co), dtype=x.dtype)  # each written whole by its part
     _run(_backward_piece, plan, (x_padded, dy2d, dkernel_parts, kernel_t, dx_buffer, dy_padded, flipped,
                                  dkernel_positions))
